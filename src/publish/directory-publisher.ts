@@ -1,0 +1,215 @@
+import { constants as fsConstants, type Stats } from 'node:fs';
+import { chmod, chown, copyFile, lchown, link, lstat, lutimes, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { extractLayer } from '../unpack/extract-layer.ts';
+import { DuccError } from '../util/errors.ts';
+import type { LayerUnpackResult, Publisher, Transaction, TreeEntry } from './publisher.ts';
+
+const IS_ROOT = process.getuid?.() === 0;
+
+/**
+ * The embedded default publisher: a plain directory standing in for `/cvmfs`, holding
+ * `<root>/<cvmfs_repo>/...` in exactly the layout DUCC writes into a CVMFS repository.
+ *
+ * Everything is built in a staging directory on the same filesystem (`<root>/.ducc-staging/`) and made
+ * visible with a single rename, so a crash never leaves a half-written layer, flat tree, symlink or
+ * metadata file under its final name. Each process stages under its own `<pid>-*` directory; `recover()`
+ * removes those of processes that are gone. Files of the flat tree are hard links to the unpacked layer
+ * files (same bytes, same metadata) so each file's content is written once; across filesystems they are
+ * copied (reflinked where the filesystem can).
+ */
+export class DirectoryPublisher implements Publisher {
+  readonly description: string;
+  readonly readRoot: string;
+  private readonly stagingRoot: string;
+
+  constructor(options: { root: string; repository: string }) {
+    this.readRoot = join(options.root, options.repository);
+    this.stagingRoot = join(options.root, '.ducc-staging', options.repository.replaceAll('/', '_'));
+    this.description = `directory ${this.readRoot}`;
+  }
+
+  async recover(): Promise<void> {
+    await mkdir(this.readRoot, { recursive: true });
+    let names: string[];
+    try {
+      names = await readdir(this.stagingRoot);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const pid = Number(name.split('-')[0]);
+      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
+        await rm(join(this.stagingRoot, name), { recursive: true, force: true });
+      }
+    }
+  }
+
+  async lstat(relPath: string): Promise<Stats | undefined> {
+    try {
+      return await lstat(join(this.readRoot, relPath));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async readFile(relPath: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(join(this.readRoot, relPath));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async publishLayer(layerDir: string, tar: Readable, metadata: (result: LayerUnpackResult) => Record<string, Buffer>): Promise<LayerUnpackResult> {
+    const stage = await this.makeStage();
+    try {
+      const layerfs = join(stage, 'layerfs');
+      await mkdir(layerfs);
+      const result = await extractLayer(tar, layerfs, { label: `layer ${layerDir.split('/').at(-1)}` });
+      // `cvmfs_server ingest --catalog` makes layerfs a nested catalog; mirror its marker.
+      await writeFile(join(layerfs, '.cvmfscatalog'), '');
+      await mkdir(join(stage, '.metadata'));
+      for (const [name, bytes] of Object.entries(metadata(result))) await writeFile(join(stage, '.metadata', name), bytes, { mode: 0o644 });
+      await this.moveIntoPlace(stage, layerDir);
+      return result;
+    } finally {
+      await rm(stage, { recursive: true, force: true });
+    }
+  }
+
+  async publishTree(relDir: string, entries: AsyncIterable<TreeEntry>): Promise<void> {
+    const stage = await this.makeStage();
+    try {
+      const tree = join(stage, 'tree');
+      await mkdir(tree, { mode: 0o700 });
+      const directories: { path: string; mode: number; uid: number; gid: number; mtime: Date }[] = [];
+      for await (const entry of entries) {
+        const path = entry.path === '' ? tree : join(tree, entry.path);
+        switch (entry.type) {
+          case 'directory':
+            if (entry.path !== '') await mkdir(path, { mode: 0o700 });
+            directories.push({ path, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime });
+            break;
+          case 'file':
+            if (entry.source !== undefined && (await tryLink(entry.source, path))) break;
+            if (entry.source !== undefined) await copyFile(entry.source, path, fsConstants.COPYFILE_FICLONE);
+            else await writeFile(path, entry.content ?? Buffer.alloc(0), { flag: 'wx', mode: 0o600 });
+            if (IS_ROOT) await chown(path, entry.uid, entry.gid);
+            await chmod(path, entry.mode);
+            await utimes(path, entry.mtime, entry.mtime);
+            break;
+          case 'symlink':
+            await symlink(entry.target, path);
+            if (IS_ROOT) await lchown(path, entry.uid, entry.gid);
+            await lutimes(path, entry.mtime, entry.mtime);
+            break;
+          case 'hardlink':
+            await link(join(tree, entry.target), path);
+            break;
+        }
+      }
+      // As `cvmfs_server ingest --catalog` would, make the tree a nested catalog.
+      // (Removed first: the name may be a hard link into a layer, which must never be written through.)
+      await rm(join(tree, '.cvmfscatalog'), { force: true });
+      await writeFile(join(tree, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
+      for (const dir of directories.reverse()) {
+        if (IS_ROOT) await chown(dir.path, dir.uid, dir.gid);
+        await chmod(dir.path, dir.mode);
+        await utimes(dir.path, dir.mtime, dir.mtime);
+      }
+      await this.moveIntoPlace(tree, relDir);
+    } finally {
+      await rm(stage, { recursive: true, force: true });
+    }
+  }
+
+  async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    const stage = await this.makeStage();
+    let counter = 0;
+    const temp = () => join(stage, `t${counter++}`);
+    const final = (relPath: string) => join(this.readRoot, relPath);
+    const tx: Transaction = {
+      writeFile: async (relPath, data, mode = 0o644) => {
+        const path = temp();
+        await writeFile(path, data, { mode });
+        await chmod(path, mode);
+        await mkdir(dirname(final(relPath)), { recursive: true, mode: 0o755 });
+        await rename(path, final(relPath));
+      },
+      symlink: async (relPath, target) => {
+        const existing = await this.lstat(relPath);
+        if (existing && !existing.isSymbolicLink()) {
+          throw new DuccError('BOT_ERR_PUBLISH', `${relPath} exists and is not a symlink; refusing to replace it`);
+        }
+        const path = temp();
+        await symlink(target, path);
+        await mkdir(dirname(final(relPath)), { recursive: true, mode: 0o755 });
+        await rename(path, final(relPath));
+      },
+      mkdir: async (relPath) => {
+        await mkdir(final(relPath), { recursive: true, mode: 0o755 });
+      },
+      remove: async (relPath) => {
+        // Rename away first so the name disappears at once, then delete at leisure.
+        try {
+          await rename(final(relPath), temp());
+        } catch (error) {
+          if (isMissing(error)) return;
+          throw error;
+        }
+      },
+    };
+    try {
+      return await work(tx);
+    } finally {
+      await rm(stage, { recursive: true, force: true });
+    }
+  }
+
+  private async makeStage(): Promise<string> {
+    await mkdir(this.stagingRoot, { recursive: true });
+    return mkdtemp(join(this.stagingRoot, `${process.pid}-`));
+  }
+
+  /** Renames a finished staging directory to its final name; if another process got there first, keeps theirs. */
+  private async moveIntoPlace(staged: string, relDir: string): Promise<void> {
+    const target = join(this.readRoot, relDir);
+    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    try {
+      await rename(staged, target);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') return; // identical content published concurrently
+      throw error;
+    }
+  }
+}
+
+async function tryLink(source: string, path: string): Promise<boolean> {
+  try {
+    await link(source, path);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK') return false;
+    throw error;
+  }
+}
+
+function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,58 @@
+import { DuccError } from '../util/errors.ts';
+
+/** Limits on what one layer may contain; defaults are far above real images and far below trouble. */
+export interface ExtractLimits {
+  maxEntries: number;
+  maxPathBytes: number;
+  maxDepth: number;
+  /** Uncompressed bytes of file content per layer. */
+  maxBytes: number;
+  /** Symlinks followed while resolving one path. */
+  maxSymlinkHops: number;
+}
+
+export const DEFAULT_EXTRACT_LIMITS: ExtractLimits = {
+  maxEntries: 2_000_000,
+  maxPathBytes: 4096,
+  maxDepth: 256,
+  maxBytes: 64 * 1024 ** 3,
+  maxSymlinkHops: 40,
+};
+
+/**
+ * Turns a tar entry name into path components relative to the layer root: a leading `/` and `./` are
+ * dropped (as every container runtime does), `.` components vanish, and any `..` component is rejected
+ * rather than "cleaned", so a name can never climb out of the target. Returns [] for the root itself.
+ */
+export function entryComponents(name: string, limits: ExtractLimits, where: string): string[] {
+  if (name.includes('\0')) throw unsafe(where, 'name contains a NUL byte');
+  if (Buffer.byteLength(name) > limits.maxPathBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: name longer than ${limits.maxPathBytes} bytes`);
+  const components = name.split('/').filter((part) => part !== '' && part !== '.');
+  if (components.includes('..')) throw unsafe(where, "name contains a '..' component");
+  if (components.length > limits.maxDepth) throw new DuccError('BOT_ERR_LIMIT', `${where}: deeper than ${limits.maxDepth} directories`);
+  return components;
+}
+
+export function unsafe(where: string, why: string): DuccError {
+  return new DuccError('BOT_ERR_UNSAFE_ENTRY', `${where}: ${why}`);
+}
+
+/** OCI whiteout names. `.wh..wh..opq` marks an opaque directory; `.wh.<name>` deletes `<name>` below. */
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+export const WHITEOUT_PREFIX = '.wh.';
+
+/** Classifies a file name: a whiteout of `target`, the opaque marker, other `.wh..wh.` metadata (aufs), or a plain name. */
+export function classifyName(name: string): { kind: 'whiteout'; target: string } | { kind: 'opaque' } | { kind: 'aufs-meta' } | { kind: 'plain' } {
+  if (!name.startsWith(WHITEOUT_PREFIX)) return { kind: 'plain' };
+  if (name === OPAQUE_WHITEOUT) return { kind: 'opaque' };
+  if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return { kind: 'aufs-meta' };
+  return { kind: 'whiteout', target: name.slice(WHITEOUT_PREFIX.length) };
+}
+
+/** Whiteouts that name nothing (`.wh.`), or `.`/`..` (`.wh..`, `.wh...`), are invalid and rejected. */
+export function checkWhiteoutName(name: string, where: string): void {
+  const kind = classifyName(name);
+  if (kind.kind === 'whiteout' && (kind.target === '' || kind.target === '.' || kind.target === '..')) {
+    throw unsafe(where, `invalid whiteout '${name}'`);
+  }
+}

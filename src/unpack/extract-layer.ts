@@ -1,0 +1,251 @@
+import { constants as fsConstants } from 'node:fs';
+import { lstat, mkdir, open, rm, symlink, link, lchown, lutimes, chmod, chown, utimes, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import tarStream from 'tar-stream';
+import { DuccError } from '../util/errors.ts';
+import type { LayerUnpackResult } from '../publish/publisher.ts';
+import { DEFAULT_EXTRACT_LIMITS, checkWhiteoutName, entryComponents, unsafe, type ExtractLimits } from './entry-path.ts';
+
+export interface ExtractOptions {
+  /** Names the layer in errors, e.g. `layer sha256:ab12…`. */
+  label: string;
+  limits?: Partial<ExtractLimits>;
+  /** Apply tar uid/gid; defaults to "when running as root", since only root can. */
+  preserveOwnership?: boolean;
+}
+
+interface DirMetadata {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+}
+
+const IS_ROOT = process.getuid?.() === 0;
+
+/**
+ * Unpacks an uncompressed layer tar into `target` (an empty directory that we own), the way DUCC's
+ * `cvmfs_server ingest` lays out `.layers/<xx>/<d>/layerfs`: whiteouts stay as the `.wh.*` files the tar
+ * holds, modes (setuid/setgid/sticky included) and mtimes as in the tar, ownership when running as root.
+ *
+ * Safety (untrusted input): names with `..` are rejected; a path that passes through a symlink created by
+ * an earlier entry is resolved as if `target` were `/`; existing paths are replaced, never written
+ * through; hard links must point inside the layer and not at a directory (a target that is not in this
+ * layer, common for links into lower layers, becomes an empty file and is reported); device nodes and
+ * FIFOs are never created; no xattrs are applied. Streaming: file content goes to disk chunk by chunk.
+ */
+export async function extractLayer(tar: Readable, target: string, options: ExtractOptions): Promise<LayerUnpackResult> {
+  const limits: ExtractLimits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
+  const preserveOwnership = options.preserveOwnership ?? IS_ROOT;
+  const result: LayerUnpackResult = { warnings: [], externalHardlinks: [] };
+  const directories = new Map<string, DirMetadata>();
+  // Directories known to be real directories (not symlinks) in `target`, by relative path: saves an
+  // lstat per component for every entry. Cleared whenever something is replaced.
+  const knownDirs = new Set<string>(['']);
+  let entries = 0;
+  let bytes = 0;
+
+  const extract = tarStream.extract();
+  const finished = new Promise<void>((resolve, reject) => {
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+    tar.on('error', (error) => extract.destroy(error));
+  });
+  tar.pipe(extract);
+
+  try {
+    for await (const entry of extract) {
+      const header = entry.header;
+      const where = `${options.label}, entry '${header.name}'`;
+      if (++entries > limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${options.label}: more than ${limits.maxEntries} entries`);
+      const components = entryComponents(header.name, limits, where);
+      const name = components.at(-1);
+      if (name !== undefined) checkWhiteoutName(name, where);
+
+      // tar-stream has already folded PAX and GNU long-name records into this header.
+      const type = header.type;
+      const mode = (header.mode ?? 0o644) & 0o7777;
+      const uid = header.uid ?? 0;
+      const gid = header.gid ?? 0;
+      const mtime = header.mtime ?? new Date(0);
+
+      if (components.length === 0) {
+        // The layer root itself (`./`): its metadata applies to `target`.
+        if (type === 'directory') directories.set('', { path: target, mode, uid, gid, mtime });
+        entry.resume();
+        continue;
+      }
+
+      if (type === 'character-device' || type === 'block-device' || type === 'fifo') {
+        result.warnings.push(`${where}: ${type} not created (device nodes and FIFOs are never created)`);
+        entry.resume();
+        continue;
+      }
+      if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory' && type !== 'symlink' && type !== 'link') {
+        result.warnings.push(`${where}: unsupported entry type '${type}' skipped`);
+        entry.resume();
+        continue;
+      }
+
+      const parent = await ensureParent(components.slice(0, -1));
+      const path = join(parent, name!);
+
+      if (type === 'directory') {
+        const existing = await lstatOrUndefined(path);
+        if (existing && !existing.isDirectory()) {
+          await rm(path, { force: true });
+          knownDirs.clear();
+        }
+        if (!existing || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
+        // Permissions last, deepest first: a 0555 directory must still receive its children.
+        directories.set(path, { path, mode, uid, gid, mtime });
+        entry.resume();
+        continue;
+      }
+
+      await removeExisting(path);
+      if (type === 'symlink') {
+        // Symlink targets are stored verbatim; they are resolved (inside the root) only when used.
+        await symlink(header.linkname ?? '', path);
+        if (preserveOwnership) await lchown(path, uid, gid);
+        await lutimes(path, mtime, mtime);
+        entry.resume();
+        continue;
+      }
+      if (type === 'link') {
+        const linkComponents = entryComponents(header.linkname ?? '', limits, `${where} (hard link target)`);
+        if (linkComponents.length === 0) throw unsafe(where, 'hard link to the layer root');
+        const source = await resolveExisting(linkComponents);
+        if (source === undefined) {
+          // Target lives in a lower layer: keep the name as an empty file (as cvmfs_server ingest
+          // --tolerate-missing-hardlinks does) and let the flattener link it to the real file.
+          result.externalHardlinks.push({ path: components.join('/'), target: linkComponents.join('/') });
+          await writeEmptyFile(path, mode, uid, gid, mtime);
+        } else {
+          const stat = await lstat(source);
+          if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
+          await link(source, path);
+        }
+        entry.resume();
+        continue;
+      }
+
+      // Regular file: created fresh (O_EXCL, O_NOFOLLOW) so an existing link is never written through.
+      const handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      try {
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          bytes += chunk.length;
+          if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
+          await handle.write(chunk);
+        }
+        if (preserveOwnership) await handle.chown(uid, gid);
+        // chmod after chown: chown clears setuid/setgid.
+        await handle.chmod(mode);
+        await handle.utimes(mtime, mtime);
+      } finally {
+        await handle.close();
+      }
+    }
+    await finished;
+  } catch (error) {
+    extract.destroy();
+    tar.destroy();
+    throw error;
+  }
+
+  // Deepest first, so that a read-only parent does not block its children's metadata.
+  const ordered = [...directories.values()].sort((a, b) => b.path.length - a.path.length);
+  for (const dir of ordered) {
+    if (preserveOwnership) await chown(dir.path, dir.uid, dir.gid);
+    await chmod(dir.path, dir.mode);
+    await utimes(dir.path, dir.mtime, dir.mtime);
+  }
+  return result;
+
+  /**
+   * The real directory for a parent path, following symlinks as if `target` were the root (like
+   * securejoin) and creating missing directories (0755) as tar extraction does.
+   */
+  async function ensureParent(parentComponents: string[]): Promise<string> {
+    const key = parentComponents.join('/');
+    if (knownDirs.has(key)) return join(target, key);
+    const resolved = await resolveComponents(parentComponents, true);
+    if (resolved === undefined) throw unsafe(`${options.label}`, `cannot create parent directory '${key}'`);
+    if (resolved.length === parentComponents.length && resolved.every((c, i) => c === parentComponents[i])) knownDirs.add(key);
+    return join(target, ...resolved);
+  }
+
+  /** Path of an existing entry (final component not followed), or undefined when it does not exist. */
+  async function resolveExisting(componentsToFind: string[]): Promise<string | undefined> {
+    const parent = await resolveComponents(componentsToFind.slice(0, -1), false);
+    if (parent === undefined) return undefined;
+    const path = join(target, ...parent, componentsToFind.at(-1)!);
+    return (await lstatOrUndefined(path)) ? path : undefined;
+  }
+
+  /**
+   * Resolves directory components inside `target`. Symlinks are followed with `target` as the root
+   * (absolute targets are re-rooted, `..` stops at the root), at most `maxSymlinkHops` times. With
+   * `create`, missing directories are made; otherwise a missing one yields undefined.
+   */
+  async function resolveComponents(input: string[], create: boolean): Promise<string[] | undefined> {
+    const pending = [...input];
+    const resolved: string[] = [];
+    let hops = 0;
+    while (pending.length > 0) {
+      const part = pending.shift()!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        resolved.pop();
+        continue;
+      }
+      const path = join(target, ...resolved, part);
+      const stat = await lstatOrUndefined(path);
+      if (stat === undefined) {
+        if (!create) return undefined;
+        await mkdir(path, { mode: 0o755 });
+        resolved.push(part);
+      } else if (stat.isSymbolicLink()) {
+        if (++hops > limits.maxSymlinkHops) throw unsafe(options.label, `too many symlinks resolving '${input.join('/')}'`);
+        const linkTarget = await readlink(path);
+        if (linkTarget.startsWith('/')) resolved.length = 0;
+        pending.unshift(...linkTarget.split('/'));
+      } else if (stat.isDirectory()) {
+        resolved.push(part);
+      } else {
+        if (!create) return undefined;
+        throw unsafe(options.label, `'${[...resolved, part].join('/')}' is not a directory but an entry is placed below it`);
+      }
+    }
+    return resolved;
+  }
+
+  async function removeExisting(path: string): Promise<void> {
+    const existing = await lstatOrUndefined(path);
+    if (existing === undefined) return;
+    await rm(path, { recursive: true, force: true });
+    knownDirs.clear();
+  }
+
+  async function writeEmptyFile(path: string, mode: number, uid: number, gid: number, mtime: Date): Promise<void> {
+    const handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+    try {
+      if (preserveOwnership) await handle.chown(uid, gid);
+      await handle.chmod(mode);
+      await handle.utimes(mtime, mtime);
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+async function lstatOrUndefined(path: string) {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,213 @@
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TreeEntry } from '../publish/publisher.ts';
+import { classifyName } from './entry-path.ts';
+
+/** One unpacked layer as input to {@link buildFlatTree}, base layer first. */
+export interface FlatLayerInput {
+  /** Absolute path of the layer's unpacked tree (`.layers/<xx>/<d>/layerfs`). */
+  dir: string;
+  /** Hard links of this layer whose targets live in lower layers (stored as empty files in `dir`). */
+  externalHardlinks: { path: string; target: string }[];
+}
+
+/** Metadata kept per merged entry: only what the flat tree needs, to keep big images small in memory. */
+interface Meta {
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+}
+
+type MergedNode =
+  | ({ kind: 'dir'; children: Map<string, MergedNode> } & Meta)
+  | ({ kind: 'file'; size: number; source?: string; content?: Buffer; identity?: string } & Meta)
+  | ({ kind: 'symlink'; target: string } & Meta);
+
+const MAX_SYMLINK_HOPS = 40;
+/** CVMFS control files are never taken from layers (as `cvmfs_server overlay` does); the flat tree gets its own. */
+const CVMFS_CONTROL_FILES = new Set(['.cvmfscatalog', '.cvmfsdirtab', '.cvmfsautocatalog']);
+
+/**
+ * The merged view of an image's layers, built from the unpacked layer trees on disk with OCI whiteout
+ * semantics: `.wh.<name>` removes `<name>` from lower layers, `.wh..wh..opq` hides everything lower in its
+ * directory (whatever the order of entries in the tar), and no `.wh.*` name reaches the result. Entries
+ * of a higher layer replace lower ones; directories merge and take the higher layer's metadata.
+ */
+export class FlatTree {
+  readonly root: MergedNode & { kind: 'dir' };
+  readonly warnings: string[] = [];
+
+  private constructor(root: MergedNode & { kind: 'dir' }) {
+    this.root = root;
+  }
+
+  static async build(layers: readonly FlatLayerInput[]): Promise<FlatTree> {
+    const tree = new FlatTree({ kind: 'dir', children: new Map(), mode: 0o755, uid: 0, gid: 0, mtime: new Date(0) });
+    for (const [index, layer] of layers.entries()) {
+      const rootStat = await lstat(layer.dir);
+      Object.assign(tree.root, metaOf(rootStat));
+      await tree.mergeDirectory(layer.dir, tree.root);
+      for (const link of layer.externalHardlinks) tree.resolveExternalHardlink(link, index);
+    }
+    return tree;
+  }
+
+  private async mergeDirectory(dir: string, merged: MergedNode & { kind: 'dir' }): Promise<void> {
+    const names = (await readdir(dir)).sort();
+    // Whiteouts first: they only ever affect lower layers, never entries of this same layer.
+    for (const name of names) {
+      const kind = classifyName(name);
+      if (kind.kind === 'opaque') merged.children.clear();
+    }
+    for (const name of names) {
+      const kind = classifyName(name);
+      if (kind.kind === 'whiteout') merged.children.delete(kind.target);
+    }
+    for (const name of names) {
+      if (classifyName(name).kind !== 'plain' || CVMFS_CONTROL_FILES.has(name)) continue;
+      const path = join(dir, name);
+      const stat = await lstat(path);
+      const existing = merged.children.get(name);
+      if (stat.isDirectory()) {
+        const node: MergedNode & { kind: 'dir' } =
+          existing?.kind === 'dir' ? Object.assign(existing, metaOf(stat)) : { kind: 'dir', children: new Map(), ...metaOf(stat) };
+        merged.children.set(name, node);
+        await this.mergeDirectory(path, node);
+      } else if (stat.isSymbolicLink()) {
+        merged.children.set(name, { kind: 'symlink', target: await readlink(path), ...metaOf(stat) });
+      } else if (stat.isFile()) {
+        merged.children.set(name, { kind: 'file', size: stat.size, source: path, identity: `${stat.dev}:${stat.ino}`, ...metaOf(stat) });
+      } else {
+        this.warnings.push(`${path}: not a file, directory or symlink; left out of the flat image`);
+      }
+    }
+  }
+
+  /** Points a hard link stored as an empty placeholder at the file it names in the layers below. */
+  private resolveExternalHardlink(link: { path: string; target: string }, layerIndex: number): void {
+    const target = this.lookup(link.target.split('/'), false);
+    const placeholder = this.lookup(link.path.split('/'), false);
+    if (target?.kind !== 'file' || placeholder?.kind !== 'file') {
+      this.warnings.push(`layer ${layerIndex + 1}: hard link '${link.path}' → '${link.target}' has no regular file to point to; left empty`);
+      return;
+    }
+    const parent = this.lookup(link.path.split('/').slice(0, -1), true) as MergedNode & { kind: 'dir' };
+    parent.children.set(link.path.split('/').at(-1)!, { ...target });
+  }
+
+  /**
+   * Finds the node at a path, following symlinks in directory components as if the tree were `/`
+   * (never leaving it); the last component is not followed. With `parentOnly`, returns the directory.
+   */
+  lookup(components: string[], parentOnly: boolean): MergedNode | undefined {
+    const pending = components.filter((c) => c !== '' && c !== '.');
+    const last = parentOnly ? undefined : pending.pop();
+    const stack: (MergedNode & { kind: 'dir' })[] = [this.root];
+    let hops = 0;
+    while (pending.length > 0) {
+      const part = pending.shift()!;
+      if (part === '..') {
+        if (stack.length > 1) stack.pop();
+        continue;
+      }
+      const node = stack.at(-1)!.children.get(part);
+      if (node === undefined) return undefined;
+      if (node.kind === 'symlink') {
+        if (++hops > MAX_SYMLINK_HOPS) return undefined;
+        if (node.target.startsWith('/')) stack.length = 1;
+        pending.unshift(...node.target.split('/').filter((c) => c !== '' && c !== '.'));
+        continue;
+      }
+      if (node.kind !== 'dir') return undefined;
+      stack.push(node);
+    }
+    if (last === undefined) return stack.at(-1);
+    return stack.at(-1)!.children.get(last);
+  }
+
+  /** True when the path resolves to something, following every symlink (like stat(2)). */
+  resolves(path: string): boolean {
+    let components = path.split('/');
+    for (let hops = 0; hops <= MAX_SYMLINK_HOPS; hops++) {
+      const node = this.lookup(components, false);
+      if (node === undefined) return false;
+      if (node.kind !== 'symlink') return true;
+      const parent = components.slice(0, -1);
+      components = node.target.startsWith('/') ? node.target.split('/') : [...parent, ...node.target.split('/')];
+    }
+    return false;
+  }
+
+  /** Adds or replaces an entry generated by us (Apptainer files); missing parents are created 0755. */
+  add(entry: { type: 'directory'; path: string; mode: number } | { type: 'file'; path: string; mode: number; content: Buffer } | { type: 'symlink'; path: string; target: string }, mtime: Date): void {
+    const components = entry.path.split('/');
+    let dir: MergedNode & { kind: 'dir' } = this.root;
+    for (const [index, part] of components.slice(0, -1).entries()) {
+      let next = dir.children.get(part);
+      // A symlinked parent (e.g. /etc → /usr/etc) is followed inside the tree, as writing a file would.
+      if (next?.kind === 'symlink') next = this.lookup(components.slice(0, index + 1), true);
+      if (next?.kind !== 'dir') {
+        next = { kind: 'dir', children: new Map(), mode: 0o755, uid: 0, gid: 0, mtime };
+        dir.children.set(part, next);
+      }
+      dir = next;
+    }
+    const name = components.at(-1)!;
+    const meta = { uid: 0, gid: 0, mtime };
+    if (entry.type === 'directory') {
+      if (dir.children.get(name)?.kind !== 'dir') dir.children.set(name, { kind: 'dir', children: new Map(), mode: entry.mode, ...meta });
+    } else if (entry.type === 'file') {
+      dir.children.set(name, { kind: 'file', size: entry.content.length, content: entry.content, mode: entry.mode, ...meta });
+    } else {
+      dir.children.set(name, { kind: 'symlink', target: entry.target, mode: 0o777, ...meta });
+    }
+  }
+
+  /** The tree as publisher entries, parents first, names sorted; files sharing an inode become hard links. */
+  async *entries(): AsyncGenerator<TreeEntry> {
+    const firstPathOf = new Map<string, string>();
+    const stack: [string, MergedNode & { kind: 'dir' }][] = [['', this.root]];
+    while (stack.length > 0) {
+      const [prefix, dir] = stack.pop()!;
+      const subdirs: [string, MergedNode & { kind: 'dir' }][] = [];
+      for (const name of [...dir.children.keys()].sort()) {
+        const node = dir.children.get(name)!;
+        const path = prefix === '' ? name : `${prefix}/${name}`;
+        if (node.kind === 'dir') {
+          yield { type: 'directory', path, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
+          subdirs.push([path, node]);
+        } else if (node.kind === 'symlink') {
+          yield { type: 'symlink', path, target: node.target, uid: node.uid, gid: node.gid, mtime: node.mtime };
+        } else {
+          const first = node.identity === undefined ? undefined : firstPathOf.get(node.identity);
+          if (first !== undefined) {
+            yield { type: 'hardlink', path, target: first };
+            continue;
+          }
+          if (node.identity !== undefined) firstPathOf.set(node.identity, path);
+          yield {
+            type: 'file',
+            path,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            mtime: node.mtime,
+            size: node.size,
+            ...(node.content === undefined ? { source: node.source! } : { content: node.content }),
+          };
+        }
+      }
+      stack.push(...subdirs.reverse());
+    }
+  }
+
+  /** Metadata of the root directory (the top layer's `./` entry). */
+  rootMeta(): Meta {
+    return { mode: this.root.mode, uid: this.root.uid, gid: this.root.gid, mtime: this.root.mtime };
+  }
+}
+
+function metaOf(stat: { mode: number; uid: number; gid: number; mtime: Date }): Meta {
+  return { mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtime: stat.mtime };
+}
