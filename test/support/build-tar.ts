@@ -25,21 +25,24 @@ export async function buildTar(entries: TarEntrySpec[]): Promise<Buffer> {
   for (const entry of entries) {
     const type = entry.type ?? 'file';
     const content = entry.content === undefined ? undefined : Buffer.from(entry.content);
-    const header: tarStream.Headers = {
+    const header: tarStream.Header = {
       name: entry.name,
       type,
+      size: type === 'file' ? (content?.length ?? 0) : 0,
       mode: entry.mode ?? (type === 'directory' ? 0o755 : 0o644),
       uid: entry.uid ?? 0,
       gid: entry.gid ?? 0,
+      uname: '',
+      gname: '',
       mtime: entry.mtime ?? DEFAULT_MTIME,
-      ...(entry.linkname === undefined ? {} : { linkname: entry.linkname }),
-      ...(entry.devmajor === undefined ? {} : { devmajor: entry.devmajor }),
-      ...(entry.devminor === undefined ? {} : { devminor: entry.devminor }),
+      linkname: entry.linkname ?? '',
+      devmajor: entry.devmajor ?? 0,
+      devminor: entry.devminor ?? 0,
       ...(entry.pax === undefined ? {} : { pax: entry.pax }),
     };
     await new Promise<void>((resolve, reject) => {
       const callback = (error?: Error | null) => (error ? reject(error) : resolve());
-      if (type === 'file') pack.entry({ ...header, size: content?.length ?? 0 }, content ?? Buffer.alloc(0), callback);
+      if (type === 'file') pack.entry(header, content ?? Buffer.alloc(0), callback);
       else pack.entry(header, callback);
     });
   }
