@@ -1,7 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../util/errors.ts';
-import { parseImageReference } from '../wishlist/image-reference.ts';
+import { parseImageReference, wholeName, manifestReference } from '../wishlist/image-reference.ts';
+import { formatProblem, hasErrors } from '../wishlist/wishlist.ts';
+import { createLogger } from '../util/logger.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { parsePlatform } from '../registry/platform.ts';
+import { expandWish } from '../convert/convert-wishlist.ts';
+import { readWishlist, reportSummary, runConversion, runLoop, pullCredentials, type ConversionFlags } from './run-conversion.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -40,6 +46,109 @@ export function buildProgram(out: (text: string) => void): Command {
       } else {
         for (const [key, value] of rows) out(`${key.padEnd(12)}${value}\n`);
       }
+    });
+
+  const conversionFlags = (command: Command, withRepoFlags = true): Command => {
+    if (withRepoFlags) {
+      command
+        .option('--repo-root <dir>', 'directory publisher: write into <dir>/<cvmfs_repo>/ (overrides the config file)')
+        .option('--config <file>', 'config file choosing the publisher (default $DUCC_CONFIG; else directory publisher under ./var/cvmfs)');
+    }
+    return command
+      .option('-s, --skip-flat', 'do not build the flat root filesystem nor the public symlink')
+      .option('-d, --skip-layers', 'do not unpack layers, unless the flat root filesystem needs them')
+      .option('-i, --skip-thin-image', 'do not push thin images')
+      .option('-g, --convert-again', 'convert even images that .metadata says are up to date')
+      .option('-f, --overwrite-layers', 'unpack layers again even when already published')
+      .option('--platform <os/arch[/variant]>', 'platform to take from multi-platform images', 'linux/amd64')
+      .option('--max-concurrent-downloads <n>', 'layers downloaded at once per image', '3')
+      .option('--max-wildcard-tags <n>', 'most tags one wildcard entry may expand to', '500')
+      .option('-n, --notification-file <file>', 'append DUCC JSON-lines notifications to <file>');
+  };
+
+  conversionFlags(
+    program
+      .command('convert')
+      .description('convert every image of a wish list once; exit 1 if any failed')
+      .argument('<wishlist>', 'wish list file (DUCC recipe v1)'),
+  ).action(async (file: string, flags: ConversionFlags) => {
+    const logger = createLogger();
+    const summary = await runConversion(await readWishlist(file), flags, process.env, logger);
+    process.exitCode = reportSummary(summary, out);
+  });
+
+  conversionFlags(
+    program
+      .command('loop')
+      .description('convert the wish list again and again, re-reading it each round, until SIGINT/SIGTERM')
+      .argument('<wishlist>', 'wish list file (DUCC recipe v1)')
+      .option('--interval <seconds>', 'pause between rounds', '60'),
+  ).action(async (file: string, flags: ConversionFlags & { interval?: string }) => {
+    process.exitCode = await runLoop(file, flags, process.env, createLogger(), out);
+  });
+
+  conversionFlags(
+    program
+      .command('convert-single-image')
+      .description('convert one image into a CVMFS repository without a wish list')
+      .argument('<image>', 'image reference, e.g. https://registry.hub.docker.com/library/ubuntu:22.04')
+      .argument('<cvmfs-repo>', 'repository name, e.g. unpacked.cern.ch')
+      .option('-u, --username <user>', 'account that pushes the thin image')
+      .option('--thin-image-name <image>', 'thin image name (default: <image>_thin naming of DUCC)'),
+  ).action(async (image: string, repo: string, flags: ConversionFlags & { username?: string; thinImageName?: string }) => {
+    const yaml = JSON.stringify({
+      version: 1,
+      cvmfs_repo: repo,
+      ...(flags.username ? { user: flags.username } : {}),
+      ...(flags.thinImageName ? { output_format: flags.thinImageName } : {}),
+      input: [image],
+    });
+    const { parseWishlist } = await import('../wishlist/wishlist.ts');
+    const summary = await runConversion(parseWishlist(yaml, '<command line>'), flags, process.env, createLogger());
+    process.exitCode = reportSummary(summary, out);
+  });
+
+  program
+    .command('check')
+    .description('validate a wish list and resolve every reference without converting; exit 1 on problems')
+    .argument('<wishlist>', 'wish list file (DUCC recipe v1)')
+    .option('--platform <os/arch[/variant]>', 'platform to resolve in multi-platform images', 'linux/amd64')
+    .option('--offline', 'only check the file, do not contact registries')
+    .action(async (file: string, flags: { platform: string; offline?: boolean }) => {
+      const wishlist = await readWishlist(file);
+      for (const problem of wishlist.problems) out(`${formatProblem(problem, file)}\n`);
+      let failed = hasErrors(wishlist);
+      if (!flags.offline) {
+        const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
+        const platform = parsePlatform(flags.platform);
+        for (const wish of wishlist.wishes) {
+          const where = `${file}:${wish.source.line}:${wish.source.column}`;
+          try {
+            const images = await expandWish(client, wish);
+            for (const image of images) {
+              const resolved = await client.resolveManifest({ scheme: image.scheme, registry: image.registry, repository: image.repository }, manifestReference(image), { platform });
+              out(`${where}: ok: ${wholeName(image)} ${resolved.manifestDigest}\n`);
+            }
+          } catch (error) {
+            failed = true;
+            out(`${where}: error: ${wish.input}: ${errorMessage(error)}\n`);
+          }
+        }
+      }
+      process.exitCode = failed ? 1 : 0;
+    });
+
+  program
+    .command('download-manifest')
+    .alias('get-manifest')
+    .description('print the manifest an image reference resolves to (platform manifest for an index)')
+    .argument('<image>', 'image reference with a tag or digest')
+    .option('--platform <os/arch[/variant]>', 'platform to take from multi-platform images', 'linux/amd64')
+    .action(async (image: string, flags: { platform: string }) => {
+      const ref = parseImageReference(image);
+      const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
+      const resolved = await client.resolveManifest({ scheme: ref.scheme, registry: ref.registry, repository: ref.repository }, manifestReference(ref), { platform: parsePlatform(flags.platform) });
+      out(`${JSON.stringify(resolved.manifest, null, 2)}\n`);
     });
 
   return program;

@@ -33,6 +33,11 @@ export interface LayerUnpackResult {
    * layer dir as empty regular files, and the flattener resolves them against the lower layers.
    */
   externalHardlinks: { path: string; target: string }[];
+  /**
+   * Directories created only because an entry lies below them (the tar has no entry of their own).
+   * The flattener keeps the lower layers' metadata for them, as unpacking onto a rootfs does.
+   */
+  implicitDirectories?: string[];
 }
 
 /** Small writes grouped so that the cvmfs publisher does them in a single transaction. */

@@ -1,6 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, rm, symlink, link, lchown, lutimes, chmod, chown, utimes, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { DuccError } from '../util/errors.ts';
@@ -44,6 +44,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   // Directories known to be real directories (not symlinks) in `target`, by relative path: saves an
   // lstat per component for every entry. Cleared whenever something is replaced.
   const knownDirs = new Set<string>(['']);
+  const implicitDirs = new Set<string>();
   let entries = 0;
   let bytes = 0;
 
@@ -99,6 +100,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
           knownDirs.clear();
         }
         if (!existing || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
+        implicitDirs.delete(relative(target, path));
         // Permissions last, deepest first: a 0555 directory must still receive its children.
         directories.set(path, { path, mode, uid, gid, mtime });
         entry.resume();
@@ -162,6 +164,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     await chmod(dir.path, dir.mode);
     await utimes(dir.path, dir.mtime, dir.mtime);
   }
+  result.implicitDirectories = [...implicitDirs].sort();
   return result;
 
   /**
@@ -207,6 +210,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
         if (!create) return undefined;
         await mkdir(path, { mode: 0o755 });
         resolved.push(part);
+        implicitDirs.add(resolved.join('/'));
       } else if (stat.isSymbolicLink()) {
         if (++hops > limits.maxSymlinkHops) throw unsafe(options.label, `too many symlinks resolving '${input.join('/')}'`);
         const linkTarget = await readlink(path);

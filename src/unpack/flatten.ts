@@ -9,6 +9,8 @@ export interface FlatLayerInput {
   dir: string;
   /** Hard links of this layer whose targets live in lower layers (stored as empty files in `dir`). */
   externalHardlinks: { path: string; target: string }[];
+  /** Directories that exist in `dir` only as parents of entries; they do not override lower metadata. */
+  implicitDirectories?: string[];
 }
 
 /** Metadata kept per merged entry: only what the flat tree needs, to keep big images small in memory. */
@@ -47,13 +49,13 @@ export class FlatTree {
     for (const [index, layer] of layers.entries()) {
       const rootStat = await lstat(layer.dir);
       Object.assign(tree.root, metaOf(rootStat));
-      await tree.mergeDirectory(layer.dir, tree.root);
+      await tree.mergeDirectory(layer.dir, tree.root, '', new Set(layer.implicitDirectories ?? []));
       for (const link of layer.externalHardlinks) tree.resolveExternalHardlink(link, index);
     }
     return tree;
   }
 
-  private async mergeDirectory(dir: string, merged: MergedNode & { kind: 'dir' }): Promise<void> {
+  private async mergeDirectory(dir: string, merged: MergedNode & { kind: 'dir' }, prefix: string, implicit: ReadonlySet<string>): Promise<void> {
     const names = (await readdir(dir)).sort();
     // Whiteouts first: they only ever affect lower layers, never entries of this same layer.
     for (const name of names) {
@@ -70,10 +72,12 @@ export class FlatTree {
       const stat = await lstat(path);
       const existing = merged.children.get(name);
       if (stat.isDirectory()) {
-        const node: MergedNode & { kind: 'dir' } =
-          existing?.kind === 'dir' ? Object.assign(existing, metaOf(stat)) : { kind: 'dir', children: new Map(), ...metaOf(stat) };
+        const rel = prefix === '' ? name : `${prefix}/${name}`;
+        let node: MergedNode & { kind: 'dir' };
+        if (existing?.kind === 'dir') node = implicit.has(rel) ? existing : Object.assign(existing, metaOf(stat));
+        else node = { kind: 'dir', children: new Map(), ...metaOf(stat) };
         merged.children.set(name, node);
-        await this.mergeDirectory(path, node);
+        await this.mergeDirectory(path, node, rel, implicit);
       } else if (stat.isSymbolicLink()) {
         merged.children.set(name, { kind: 'symlink', target: await readlink(path), ...metaOf(stat) });
       } else if (stat.isFile()) {
@@ -164,9 +168,10 @@ export class FlatTree {
     }
   }
 
-  /** The tree as publisher entries, parents first, names sorted; files sharing an inode become hard links. */
+  /** The tree as publisher entries (the root first, as path ''), parents first, names sorted; files sharing an inode become hard links. */
   async *entries(): AsyncGenerator<TreeEntry> {
     const firstPathOf = new Map<string, string>();
+    yield { type: 'directory', path: '', mode: this.root.mode, uid: this.root.uid, gid: this.root.gid, mtime: this.root.mtime };
     const stack: [string, MergedNode & { kind: 'dir' }][] = [['', this.root]];
     while (stack.length > 0) {
       const [prefix, dir] = stack.pop()!;

@@ -1,0 +1,154 @@
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { RegistryClient } from '../registry/client.ts';
+import { CredentialStore } from '../registry/credentials.ts';
+import { parsePlatform } from '../registry/platform.ts';
+import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
+import { convertWishlist, formatSummary, summarizeProblems, type ConversionSummary } from '../convert/convert-wishlist.ts';
+import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ConvertedImage } from '../convert/convert-image.ts';
+import { buildThinImage, pushThinImage } from '../thin/thin-image.ts';
+import { NotificationWriter } from '../metadata/notifications.ts';
+import { formatOutputImage, parseImageReference } from '../wishlist/image-reference.ts';
+import { parseWishlist, type Wishlist } from '../wishlist/wishlist.ts';
+import { DuccError, errorMessage } from '../util/errors.ts';
+
+/** Options shared by `convert`, `loop` and `convert-single-image`, as commander hands them over. */
+export interface ConversionFlags {
+  repoRoot?: string;
+  config?: string;
+  skipFlat?: boolean;
+  skipLayers?: boolean;
+  skipThinImage?: boolean;
+  convertAgain?: boolean;
+  overwriteLayers?: boolean;
+  platform?: string;
+  maxConcurrentDownloads?: string;
+  notificationFile?: string;
+  maxWildcardTags?: string;
+}
+
+export function conversionOptions(flags: ConversionFlags): ConvertOptions {
+  return {
+    ...DEFAULT_CONVERT_OPTIONS,
+    skipFlat: Boolean(flags.skipFlat),
+    skipLayers: Boolean(flags.skipLayers),
+    skipThinImage: Boolean(flags.skipThinImage),
+    convertAgain: Boolean(flags.convertAgain),
+    overwriteLayers: Boolean(flags.overwriteLayers),
+    ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
+    ...(flags.maxConcurrentDownloads ? { maxConcurrentDownloads: positiveInteger(flags.maxConcurrentDownloads, '--max-concurrent-downloads') } : {}),
+  };
+}
+
+function positiveInteger(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new DuccError('BOT_ERR_CONFIG', `${flag} must be a positive integer, not '${value}'`);
+  return n;
+}
+
+export function publisherConfig(flags: ConversionFlags, env: NodeJS.ProcessEnv): PublisherConfig {
+  if (flags.repoRoot) return { kind: 'directory', root: flags.repoRoot };
+  return loadPublisherConfig(flags.config ?? env['DUCC_CONFIG']);
+}
+
+/** Pull credentials: DUCC_AUTH_REGISTRIES variables, plus a docker-style config.json when DOCKER_CONFIG/~/.docker has one. */
+export async function pullCredentials(env: NodeJS.ProcessEnv): Promise<CredentialStore> {
+  const store = CredentialStore.fromEnvironment(env);
+  const dockerConfig = env['DOCKER_CONFIG'] ? `${env['DOCKER_CONFIG']}/config.json` : env['HOME'] ? `${env['HOME']}/.docker/config.json` : undefined;
+  if (dockerConfig) {
+    const text = await readFile(dockerConfig, 'utf8').catch(() => undefined);
+    if (text !== undefined) store.addDockerConfig(text, dockerConfig);
+  }
+  return store;
+}
+
+/**
+ * Converts one wish list once with everything set up from flags and environment: publisher per
+ * `cvmfs_repo`, registry clients (pull credentials; the thin-image push account is the wish list's `user`
+ * with `DUCC_OUTPUT_REGISTRY_PASS`), notifications.
+ */
+export async function runConversion(wishlist: Wishlist, flags: ConversionFlags, env: NodeJS.ProcessEnv, logger: Logger, signal?: AbortSignal): Promise<ConversionSummary & { blobRequests: number }> {
+  const options = conversionOptions(flags);
+  const client = new RegistryClient({ credentials: await pullCredentials(env), logger });
+  const notifications = flags.notificationFile ? await NotificationWriter.open(flags.notificationFile) : NotificationWriter.discard();
+  try {
+    const cvmfsRepo = wishlist.cvmfsRepo;
+    // Without a valid cvmfs_repo there is nothing to convert into; report the file's problems.
+    if (cvmfsRepo === undefined) return { ...summarizeProblems(wishlist, logger), blobRequests: 0 };
+    const publisher = await createPublisher(publisherConfig(flags, env), cvmfsRepo, logger);
+    await publisher.recover();
+    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
+    const summary = await convertWishlist(
+      wishlist,
+      { client, publisher, notifications, logger, ...(pushThin ? { pushThinImage: pushThin } : {}) },
+      options,
+      { logger, client, ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}), ...(signal ? { signal } : {}) },
+    );
+    return { ...summary, blobRequests: client.blobRequestCount };
+  } finally {
+    await notifications.close();
+  }
+}
+
+function thinPusher(wishlist: Wishlist, env: NodeJS.ProcessEnv, logger: Logger) {
+  return async (converted: ConvertedImage) => {
+    const password = env['DUCC_OUTPUT_REGISTRY_PASS'];
+    if (!wishlist.user || password === undefined) {
+      throw new DuccError('BOT_ERR_THIN', "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS (or pass --skip-thin-image)");
+    }
+    const outputName = formatOutputImage(wishlist.outputFormat, converted.image);
+    const output = parseImageReference(outputName);
+    const credentials = new CredentialStore();
+    credentials.set(output.registry, { username: wishlist.user, password });
+    const pushClient = new RegistryClient({ credentials, logger });
+    const built = await buildThinImage({
+      image: converted.image,
+      cvmfsRepo: wishlist.cvmfsRepo!,
+      layerDigests: converted.manifest.layers.map((layer) => layer.digest),
+      config: converted.config,
+    });
+    return pushThinImage(pushClient, outputName, built);
+  };
+}
+
+export async function readWishlist(file: string): Promise<Wishlist> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new DuccError('BOT_ERR_WISHLIST', `cannot read wish list ${file}: ${errorMessage(error)}`);
+  }
+  return parseWishlist(text, file);
+}
+
+/** Prints failures and the summary line; returns the exit code (1 when anything failed). */
+export function reportSummary(summary: ConversionSummary, write: (text: string) => void): number {
+  for (const failure of summary.failures) write(`error: ${failure.message}\n`);
+  write(`${formatSummary(summary)}\n`);
+  return summary.failed > 0 ? 1 : 0;
+}
+
+/** `loop`: converts, waits, re-reads the wish list, until SIGINT/SIGTERM (finishing the current image). */
+export async function runLoop(file: string, flags: ConversionFlags & { interval?: string }, env: NodeJS.ProcessEnv, logger: Logger, write: (text: string) => void): Promise<number> {
+  const intervalSeconds = flags.interval === undefined ? 60 : Number(flags.interval);
+  if (!Number.isFinite(intervalSeconds) || intervalSeconds < 0) throw new DuccError('BOT_ERR_CONFIG', `--interval must be a number of seconds, not '${flags.interval}'`);
+  const controller = new AbortController();
+  const stop = () => {
+    logger.info('stopping after the current image');
+    controller.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    while (!controller.signal.aborted) {
+      const summary = await runConversion(await readWishlist(file), flags, env, logger, controller.signal);
+      reportSummary(summary, write);
+      await sleep(intervalSeconds * 1000, undefined, { signal: controller.signal }).catch(() => undefined);
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}

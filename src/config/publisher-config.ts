@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse } from 'yaml';
+import { DuccError } from '../util/errors.ts';
+import { DirectoryPublisher } from '../publish/directory-publisher.ts';
+import type { Publisher } from '../publish/publisher.ts';
+
+/** Where converted images go. `directory` is the embedded default; `cvmfs` runs `cvmfs_server`. */
+export type PublisherConfig = { kind: 'directory'; root: string } | { kind: 'cvmfs'; mountRoot: string; cvmfsServer?: string };
+
+export const DEFAULT_PUBLISHER: PublisherConfig & { kind: 'directory' } = { kind: 'directory', root: './var/cvmfs' };
+
+/** Reads the `publisher:` section of a config file (the rest belongs to `ducc serve`). */
+export function loadPublisherConfig(file: string | undefined): PublisherConfig {
+  if (file === undefined) return DEFAULT_PUBLISHER;
+  let raw: unknown;
+  try {
+    raw = parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new DuccError('BOT_ERR_CONFIG', `cannot read config ${file}: ${(error as Error).message}`);
+  }
+  const section = (raw as { publisher?: Record<string, unknown> } | null)?.publisher;
+  if (section === undefined) return DEFAULT_PUBLISHER;
+  if (section['kind'] === 'directory') return { kind: 'directory', root: String(section['root'] ?? DEFAULT_PUBLISHER.root) };
+  if (section['kind'] === 'cvmfs') {
+    return { kind: 'cvmfs', mountRoot: String(section['mountRoot'] ?? '/cvmfs'), ...(section['cvmfsServer'] ? { cvmfsServer: String(section['cvmfsServer']) } : {}) };
+  }
+  throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.kind must be 'directory' or 'cvmfs'`);
+}
+
+/** The publisher for one `cvmfs_repo` (which may carry a sub-directory, `repo/subdir`). */
+export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: import('pino').Logger): Promise<Publisher> {
+  if (config.kind === 'directory') return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo });
+  const { CvmfsServerPublisher } = await import('../publish/cvmfs-publisher.ts');
+  const [repository, ...sub] = cvmfsRepo.split('/');
+  return new CvmfsServerPublisher({
+    repository: repository!,
+    ...(sub.length ? { subdirectory: sub.join('/') } : {}),
+    mountRoot: config.mountRoot,
+    ...(config.cvmfsServer ? { cvmfsServer: config.cvmfsServer } : {}),
+    ...(logger ? { logger } : {}),
+  });
+}

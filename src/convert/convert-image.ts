@@ -1,0 +1,270 @@
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import pLimit from 'p-limit';
+import type { RegistryClient } from '../registry/client.ts';
+import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef } from '../registry/types.ts';
+import type { Publisher } from '../publish/publisher.ts';
+import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
+import { apptainerEntries } from '../apptainer/apptainer-files.ts';
+import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
+import { appendOrigin, formatLayersJson, formatRemoveSchedule } from '../metadata/layer-metadata.ts';
+import type { NotificationWriter } from '../metadata/notifications.ts';
+import { flatDir, layerDir, metadataDir, publicPath, relativeSymlinkTarget, REMOVE_SCHEDULE_PATH, digestHex } from '../layout/paths.ts';
+import { manifestReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
+import { DuccError, errorMessage } from '../util/errors.ts';
+import { DigestingStream, compressionOf, decompressionStages, isForeignLayer } from './layer-stream.ts';
+
+/** DUCC's conversion switches (`convert` flags), all off by default. */
+export interface ConvertOptions {
+  /** `-d`: do not unpack layers (unless the flat tree, which is built from them, needs them). */
+  skipLayers: boolean;
+  /** `-s`: do not build `.flat` nor the public symlink. */
+  skipFlat: boolean;
+  /** `-i`: do not push a thin image. */
+  skipThinImage: boolean;
+  /** `-g`: convert even when `.metadata` says the image is up to date. */
+  convertAgain: boolean;
+  /** `-f`: unpack layers again even when present. */
+  overwriteLayers: boolean;
+  /** Platform chosen from an image index (default linux/amd64). */
+  platform?: Platform;
+  /** Layers downloaded at once per image. */
+  maxConcurrentDownloads: number;
+}
+
+export const DEFAULT_CONVERT_OPTIONS: ConvertOptions = {
+  skipLayers: false,
+  skipFlat: false,
+  skipThinImage: false,
+  convertAgain: false,
+  overwriteLayers: false,
+  maxConcurrentDownloads: 3,
+};
+
+/** What converting one image needs; shared by the CLI and the bot. */
+export interface ConvertContext {
+  client: RegistryClient;
+  publisher: Publisher;
+  /** `cvmfs_repo` as written in the wish list (used in thin.json URLs). */
+  cvmfsRepo: string;
+  notifications: NotificationWriter;
+  logger: Logger;
+  /** Pushes the thin image of a converted image; absent when thin images are skipped. */
+  pushThinImage?: (image: ConvertedImage) => Promise<{ name: string; digest: string }>;
+  /** Progress callback for terminals. */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export type ProgressEvent =
+  | { kind: 'layer-start'; image: string; layer: string; index: number; total: number; size: number }
+  | { kind: 'layer-bytes'; image: string; layer: string; bytes: number }
+  | { kind: 'layer-done'; image: string; layer: string; skipped: boolean }
+  | { kind: 'flat'; image: string };
+
+/** An image whose manifest and config are known, ready to publish or to describe. */
+export interface ConvertedImage {
+  image: ImageReference;
+  manifestDigest: string;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  configDigest: string;
+}
+
+export interface ImageOutcome {
+  status: 'converted' | 'up-to-date';
+  image: string;
+  manifestDigest: string;
+  configDigest: string;
+  publicPath: string;
+  flatDir: string;
+  /** Layers unpacked in this run (the rest were already published). */
+  newLayers: number;
+  thinImage?: { name: string; digest: string };
+  warnings: string[];
+}
+
+/**
+ * Converts one image (a wish, or one tag of a wildcard wish) into the repository: layers, flat root
+ * filesystem with the Apptainer files, `.metadata` manifest and public symlink, then the thin image.
+ * Incremental: if `.metadata` already records this config digest and everything it implies is in place,
+ * nothing is downloaded or written (only the manifest is asked for).
+ */
+export async function convertImage(ctx: ConvertContext, image: ImageReference, options: ConvertOptions): Promise<ImageOutcome> {
+  const name = wholeName(image);
+  const ref: RepositoryRef = { scheme: image.scheme, registry: image.registry, repository: image.repository };
+  const log = ctx.logger.child({ image: name });
+  const manifestInfo = await ctx.client.resolveManifest(ref, manifestReference(image), options.platform ? { platform: options.platform } : {});
+  const manifest = manifestInfo.manifest;
+  const configDigest = manifest.config.digest;
+  const publicName = publicPath(image);
+  const flat = flatDir(configDigest);
+  const manifestPath = `${metadataDir(image)}/manifest.json`;
+  const layers = manifest.layers.filter((layer) => !isForeignLayer(layer.mediaType));
+  const base = { image: name, manifestDigest: manifestInfo.manifestDigest, configDigest, publicPath: publicName, flatDir: flat };
+
+  const existing = parseDuccManifest((await ctx.publisher.readFile(manifestPath)) ?? Buffer.alloc(0));
+  if (!options.convertAgain && existing?.configDigest === configDigest && (await isComplete(ctx.publisher, layers, flat, publicName, options))) {
+    log.debug('already converted');
+    return { status: 'up-to-date', ...base, newLayers: 0, warnings: [] };
+  }
+
+  const configBytes = await ctx.client.fetchBlob(ref, manifest.config);
+  const config = parseConfig(configBytes, name);
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) {
+    throw new DuccError('BOT_ERR_REGISTRY', `${name}: the config lists ${diffIds.length} diff_ids for ${manifest.layers.length} layers`);
+  }
+  const warnings: string[] = [];
+
+  // 1. Layers, downloaded in parallel (bounded) and unpacked as they arrive; present ones are skipped
+  //    before any byte is requested.
+  const limit = pLimit(Math.max(1, options.maxConcurrentDownloads));
+  let newLayers = 0;
+  // With --skip-layers the layers are still unpacked when the flat tree needs them (it is built from them).
+  const needLayers = !options.skipLayers || !options.skipFlat;
+  await Promise.all(
+    (needLayers ? manifest.layers : []).map((layer, index) =>
+      limit(async () => {
+        if (isForeignLayer(layer.mediaType)) return;
+        const dir = layerDir(layer.digest);
+        const present = (await ctx.publisher.lstat(`${dir}/layerfs`)) && (await ctx.publisher.lstat(`${dir}/.metadata/layers.json`));
+        if (present && !options.overwriteLayers) {
+          ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: true });
+          return;
+        }
+        if (present) await ctx.publisher.transaction((tx) => tx.remove(dir));
+        ctx.onProgress?.({ kind: 'layer-start', image: name, layer: layer.digest, index, total: manifest.layers.length, size: layer.size });
+        const started = Date.now();
+        await ctx.notifications.write({ action: 'start_layer_conversion', image: publicName, layer: digestHex(layer.digest) });
+        try {
+          const result = await unpackLayer(ctx, ref, name, layer, diffIds[index]!);
+          warnings.push(...result);
+          newLayers++;
+          await ctx.notifications.write({ action: 'end_layer_conversion', image: publicName, layer: digestHex(layer.digest), status: 'ok', size_bytes: layer.size, time_elapsed_s: ((Date.now() - started) / 1000).toFixed(6) });
+          await ctx.notifications.write({ action: 'publish_layer', layer_digest: digestHex(layer.digest) });
+        } catch (error) {
+          await ctx.notifications.write({ action: 'end_layer_conversion', image: publicName, layer: digestHex(layer.digest), status: 'error', error: errorMessage(error) });
+          throw error;
+        }
+        ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: false });
+      }),
+    ),
+  );
+
+  // 2. The flat root filesystem, content-addressed by the config digest: built once, shared by tags.
+  if (!options.skipFlat && !(await ctx.publisher.lstat(flat))) {
+    ctx.onProgress?.({ kind: 'flat', image: name });
+    await ctx.notifications.write({ action: 'start_flat_conversion', image_request: name });
+    const inputs: FlatLayerInput[] = [];
+    for (const layer of layers) {
+      const notesFile = await ctx.publisher.readFile(`${layerDir(layer.digest)}/.metadata/${UNPACK_NOTES_FILE}`);
+      const notes: UnpackNotes = notesFile ? (JSON.parse(notesFile.toString('utf8')) as UnpackNotes) : { externalHardlinks: [] };
+      inputs.push({ dir: join(ctx.publisher.readRoot, layerDir(layer.digest), 'layerfs'), ...notes });
+    }
+    const tree = await FlatTree.build(inputs);
+    warnings.push(...tree.warnings);
+    const now = new Date();
+    for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);
+    await ctx.publisher.publishTree(flat, tree.entries());
+    await ctx.notifications.write({ action: 'end_flat_conversion', image_request: name, status: 'ok' });
+  }
+
+  // 3. Small writes, one transaction: catalog markers, origins, the DUCC manifest, the public symlink.
+  const duccManifest = formatDuccManifest({
+    ...(manifest.mediaType === undefined ? {} : { mediaType: manifest.mediaType }),
+    config: manifest.config,
+    layers: manifest.layers,
+  });
+  await ctx.publisher.transaction(async (tx) => {
+    const markers = ['.layers/.cvmfscatalog', ...layers.map((l) => `${layerDir(l.digest).split('/').slice(0, 2).join('/')}/.cvmfscatalog`)];
+    if (!options.skipFlat) markers.push('.flat/.cvmfscatalog');
+    for (const marker of new Set(markers)) {
+      if (!(await ctx.publisher.lstat(marker))) await tx.writeFile(marker, '');
+    }
+    for (const layer of layers) {
+      const origin = `${layerDir(layer.digest)}/.metadata/origin.json`;
+      await tx.writeFile(origin, appendOrigin(await ctx.publisher.readFile(origin), configDigest));
+    }
+    if (existing && existing.configDigest !== configDigest) {
+      // The tag moved: schedule the old image for a later garbage collection, as DUCC does.
+      const schedule = formatRemoveSchedule(await ctx.publisher.readFile(REMOVE_SCHEDULE_PATH), existing.manifest);
+      await tx.writeFile(REMOVE_SCHEDULE_PATH, schedule);
+    }
+    await tx.writeFile(manifestPath, duccManifest);
+    if (!options.skipFlat) {
+      await tx.symlink(publicName, relativeSymlinkTarget(publicName, flat));
+      await ctx.notifications.write({ action: 'publish_flat_image', public_path: publicName, private_path: flat });
+    }
+  });
+
+  const outcome: ImageOutcome = { status: 'converted', ...base, newLayers, warnings };
+  if (ctx.pushThinImage && !options.skipThinImage) {
+    outcome.thinImage = await ctx.pushThinImage({ image, manifestDigest: manifestInfo.manifestDigest, manifest, config, configDigest });
+  }
+  log.info({ newLayers, configDigest }, 'converted');
+  return outcome;
+}
+
+/**
+ * Our addition to a layer's `.metadata/` (DUCC consumers ignore it): what the flattener must know beyond
+ * the unpacked tree — hard links into lower layers, and directories that had no tar entry of their own.
+ */
+export const UNPACK_NOTES_FILE = 'unpack-notes.json';
+type UnpackNotes = Pick<FlatLayerInput, 'externalHardlinks' | 'implicitDirectories'>;
+
+async function unpackLayer(ctx: ConvertContext, ref: RepositoryRef, imageName: string, layer: Descriptor, diffId: string): Promise<string[]> {
+  const label = `${imageName}: layer ${layer.digest}`;
+  const compression = compressionOf(layer.mediaType, label);
+  const blob = await ctx.client.openBlob(ref, layer);
+  const stages = [...decompressionStages(compression, label), new DigestingStream(diffId, label)];
+  const digesting = stages.at(-1) as DigestingStream;
+  // Chain by hand so that an error anywhere (download, digest, decompression) reaches the consumer of
+  // the last stage: the publisher then discards its staging instead of publishing.
+  const all: Readable[] = [blob, ...stages];
+  for (let i = 0; i < all.length - 1; i++) {
+    all[i]!.on('error', (error) => digesting.destroy(error));
+    all[i]!.pipe(stages[i]!);
+  }
+  let downloaded = 0;
+  blob.on('data', (chunk: Buffer) => {
+    downloaded += chunk.length;
+    ctx.onProgress?.({ kind: 'layer-bytes', image: imageName, layer: layer.digest, bytes: downloaded });
+  });
+  try {
+    const result = await ctx.publisher.publishLayer(layerDir(layer.digest), digesting, (unpacked) => {
+      const files: Record<string, Buffer> = {
+        'layers.json': formatLayersJson({ diffId: digesting.digest, compressedDigest: layer.digest, diffSize: digesting.bytes, created: new Date() }),
+      };
+      const notes: UnpackNotes = { externalHardlinks: unpacked.externalHardlinks, implicitDirectories: unpacked.implicitDirectories ?? [] };
+      if (notes.externalHardlinks.length > 0 || notes.implicitDirectories!.length > 0) files[UNPACK_NOTES_FILE] = Buffer.from(JSON.stringify(notes));
+      return files;
+    });
+    return result.warnings;
+  } catch (error) {
+    for (const stream of all) stream.destroy();
+    if (error instanceof DuccError) throw error;
+    throw new DuccError('BOT_ERR_PUBLISH', `${label}: ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+/** Everything an up-to-date image implies is present: its layers, its flat tree and its public symlink. */
+async function isComplete(publisher: Publisher, layers: Descriptor[], flat: string, publicName: string, options: ConvertOptions): Promise<boolean> {
+  if (!options.skipLayers) {
+    for (const layer of layers) if (!(await publisher.lstat(`${layerDir(layer.digest)}/layerfs`))) return false;
+  }
+  if (!options.skipFlat) {
+    if (!(await publisher.lstat(flat))) return false;
+    const link = await publisher.lstat(publicName);
+    if (!link?.isSymbolicLink()) return false;
+  }
+  return true;
+}
+
+function parseConfig(bytes: Buffer, name: string): ImageConfig {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as ImageConfig;
+  } catch (error) {
+    throw new DuccError('BOT_ERR_REGISTRY', `${name}: image config is not JSON: ${errorMessage(error)}`);
+  }
+}

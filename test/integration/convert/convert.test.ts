@@ -1,0 +1,242 @@
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readlink, rm, writeFile, lstat, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { buildTar } from '../../support/build-tar.ts';
+import { debianShellEntries } from '../../support/debian-base-layer.ts';
+import { startRegistry, type TestRegistry } from '../../support/registry.ts';
+import { pushOciLayout, writeOciLayout, type TestImageSpec } from '../../support/oci-image.ts';
+import { snapshotTree, type SnapshotEntry } from '../../support/tree-snapshot.ts';
+import { parseWishlist } from '../../../src/wishlist/wishlist.ts';
+import { runConversion } from '../../../src/cli/run-conversion.ts';
+import { createLogger } from '../../../src/util/logger.ts';
+import { formatDuccManifest } from '../../../src/metadata/ducc-manifest.ts';
+
+const run = promisify(execFile);
+const CLI = new URL('../../../bin/ducc.ts', import.meta.url).pathname;
+const quietLogger = createLogger({ level: 'silent' });
+
+/** Paths DUCC adds to every flat image for Apptainer (and our catalog marker); absent from umoci's rootfs. */
+const APPTAINER_PATHS = /^(\.singularity\.d(\/.*)?|singularity|\.run|\.exec|\.test|\.shell|environment|\.cvmfscatalog|dev|proc|sys|root|home|tmp|var|var\/tmp|etc|etc\/hosts|etc\/resolv\.conf)$/;
+
+async function tempDir(t: TestContext | { after: (fn: () => Promise<void>) => void }, prefix = 'ducc-convert-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A multi-layer image on a real Debian shell: whiteouts, an opaque dir, hard links (also into a lower layer), setuid, symlinks. */
+async function debianLikeImage(): Promise<TestImageSpec> {
+  const base = await buildTar([
+    ...debianShellEntries(),
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\n' },
+    { name: 'etc/removed-later', content: 'bye' },
+    { name: 'opt/', type: 'directory' },
+    { name: 'opt/app/', type: 'directory' },
+    { name: 'opt/app/old-config', content: 'old' },
+    { name: 'usr/bin/perl', content: 'not really perl', mode: 0o755 },
+    { name: 'tmp/', type: 'directory', mode: 0o1777 },
+    { name: 'home/', type: 'directory' },
+    { name: 'home/user/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 },
+    { name: 'home/user/notes', content: 'mine', uid: 1000, gid: 1000, mode: 0o600 },
+  ]);
+  const changes = await buildTar([
+    { name: 'etc/.wh.removed-later', content: '' },
+    { name: 'opt/app/.wh..wh..opq', content: '' },
+    { name: 'opt/app/new-config', content: 'new' },
+    { name: 'usr/bin/su', content: 'setuid tool', mode: 0o4755 },
+    { name: 'usr/bin/sg', content: 'setgid tool', mode: 0o2755 },
+    { name: 'usr/bin/su-alias', type: 'link', linkname: 'usr/bin/su' },
+    { name: 'usr/bin/perl5.36', type: 'link', linkname: 'usr/bin/perl' },
+    { name: 'usr/local/', type: 'directory' },
+    { name: 'usr/local/bin/', type: 'directory' },
+    { name: 'usr/local/bin/shell', type: 'symlink', linkname: '/usr/bin/dash' },
+    { name: 'usr/local/bin/relative', type: 'symlink', linkname: '../../bin/su' },
+  ]);
+  const top = await buildTar([
+    { name: 'usr/bin/.wh.sg', content: '' },
+    { name: 'home/user/notes', content: 'rewritten', uid: 1000, gid: 1000, mode: 0o640 },
+  ]);
+  return {
+    layers: [base, changes, top],
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'], Cmd: ['/bin/sh'], Entrypoint: [], WorkingDir: '/home/user', User: '1000' },
+    platform: { os: 'linux', architecture: 'amd64' },
+  };
+}
+
+/** umoci's rootfs and our flat dir must agree entry by entry (type, mode bits, owner, size, content, link target). */
+function assertSameTree(ours: Map<string, SnapshotEntry>, oracle: Map<string, SnapshotEntry>): void {
+  for (const [path, expected] of oracle) {
+    if (path === 'dev' || path.startsWith('dev/')) continue;
+    assert.deepEqual(ours.get(path), expected, `entry ${path} differs from umoci unpack`);
+  }
+  for (const path of ours.keys()) {
+    if (!oracle.has(path)) assert.match(path, APPTAINER_PATHS, `entry ${path} is not in umoci's rootfs`);
+  }
+}
+
+async function umociRootfs(t: TestContext, layout: string, tag: string): Promise<string> {
+  const bundle = join(await tempDir(t), 'bundle');
+  await run('umoci', ['unpack', '--image', `${layout}:${tag}`, bundle]);
+  return join(bundle, 'rootfs');
+}
+
+function wishlistText(registry: TestRegistry, images: string[], extra = ''): string {
+  return ['version: 1', 'user: pusher', "cvmfs_repo: 'unpacked.example.org'", extra, 'input:', ...images.map((i) => `  - '${i.startsWith('http') || !i.includes('/') ? i : `http://${registry.host}/${i}`}'`), ''].join('\n');
+}
+
+describe('ducc convert with the directory publisher', () => {
+  let registry: TestRegistry;
+  let layout: string;
+  let image: TestImageSpec;
+  const cleanups: (() => Promise<void>)[] = [];
+  const suite = { after: (fn: () => Promise<void>) => cleanups.push(fn) };
+
+  before(async () => {
+    registry = await startRegistry(suite as unknown as TestContext);
+    layout = join(await tempDir(suite), 'layout');
+    image = await debianLikeImage();
+    await writeOciLayout(layout, 'v1', [image]);
+    await pushOciLayout(layout, 'v1', { host: registry.host, repository: 'test/debianish', tag: 'v1' });
+  });
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  it('publishes layers, a flat tree equal to umoci unpack, metadata and a relative public symlink; chroot runs the shell', async (t) => {
+    const root = await tempDir(t);
+    const wishlist = join(root, 'wishlist.yaml');
+    await writeFile(wishlist, wishlistText(registry, ['test/debianish:v1']));
+
+    const { stdout } = await run(process.execPath, [CLI, 'convert', wishlist, '--repo-root', join(root, 'cvmfs'), '--skip-thin-image']);
+
+    assert.match(stdout, /1 converted, 0 up to date, 0 failed/);
+    const repo = join(root, 'cvmfs', 'unpacked.example.org');
+    const publicName = `${registry.host}/test/debianish:v1`;
+    const target = await readlink(join(repo, publicName));
+    assert.match(target, /^\.\.\/\.\.\/\.flat\/[0-9a-f]{2}\/[0-9a-f]{64}$/);
+    const flat = join(repo, registry.host, 'test', target);
+    assertSameTree(await snapshotTree(flat), await snapshotTree(await umociRootfs(t, layout, 'v1')));
+
+    // Layers keep whiteouts verbatim, and each has DUCC's metadata.
+    const manifest = JSON.parse(await readFile(join(repo, '.metadata', registry.host, 'test/debianish:v1/manifest.json'), 'utf8'));
+    const [, second] = manifest.Layers.map((l: { Digest: string }) => l.Digest.slice(7));
+    const layerDir = join(repo, '.layers', second.slice(0, 2), second);
+    assert.equal((await lstat(join(layerDir, 'layerfs/etc/.wh.removed-later'))).isFile(), true);
+    assert.equal((await lstat(join(layerDir, 'layerfs/opt/app/.wh..wh..opq'))).isFile(), true);
+    const layersJson = JSON.parse(await readFile(join(layerDir, '.metadata/layers.json'), 'utf8'));
+    assert.equal(layersJson[0]['compressed-diff-digest'], `sha256:${second}`);
+    assert.deepEqual(JSON.parse(await readFile(join(layerDir, '.metadata/origin.json'), 'utf8')), { origin: [manifest.Config.Digest] });
+    for (const marker of ['.layers/.cvmfscatalog', `.layers/${second.slice(0, 2)}/.cvmfscatalog`, '.flat/.cvmfscatalog']) {
+      assert.equal((await lstat(join(repo, marker))).size, 0, marker);
+    }
+
+    // manifest.json is DUCC's struct, byte for byte.
+    const raw = await readFile(join(repo, '.metadata', registry.host, 'test/debianish:v1/manifest.json'));
+    assert.deepEqual(raw, formatDuccManifest({ mediaType: manifest.MediaType, config: { mediaType: manifest.Config.MediaType, size: manifest.Config.Size, digest: manifest.Config.Digest }, layers: manifest.Layers.map((l: { MediaType: string; Size: number; Digest: string }) => ({ mediaType: l.MediaType, size: l.Size, digest: l.Digest })) }));
+    assert.match(raw.toString(), /^\{"SchemaVersion":2,"MediaType":"application\/vnd\.oci\.image\.manifest\.v1\+json","Config":\{"MediaType":/);
+
+    // Apptainer files, and the image really runs.
+    assert.equal(await readlink(join(flat, 'singularity')), '.singularity.d/runscript');
+    assert.match(await readFile(join(flat, '.singularity.d/env/10-docker2singularity.sh'), 'utf8'), /export LANG="\$\{LANG:-"C\.UTF-8"\}"/);
+    await run('chroot', [flat, '/bin/sh', '-c', 'true']);
+    assert.deepEqual(await readdir(join(root, 'cvmfs', '.ducc-staging', 'unpacked.example.org')), []);
+  });
+
+  it('a second run over unchanged wishes makes no blob request and writes nothing', async (t) => {
+    const root = await tempDir(t);
+    const flags = { repoRoot: join(root, 'cvmfs'), skipThinImage: true };
+    const list = parseWishlist(wishlistText(registry, ['test/debianish:v1']), 'w.yaml');
+    const first = await runConversion(list, flags, {}, quietLogger);
+    assert.equal(first.converted, 1);
+    const before = await snapshotWithTimes(join(root, 'cvmfs', 'unpacked.example.org'));
+
+    const second = await runConversion(list, flags, {}, quietLogger);
+
+    assert.equal(second.upToDate, 1);
+    assert.equal(second.blobRequests, 0);
+    assert.deepEqual(await snapshotWithTimes(join(root, 'cvmfs', 'unpacked.example.org')), before);
+  });
+
+  it('bad entries fail with one line naming the wish while the others convert, and exit is non-zero', async (t) => {
+    const root = await tempDir(t);
+    const wishlist = join(root, 'wishlist.yaml');
+    await writeFile(wishlist, wishlistText(registry, ['test/debianish:v1', 'test/missing:v1', 'http://127.0.0.1:1/nothing/here:v1', 'ubuntu:22.04']));
+
+    const result = await run(process.execPath, [CLI, 'convert', wishlist, '--repo-root', join(root, 'cvmfs'), '--skip-thin-image']).then(
+      () => assert.fail('convert should exit non-zero'),
+      (error: { code: number; stdout: string }) => error,
+    );
+
+    assert.equal(result.code, 1);
+    const lines = result.stdout.trim().split('\n');
+    assert.match(lines.find((l) => l.includes('test/missing:v1'))!, /^error: .*wishlist\.yaml:7: http:\/\/127\.0\.0\.1:\d+\/test\/missing:v1: .*not found/);
+    assert.match(lines.find((l) => l.includes('127.0.0.1:1/'))!, /wishlist\.yaml:8: .*127\.0\.0\.1:1/);
+    assert.match(lines.find((l) => l.includes('ubuntu:22.04'))!, /wishlist\.yaml:9:5: error: .*registry\.hub\.docker\.com\/library\/ubuntu:22\.04/);
+    assert.equal(lines.at(-1), '1 converted, 0 up to date, 3 failed');
+    assert.ok((await lstat(join(root, 'cvmfs/unpacked.example.org', registry.host, 'test/debianish:v1'))).isSymbolicLink());
+  });
+
+  for (const variant of [
+    { name: 'zstd layers', tag: 'zstd', compression: 'zstd' as const, format: 'oci' as const },
+    { name: 'Docker schema 2 media types', tag: 'docker', compression: 'gzip' as const, format: 'docker' as const },
+    { name: 'uncompressed layers', tag: 'plain', compression: 'none' as const, format: 'oci' as const },
+  ]) {
+    it(`converts the same image with ${variant.name} to the same flat tree`, async (t) => {
+      const variantLayout = join(await tempDir(t), 'layout');
+      await writeOciLayout(variantLayout, variant.tag, [image], { compression: variant.compression });
+      await pushOciLayout(variantLayout, variant.tag, { host: registry.host, repository: 'test/variants', tag: variant.tag, format: variant.format });
+      const root = await tempDir(t);
+
+      const summary = await runConversion(parseWishlist(wishlistText(registry, [`test/variants:${variant.tag}`]), 'w.yaml'), { repoRoot: join(root, 'cvmfs'), skipThinImage: true }, {}, quietLogger);
+
+      assert.deepEqual(summary.failures, []);
+      const repo = join(root, 'cvmfs', 'unpacked.example.org');
+      const flat = join(repo, registry.host, 'test', await readlink(join(repo, registry.host, `test/variants:${variant.tag}`)));
+      assertSameTree(await snapshotTree(flat), await snapshotTree(await umociRootfs(t, layout, 'v1')));
+      await run('chroot', [flat, '/bin/sh', '-c', 'true']);
+    });
+  }
+
+  it('takes the amd64 entry of a two-platform index, and a digest-pinned reference', async (t) => {
+    const arm: TestImageSpec = { layers: [await buildTar([{ name: 'arch', content: 'arm64' }])], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } };
+    const amd: TestImageSpec = { ...image, platform: { os: 'linux', architecture: 'amd64' } };
+    const indexLayout = join(await tempDir(t), 'layout');
+    const written = await writeOciLayout(indexLayout, 'multi', [arm, amd]);
+    await pushOciLayout(indexLayout, 'multi', { host: registry.host, repository: 'test/multi', tag: 'multi' });
+    const root = await tempDir(t);
+    const amdManifest = written.manifests[1]!;
+
+    const summary = await runConversion(
+      parseWishlist(wishlistText(registry, ['test/multi:multi', `test/multi@${amdManifest.digest}`]), 'w.yaml'),
+      { repoRoot: join(root, 'cvmfs'), skipThinImage: true },
+      {},
+      quietLogger,
+    );
+
+    assert.deepEqual(summary.failures, []);
+    assert.equal(summary.converted, 2);
+    const repo = join(root, 'cvmfs', 'unpacked.example.org');
+    const byTag = await readlink(join(repo, registry.host, 'test/multi:multi'));
+    assert.equal(byTag.split('/').at(-1), amdManifest.configDigest.slice(7));
+    assert.equal(await readlink(join(repo, registry.host, `test/multi:${amdManifest.digest}`)), byTag);
+    assert.ok((await lstat(join(repo, '.metadata', registry.host, 'test/multi/manifest.json'))).isFile());
+  });
+});
+
+async function snapshotWithTimes(root: string): Promise<string[]> {
+  const lines: string[] = [];
+  const visit = async (dir: string, rel: string) => {
+    for (const name of (await readdir(dir)).sort()) {
+      const stat = await lstat(join(dir, name));
+      lines.push(`${rel}${name} ${stat.ino} ${stat.mtimeMs} ${stat.size}`);
+      if (stat.isDirectory()) await visit(join(dir, name), `${rel}${name}/`);
+    }
+  };
+  await visit(root, '');
+  return lines;
+}
