@@ -12,6 +12,7 @@ import { NotificationWriter } from '../metadata/notifications.ts';
 import { formatOutputImage, parseImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wishlist } from '../wishlist/wishlist.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
+import { secretFromEnv } from '../util/secrets.ts';
 
 /** Options shared by `convert`, `loop` and `convert-single-image`, as commander hands them over. */
 export interface ConversionFlags {
@@ -93,9 +94,9 @@ export async function runConversion(wishlist: Wishlist, flags: ConversionFlags, 
 
 function thinPusher(wishlist: Wishlist, env: NodeJS.ProcessEnv, logger: Logger) {
   return async (converted: ConvertedImage) => {
-    const password = env['DUCC_OUTPUT_REGISTRY_PASS'];
+    const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
     if (!wishlist.user || password === undefined) {
-      throw new DuccError('BOT_ERR_THIN', "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS (or pass --skip-thin-image)");
+      throw new DuccError('BOT_ERR_THIN', "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS or DUCC_OUTPUT_REGISTRY_PASS_FILE (or pass --skip-thin-image)");
     }
     const outputName = formatOutputImage(wishlist.outputFormat, converted.image);
     const output = parseImageReference(outputName);

@@ -78,3 +78,14 @@ it('refuses to push without the output registry password and says how to fix it'
   assert.equal(summary.failed, 1);
   assert.match(summary.failures[0]!.message, /DUCC_OUTPUT_REGISTRY_PASS.*--skip-thin-image/);
 });
+
+it('reads the push password from DUCC_OUTPUT_REGISTRY_PASS_FILE (systemd credentials)', async (t) => {
+  const { secretFromEnv } = await import('../../../src/util/secrets.ts');
+  const { writeFile } = await import('node:fs/promises');
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'pass'), 'from-file\n');
+
+  assert.equal(secretFromEnv({ DUCC_OUTPUT_REGISTRY_PASS_FILE: join(dir, 'pass') }, 'DUCC_OUTPUT_REGISTRY_PASS'), 'from-file');
+  assert.equal(secretFromEnv({ DUCC_OUTPUT_REGISTRY_PASS: 'direct', DUCC_OUTPUT_REGISTRY_PASS_FILE: join(dir, 'pass') }, 'DUCC_OUTPUT_REGISTRY_PASS'), 'direct');
+  assert.throws(() => secretFromEnv({ X_FILE: join(dir, 'missing') }, 'X'), /cannot read X_FILE .*ENOENT/);
+});
