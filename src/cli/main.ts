@@ -7,6 +7,7 @@ import { createLogger } from '../util/logger.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
+import { terminalProgress } from './progress.ts';
 import { readWishlist, reportSummary, runConversion, runLoop, pullCredentials, type ConversionFlags } from './run-conversion.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -73,7 +74,7 @@ export function buildProgram(out: (text: string) => void): Command {
       .argument('<wishlist>', 'wish list file (DUCC recipe v1)'),
   ).action(async (file: string, flags: ConversionFlags) => {
     const logger = createLogger();
-    const summary = await runConversion(await readWishlist(file), flags, process.env, logger);
+    const summary = await runConversion(await readWishlist(file), flags, process.env, logger, undefined, terminalProgress());
     process.exitCode = reportSummary(summary, out);
   });
 

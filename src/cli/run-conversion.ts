@@ -6,7 +6,7 @@ import { CredentialStore } from '../registry/credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
 import { convertWishlist, formatSummary, summarizeProblems, type ConversionSummary } from '../convert/convert-wishlist.ts';
-import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ConvertedImage } from '../convert/convert-image.ts';
+import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ConvertedImage, type ProgressEvent } from '../convert/convert-image.ts';
 import { buildThinImage, pushThinImage } from '../thin/thin-image.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
 import { formatOutputImage, parseImageReference } from '../wishlist/image-reference.ts';
@@ -69,7 +69,14 @@ export async function pullCredentials(env: NodeJS.ProcessEnv): Promise<Credentia
  * `cvmfs_repo`, registry clients (pull credentials; the thin-image push account is the wish list's `user`
  * with `DUCC_OUTPUT_REGISTRY_PASS`), notifications.
  */
-export async function runConversion(wishlist: Wishlist, flags: ConversionFlags, env: NodeJS.ProcessEnv, logger: Logger, signal?: AbortSignal): Promise<ConversionSummary & { blobRequests: number }> {
+export async function runConversion(
+  wishlist: Wishlist,
+  flags: ConversionFlags,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  signal?: AbortSignal,
+  onProgress?: (event: ProgressEvent) => void,
+): Promise<ConversionSummary & { blobRequests: number }> {
   const options = conversionOptions(flags);
   const client = new RegistryClient({ credentials: await pullCredentials(env), logger });
   const notifications = flags.notificationFile ? await NotificationWriter.open(flags.notificationFile) : NotificationWriter.discard();
@@ -82,7 +89,7 @@ export async function runConversion(wishlist: Wishlist, flags: ConversionFlags, 
     const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
     const summary = await convertWishlist(
       wishlist,
-      { client, publisher, notifications, logger, ...(pushThin ? { pushThinImage: pushThin } : {}) },
+      { client, publisher, notifications, logger, ...(pushThin ? { pushThinImage: pushThin } : {}), ...(onProgress ? { onProgress } : {}) },
       options,
       { logger, client, ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}), ...(signal ? { signal } : {}) },
     );
