@@ -133,6 +133,15 @@ export function apptainerEntries(config: ApptainerImageConfig, exists: (path: st
 }
 
 /**
+ * The permission bits (`mode & 0o7777`) of the flat root after `MakeBaseEnv`, which first makes the
+ * root owner-writable: `if mode&0200 == 0 { chmod(root, mode|0200) }`. Not an entry of its own.
+ */
+export function flatRootModeAfterApptainer(mode: number): number {
+  const perm = mode & 0o7777;
+  return (perm & 0o200) === 0 ? perm | 0o200 : perm;
+}
+
+/**
  * The generated `.singularity.d/runscript` (Go `InsertRunScript`): `#!/bin/sh`, `OCI_ENTRYPOINT='…'`,
  * `OCI_CMD='…'` (each `''` when empty, otherwise `argsQuoted`), then the fixed Sylabs block.
  * A single quote inside an argument is not escaped (inherited bug: it breaks the assignment).
