@@ -261,6 +261,9 @@ export class RegistryClient {
   /**
    * Streams a blob. The stream errors (BOT_ERR_DIGEST_MISMATCH / BOT_ERR_SIZE_MISMATCH) before its end if
    * the bytes do not match the descriptor: treat data as untrusted until it ends without error.
+   * Retries (and the per-registry concurrency slot) cover the request up to the response headers only:
+   * once the stream is returned nothing is retried, and open streams do not hold slots (so a caller may
+   * open several blobs before reading them without deadlocking). Destroy the stream to abort.
    */
   async openBlob(ref: RepositoryRef, descriptor: Descriptor): Promise<Readable> {
     assertValidRef(ref);
@@ -636,8 +639,19 @@ export class RegistryClient {
       const exchange = await this.#dispatch(spec, url, endpoint.origin, headers);
       const { response } = exchange;
       const status = response.statusCode;
-      if (status === 401 && exchange.url.origin === endpoint.origin && !answeredChallenge) {
+      if (status === 401 && exchange.url.origin === endpoint.origin) {
         const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
+        if (answeredChallenge) {
+          const detail = await this.#statusError(spec, exchange);
+          if (authorization?.startsWith('Basic ') && credential !== undefined) {
+            throw this.#authError(spec, `the credentials for user ${JSON.stringify(credential.username)} were rejected (HTTP 401)`);
+          }
+          if (authorization?.startsWith('Bearer ')) {
+            const who = credential === undefined ? 'anonymous token' : `token for user ${JSON.stringify(credential.username)}`;
+            throw this.#authError(spec, `the registry refused the ${who} for ${spec.what} (HTTP 401)`);
+          }
+          throw detail;
+        }
         await discard(response);
         await this.#answerChallenge(spec, endpoint.repositoryPath, authKey, credential, challenges, authorization);
         answeredChallenge = true;
@@ -700,11 +714,10 @@ export class RegistryClient {
     if (error instanceof DuccError) return error;
     const code = networkErrorCode(error);
     const where = url.host === spec.ref.registry ? spec.ref.registry : `${spec.ref.registry} (via ${url.host})`;
-    const duccError = new DuccError(
-      'BOT_ERR_REGISTRY_UNREACHABLE',
-      `registry ${where} unreachable for ${spec.what}: ${code ?? 'network error'}${code !== undefined && errorMessage(error).includes(code) ? '' : ` ${errorMessage(error)}`}`.trim(),
-      { cause: error },
-    );
+    const message = errorMessage(error).trim();
+    let detail = message === '' ? (code ?? 'network error') : message;
+    if (code !== undefined && !detail.includes(code)) detail = `${code}: ${detail}`;
+    const duccError = new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `registry ${where} unreachable for ${spec.what}: ${detail}`, { cause: error });
     if (isTransientNetworkError(error)) return new RetryableFailure(duccError);
     return duccError;
   }
@@ -738,7 +751,7 @@ export class RegistryClient {
     }
     if (basic !== undefined) {
       if (credential === undefined) {
-        throw this.#authError(spec, `${spec.ref.registry} requires credentials (Basic authentication) and none are configured for it`);
+        throw this.#authError(spec, `the registry requires credentials (Basic authentication) but none are configured for ${spec.ref.registry}`);
       }
       if (sentAuthorization !== undefined && sentAuthorization.startsWith('Basic ')) {
         throw this.#authError(spec, `the credentials for user ${JSON.stringify(credential.username)} were rejected`);

@@ -3,9 +3,10 @@
  * registry with skopeo.
  *
  * skopeo 1.9 notes (checked against distribution 2.8):
- * - `copy --all` from an OCI layout copies an index as an index, and manifests, configs and layers
- *   byte-for-byte when no format is forced: zstd layers stay zstd and the digests written here are
- *   the digests in the registry.
+ * - `copy --all` from an OCI layout copies an index as an index, and zstd layers stay zstd.
+ * - but without `--preserve-digests` it gzips *uncompressed* layers on the way to a registry (and so
+ *   rewrites the manifest); pushOciLayout therefore passes `--preserve-digests` for OCI pushes, which
+ *   makes the digests written here the digests in the registry (or makes skopeo fail).
  * - `--format v2s2` converts to Docker media types (manifest list / schema 2 manifest / config and
  *   rootfs.diff.tar.gzip layers), so manifest and config digests change; gzip layer blobs are reused
  *   as they are. zstd layers cannot be expressed in v2s2 and make skopeo fail.
@@ -149,7 +150,10 @@ export async function pushOciLayout(
   target: { host: string; repository: string; tag: string; format?: 'oci' | 'docker'; creds?: { username: string; password: string } },
 ): Promise<void> {
   const args = ['copy', '--all', '--quiet', '--dest-tls-verify=false'];
+  // Without --preserve-digests skopeo gzips uncompressed layers on the way to a registry (rewriting the
+  // manifest); with it, OCI pushes are byte-for-byte or fail. Docker format needs conversion, so not there.
   if (target.format === 'docker') args.push('--format', 'v2s2');
+  else args.push('--preserve-digests');
   if (target.creds !== undefined) args.push('--dest-creds', `${target.creds.username}:${target.creds.password}`);
   else args.push('--dest-no-creds');
   args.push(`oci:${dir}:${tag}`, `docker://${target.host}/${target.repository}:${target.tag}`);

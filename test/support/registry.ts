@@ -99,8 +99,12 @@ async function launch(dir: string, storageDir: string, options: StartRegistryOpt
   child.stderr!.on('data', collect);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let running = true;
+  // if the test process exits without running its after-hooks, do not leave the registry behind
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   void exited.then(() => {
     running = false;
+    process.off('exit', killOnExit);
   });
 
   const stop = async () => {
