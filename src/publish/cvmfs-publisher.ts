@@ -801,7 +801,7 @@ async function packEntry(pack: TarPack, header: TarHeader, body?: AsyncIterable<
     if (!sink.write(chunk)) await drained(sink);
   }
   if (copied !== size) throw new DuccError('BOT_ERR_PUBLISH', `${header.name}: ${copied} bytes instead of the announced ${size}`);
-  sink.end();
+  sink.end(undefined);
   await written;
 }
 
