@@ -32,6 +32,12 @@ export interface CvmfsServerPublisherOptions {
   lockDir?: string;
   /** How long to wait for another process holding the repository lock; default one hour. */
   lockWaitMs?: number;
+  /**
+   * Ingest layers with `-k` (keep the tar's uid/gid); default true. The flattener takes the flat image's
+   * ownership from the files under `layerfs`, so without it every flat image would belong to the
+   * repository owner. `false` gives DUCC's exact argv (DUCC never passes `-k`).
+   */
+  keepLayerOwnership?: boolean;
   logger?: Logger;
 }
 
@@ -67,6 +73,7 @@ export class CvmfsServerPublisher implements Publisher {
   readonly #env: NodeJS.ProcessEnv;
   readonly #configuredLockDir: string | undefined;
   readonly #lockWaitMs: number;
+  readonly #keepLayerOwnership: boolean;
   readonly #log: Logger;
   #lockDir: Promise<string> | undefined;
   /** Tail of the in-process queue: every exclusive section chains on it. */
@@ -84,6 +91,7 @@ export class CvmfsServerPublisher implements Publisher {
     this.#env = { ...process.env, ...options.env };
     this.#configuredLockDir = options.lockDir;
     this.#lockWaitMs = options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS;
+    this.#keepLayerOwnership = options.keepLayerOwnership ?? true;
     const target = this.subdirectory === '' ? this.repository : `${this.repository}/${this.subdirectory}`;
     this.description = `cvmfs repository ${target} (${this.#command})`;
     this.#log = (options.logger ?? pino()).child({ publisher: 'cvmfs', repository: this.repository });
@@ -135,7 +143,7 @@ export class CvmfsServerPublisher implements Publisher {
       const serverDir = this.#serverPath(rel);
       let result: LayerUnpackResult;
       try {
-        result = await this.#ingest(`${serverDir}/layerfs`, false, (onFailure) => filterLayerTar(tar, onFailure));
+        result = await this.#ingest(`${serverDir}/layerfs`, this.#keepLayerOwnership, (onFailure) => filterLayerTar(tar, onFailure));
       } catch (error) {
         await this.#discard(serverDir);
         throw error;
@@ -287,19 +295,22 @@ export class CvmfsServerPublisher implements Publisher {
     const args = ['ingest', '--catalog', '-t', '-', '-b', baseDir, ...(keepOwnership ? ['-k'] : []), this.repository];
     const command = this.#start(args, true);
     const { child } = command;
+    const stdin = child.stdin;
+    if (stdin === null) throw new Error('cvmfs_server was started without a stdin pipe'); // cannot happen: stdio 'pipe'
+    let killed = false;
     const producer = produce(() => {
       if (child.exitCode === null && child.signalCode === null) {
         this.#log.warn({ baseDir }, 'tar input failed; terminating cvmfs_server ingest');
-        child.kill('SIGTERM');
+        killed = child.kill('SIGTERM');
       }
     });
-    const stdin = child.stdin;
-    if (stdin === null) throw new Error('cvmfs_server was started without a stdin pipe');
     const [produced, fed, exited] = await Promise.allSettled([
       producer.result,
       pipeline(producer.output, stdin),
       command.result,
     ]);
+    // An ingest that fails by itself aborts its own transaction; a killed one leaves it open.
+    if (killed) await this.#abortLeftoverTransaction();
     if (produced.status === 'rejected' && !(produced.reason instanceof TarOutputClosedError)) {
       throw produced.reason;
     }
@@ -322,21 +333,24 @@ export class CvmfsServerPublisher implements Publisher {
     return produced.value;
   }
 
-  /**
-   * Removes what a failed ingest or layer publication may have left: aborts a transaction left open by a
-   * killed ingest, then `cvmfs_server ingest --delete`. Failures are logged, never thrown, so that the
-   * caller reports the original error.
-   */
-  async #discard(serverPath: string): Promise<void> {
+  /** After killing an ingest (we hold the repository lock): aborts the transaction it left open. Never throws. */
+  async #abortLeftoverTransaction(): Promise<void> {
     try {
       const entry = await this.#listEntry();
       if (entry?.inTransaction === true) {
-        this.#log.warn('failed ingest left the repository in a transaction; aborting it');
+        this.#log.warn('the terminated ingest left the repository in a transaction; aborting it');
         await this.#run(['abort', '-f', this.repository]);
       }
     } catch (error) {
-      this.#log.error({ err: error }, 'cannot check or abort the transaction after a failed ingest');
+      this.#log.error({ err: error }, 'cannot check or abort the transaction after terminating an ingest');
     }
+  }
+
+  /**
+   * Removes what a failed ingest or layer publication may have published (`cvmfs_server ingest --delete`).
+   * Failures are logged, never thrown, so that the caller reports the original error.
+   */
+  async #discard(serverPath: string): Promise<void> {
     try {
       await this.#run(['ingest', '--delete', serverPath, this.repository]);
     } catch (error) {
@@ -442,7 +456,8 @@ export class CvmfsServerPublisher implements Publisher {
         if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') {
           throw new DuccError('BOT_ERR_CVMFS', `cannot take repository lock ${lockfilePath}: ${errorMessage(error)}`, { cause: error });
         }
-        if (Date.now() + delay > deadline) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
           throw new DuccError(
             'BOT_ERR_CVMFS',
             `timed out after ${Math.round(this.#lockWaitMs / 1000)} s waiting for repository lock ${lockfilePath} (another process is publishing to ${this.repository})`,
@@ -453,7 +468,7 @@ export class CvmfsServerPublisher implements Publisher {
           this.#log.info({ lockfilePath }, 'waiting for the repository lock held by another process');
           logged = true;
         }
-        await sleep(delay);
+        await sleep(Math.min(delay, remaining));
         delay = Math.min(delay * 2, LOCK_RETRY_MAX_MS);
       }
     }
@@ -567,7 +582,8 @@ function producerState(pack: TarPack, onFailure: (() => void) | undefined) {
  * - device nodes and FIFOs are dropped, with a warning each (as are hard links to them);
  * - hard links whose target is not an earlier entry of this tar become empty regular files with the
  *   link's mode, owner and mtime (cvmfs ingest panics on them), reported in `externalHardlinks`;
- * - entries with a `..` component are refused (BOT_ERR_UNSAFE_ENTRY); leading `/` are stripped.
+ * - entries with a `..` component are refused (BOT_ERR_UNSAFE_ENTRY); leading `/` are stripped;
+ * - parents that have no directory entry of their own are reported in `implicitDirectories`.
  *
  * Whiteouts (`.wh.*`) pass through verbatim. A failing source destroys the output with the source's
  * error, and `result` rejects with that same error.
@@ -588,6 +604,9 @@ export function filterLayerTar(source: Readable, onFailure?: () => void): TarPro
   /** Normalized path → member name as written, for non-directory entries passed through. */
   const written = new Map<string, string>();
   const dropped = new Set<string>();
+  /** Directories with an entry of their own, and directories only implied as parents of entries. */
+  const explicitDirectories = new Set<string>();
+  const impliedDirectories = new Set<string>();
 
   const drop = (name: string, warning: string): void => {
     warnings.push(warning);
@@ -601,6 +620,7 @@ export function filterLayerTar(source: Readable, onFailure?: () => void): TarPro
     const memberName = header.name.replace(/^\/+/, '') || './';
     // tar-stream reports typeflags it does not know (GNU sparse, volume labels, ...) as null.
     const type: string = header.type ?? 'unknown';
+    if (header.type === 'directory') explicitDirectories.add(name);
     switch (header.type) {
       case 'character-device':
       case 'block-device':
@@ -609,6 +629,7 @@ export function filterLayerTar(source: Readable, onFailure?: () => void): TarPro
         return;
       case 'link': {
         const target = normalizeEntryPath(header.linkname ?? '');
+        if (target === '.') throw new DuccError('BOT_ERR_UNSAFE_ENTRY', `tar entry '${header.name}' is a hard link to the layer root`);
         if (dropped.has(target)) {
           drop(name, `${name}: skipped hard link to ${target}, which was skipped`);
           return;
@@ -679,6 +700,8 @@ export function filterLayerTar(source: Readable, onFailure?: () => void): TarPro
       try {
         await handle(entry);
         entry.resume(); // bodies of skipped entries (none for well-formed links and devices)
+        const name = normalizeEntryPath(entry.header.name);
+        if (!dropped.has(name)) imply(name);
       } catch (error) {
         // Recorded before leaving the loop: the iterator's return() destroys the extract, and that
         // premature close must not be mistaken for the first failure.
@@ -688,7 +711,20 @@ export function filterLayerTar(source: Readable, onFailure?: () => void): TarPro
     }
     state.completed = true;
     pack.finalize();
-    return { warnings, externalHardlinks: [...external].map(([path, target]) => ({ path, target })) };
+    return {
+      warnings,
+      externalHardlinks: [...external].map(([path, target]) => ({ path, target })),
+      implicitDirectories: [...impliedDirectories].filter((dir) => !explicitDirectories.has(dir)).sort(),
+    };
+  };
+
+  /** Records the parents of a written entry (the ingest creates them if the tar has no entry for them). */
+  const imply = (name: string): void => {
+    for (let slash = name.lastIndexOf('/'); slash > 0; slash = name.lastIndexOf('/', slash - 1)) {
+      const parent = name.slice(0, slash);
+      if (impliedDirectories.has(parent)) return; // its ancestors are there already
+      impliedDirectories.add(parent);
+    }
   };
 
   /** A name written again replaces what was there before. */
@@ -781,13 +817,15 @@ export function packTree(entries: AsyncIterable<TreeEntry>, onFailure?: () => vo
  * reaches the pack, so that it is reported as what it is (tar-stream would destroy the whole pack).
  */
 async function packEntry(pack: TarPack, header: TarHeader, body?: AsyncIterable<Buffer> | Buffer): Promise<void> {
+  // A file entry without a body would wait for one: give empty files an empty buffer.
+  if (body === undefined && header.type === 'file') body = Buffer.alloc(0);
   let sink: Sink | undefined;
   const written = new Promise<void>((resolve, reject) => {
     const callback = (error?: Error | null) => (error ? reject(error) : resolve());
-    if (body === undefined) pack.entry(header, callback);
-    else if (Buffer.isBuffer(body)) pack.entry(header, body, callback);
-    else sink = pack.entry(header, callback);
+    sink = Buffer.isBuffer(body) ? pack.entry(header, body, callback) : pack.entry(header, callback);
   });
+  // Errors reach us through the entry callback; an 'error' event without listener would crash the process.
+  sink?.on('error', () => {});
   if (sink === undefined || body === undefined || Buffer.isBuffer(body)) {
     await written;
     return;
