@@ -62,6 +62,7 @@ export function buildProgram(out: (text: string) => void): Command {
       .option('-g, --convert-again', 'convert even images that .metadata says are up to date')
       .option('-f, --overwrite-layers', 'unpack layers again even when already published')
       .option('--platform <os/arch[/variant]>', 'platform to take from multi-platform images', 'linux/amd64')
+      .option('-m, --multi-arch', 'publish every platform of multi-platform images under .multiarch/, chosen by CVMFS_ARCH')
       .option('--max-concurrent-downloads <n>', 'layers downloaded at once per image', '3')
       .option('--max-wildcard-tags <n>', 'most tags one wildcard entry may expand to', '500')
       .option('-n, --notification-file <file>', 'append DUCC JSON-lines notifications to <file>');

@@ -27,6 +27,7 @@ export interface ConversionFlags {
   maxConcurrentDownloads?: string;
   notificationFile?: string;
   maxWildcardTags?: string;
+  multiArch?: boolean;
 }
 
 export function conversionOptions(flags: ConversionFlags): ConvertOptions {
@@ -37,6 +38,7 @@ export function conversionOptions(flags: ConversionFlags): ConvertOptions {
     skipThinImage: Boolean(flags.skipThinImage),
     convertAgain: Boolean(flags.convertAgain),
     overwriteLayers: Boolean(flags.overwriteLayers),
+    multiArch: Boolean(flags.multiArch),
     ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
     ...(flags.maxConcurrentDownloads ? { maxConcurrentDownloads: positiveInteger(flags.maxConcurrentDownloads, '--max-concurrent-downloads') } : {}),
   };

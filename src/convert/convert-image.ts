@@ -1,16 +1,30 @@
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import pLimit from 'p-limit';
 import type { RegistryClient } from '../registry/client.ts';
-import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef } from '../registry/types.ts';
+import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
 import { apptainerEntries } from '../apptainer/apptainer-files.ts';
 import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
 import { appendOrigin, formatLayersJson, formatRemoveSchedule } from '../metadata/layer-metadata.ts';
 import type { NotificationWriter } from '../metadata/notifications.ts';
-import { flatDir, layerDir, metadataDir, publicPath, relativeSymlinkTarget, REMOVE_SCHEDULE_PATH, digestHex } from '../layout/paths.ts';
+import {
+  flatDir,
+  layerDir,
+  metadataDir,
+  multiarchMetadataDir,
+  multiarchPublicPath,
+  multiarchVariantSymlinkTarget,
+  MULTIARCH_DIR,
+  platformDirName,
+  publicPath,
+  relativeSymlinkTarget,
+  REMOVE_SCHEDULE_PATH,
+  digestHex,
+} from '../layout/paths.ts';
 import { manifestReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { DigestingStream, compressionOf, decompressionStages, isForeignLayer } from './layer-stream.ts';
@@ -31,6 +45,8 @@ export interface ConvertOptions {
   platform?: Platform;
   /** Layers downloaded at once per image. */
   maxConcurrentDownloads: number;
+  /** `-m`: publish every platform of an index under `.multiarch/` with a CVMFS variant symlink. */
+  multiArch?: boolean;
 }
 
 export const DEFAULT_CONVERT_OPTIONS: ConvertOptions = {
@@ -90,16 +106,16 @@ export interface ImageOutcome {
  * Incremental: if `.metadata` already records this config digest and everything it implies is in place,
  * nothing is downloaded or written (only the manifest is asked for).
  */
-export async function convertImage(ctx: ConvertContext, image: ImageReference, options: ConvertOptions): Promise<ImageOutcome> {
+export async function convertImage(ctx: ConvertContext, image: ImageReference, options: ConvertOptions, target: ConvertTarget = {}): Promise<ImageOutcome> {
   const name = wholeName(image);
   const ref: RepositoryRef = { scheme: image.scheme, registry: image.registry, repository: image.repository };
-  const log = ctx.logger.child({ image: name });
-  const manifestInfo = await ctx.client.resolveManifest(ref, manifestReference(image), options.platform ? { platform: options.platform } : {});
+  const log = ctx.logger.child({ image: name, ...(target.platformDir ? { platform: target.platformDir } : {}) });
+  const manifestInfo = target.resolved ?? (await ctx.client.resolveManifest(ref, manifestReference(image), options.platform ? { platform: options.platform } : {}));
   const manifest = manifestInfo.manifest;
   const configDigest = manifest.config.digest;
-  const publicName = publicPath(image);
+  const publicName = target.platformDir ? multiarchPublicPath(target.platformDir, image) : publicPath(image);
   const flat = flatDir(configDigest);
-  const manifestPath = `${metadataDir(image)}/manifest.json`;
+  const manifestPath = `${target.platformDir ? multiarchMetadataDir(target.platformDir, image) : metadataDir(image)}/manifest.json`;
   const layers = manifest.layers.filter((layer) => !isForeignLayer(layer.mediaType));
   const base = { image: name, manifestDigest: manifestInfo.manifestDigest, configDigest, publicPath: publicName, flatDir: flat };
 
@@ -204,6 +220,76 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   }
   log.info({ newLayers, configDigest }, 'converted');
   return outcome;
+}
+
+/** For `--multi-arch`: an already resolved platform manifest, published under `.multiarch/<platformDir>/`. */
+export interface ConvertTarget {
+  resolved?: ResolvedManifest;
+  platformDir?: string;
+}
+
+/**
+ * `--multi-arch` (DUCC 2026): every platform of an index is converted and linked from
+ * `.multiarch/<arch>[:<variant>]/<public name>`, with its metadata under `.metadata/.multiarch/...`; the
+ * public name becomes a CVMFS variant symlink choosing the platform by the client's `CVMFS_ARCH`
+ * (default amd64), and architecture aliases (x86_64, aarch64, ...) point at the published directories.
+ * A plain manifest (no index) is converted as without `--multi-arch`.
+ */
+export async function convertMultiArch(ctx: ConvertContext, image: ImageReference, options: ConvertOptions): Promise<ImageOutcome[]> {
+  const ref: RepositoryRef = { scheme: image.scheme, registry: image.registry, repository: image.repository };
+  const manifests = await ctx.client.resolveAllManifests(ref, manifestReference(image));
+  if (manifests.length === 1 && manifests[0]!.platform === undefined) {
+    return [await convertImage(ctx, image, options, { resolved: manifests[0]! })];
+  }
+  const outcomes: ImageOutcome[] = [];
+  for (const resolved of manifests) {
+    if (resolved.platform === undefined) continue;
+    outcomes.push(await convertImage(ctx, image, options, { resolved, platformDir: platformDirName(resolved.platform) }));
+  }
+  const publicName = publicPath(image);
+  const variantTarget = multiarchVariantSymlinkTarget(image, DEFAULT_VARIANT_ARCH);
+  const current = await ctx.publisher.lstat(publicName);
+  const aliases = await missingArchAliases(ctx.publisher);
+  if (current?.isSymbolicLink() && (await readlinkIn(ctx.publisher, publicName)) === variantTarget && aliases.length === 0) return outcomes;
+  await ctx.publisher.transaction(async (tx) => {
+    await tx.symlink(publicName, variantTarget);
+    for (const [alias, target] of aliases) await tx.symlink(`${MULTIARCH_DIR}/${alias}`, target);
+  });
+  return outcomes;
+}
+
+/** The architecture a CVMFS client without `CVMFS_ARCH` gets from a variant symlink. */
+export const DEFAULT_VARIANT_ARCH = 'amd64';
+
+/** DUCC 2026's alias names under `.multiarch/`, each with the platform directories it may stand for, in order. */
+const ARCH_ALIASES: [string, string[]][] = [
+  ['aarch64', ['arm64', 'arm64:v8']],
+  ['arm64', ['arm64:v8']],
+  ['armhf', ['arm']],
+  ['armel', ['arm:v6']],
+  ['i386', ['386']],
+  ['x86_64', ['amd64']],
+  ['x86-64', ['amd64']],
+];
+
+/** Aliases to (re)create: the target directory exists and the alias is absent or a symlink pointing elsewhere. */
+async function missingArchAliases(publisher: Publisher): Promise<[string, string][]> {
+  const result: [string, string][] = [];
+  for (const [alias, candidates] of ARCH_ALIASES) {
+    const aliasStat = await publisher.lstat(`${MULTIARCH_DIR}/${alias}`);
+    if (aliasStat && !aliasStat.isSymbolicLink()) continue; // a real platform directory wins
+    for (const candidate of candidates) {
+      const stat = await publisher.lstat(`${MULTIARCH_DIR}/${candidate}`);
+      if (!stat?.isDirectory()) continue;
+      if (!aliasStat || (await readlinkIn(publisher, `${MULTIARCH_DIR}/${alias}`)) !== candidate) result.push([alias, candidate]);
+      break;
+    }
+  }
+  return result;
+}
+
+async function readlinkIn(publisher: Publisher, relPath: string): Promise<string | undefined> {
+  return readlink(join(publisher.readRoot, relPath)).catch(() => undefined);
 }
 
 /**

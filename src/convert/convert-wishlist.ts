@@ -4,7 +4,7 @@ import { DuccError, errorMessage } from '../util/errors.ts';
 import { isWildcard, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { DEFAULT_MAX_WILDCARD_TAGS, matchWildcardTags } from '../wishlist/wildcard.ts';
 import { formatProblem, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
-import { convertImage, type ConvertContext, type ConvertOptions, type ImageOutcome } from './convert-image.ts';
+import { convertImage, convertMultiArch, type ConvertContext, type ConvertOptions, type ImageOutcome } from './convert-image.ts';
 
 export interface WishFailure {
   /** The entry as written, or the file when the problem is about the whole wish list. */
@@ -60,9 +60,11 @@ export async function convertWishlist(
     for (const image of images) {
       if (hooks.signal?.aborted) break;
       try {
-        const outcome = await convertImage({ ...ctx, cvmfsRepo: wish.cvmfsRepo }, image, options);
-        summary.results.push(outcome);
-        if (outcome.status === 'converted') summary.converted++;
+        const wishCtx = { ...ctx, cvmfsRepo: wish.cvmfsRepo };
+        const outcomes = options.multiArch ? await convertMultiArch(wishCtx, image, options) : [await convertImage(wishCtx, image, options)];
+        summary.results.push(...outcomes);
+        // One image counts once: converted if any of its platforms was.
+        if (outcomes.some((outcome) => outcome.status === 'converted')) summary.converted++;
         else summary.upToDate++;
       } catch (error) {
         const shown = image === wish.image ? wish.input : `${wish.input} (${wholeName(image)})`;

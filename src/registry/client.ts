@@ -169,26 +169,30 @@ export class RegistryClient {
     return this.#resolveIndexEntry(ref, reference, top, entry);
   }
 
-  /** Like resolveImage but for every platform of an index; a plain manifest yields one element (platform from its config). */
-  async resolveAllPlatforms(ref: RepositoryRef, reference: string): Promise<ResolvedImage[]> {
+  /**
+   * Every platform manifest of an index (attestations and non-image entries left out), without configs:
+   * manifest requests only. A plain manifest yields one element without a platform.
+   */
+  async resolveAllManifests(ref: RepositoryRef, reference: string): Promise<ResolvedManifest[]> {
     assertValidRef(ref);
     classifyReference(reference);
     const top = await this.#fetchManifest(ref, reference);
-    let manifests: ResolvedManifest[];
-    if (top.doc.kind === 'manifest') {
-      manifests = [resolvedManifest(ref, top, undefined, undefined)];
-    } else {
-      const entries = top.doc.index.manifests.filter((e) => {
-        if (isIgnoredIndexEntry(e)) return false;
-        if (MANIFEST_MEDIA_TYPES.includes(e.mediaType)) return true;
-        this.#log?.warn({ digest: e.digest, mediaType: e.mediaType }, 'skipping index entry that is not an image manifest');
-        return false;
-      });
-      if (entries.length === 0) {
-        throw new DuccError('BOT_ERR_PLATFORM', `index ${top.digest} of ${refName(ref)}:${reference} lists no image manifests`);
-      }
-      manifests = await Promise.all(entries.map((e) => this.#resolveIndexEntry(ref, reference, top, e)));
+    if (top.doc.kind === 'manifest') return [resolvedManifest(ref, top, undefined, undefined)];
+    const entries = top.doc.index.manifests.filter((e) => {
+      if (isIgnoredIndexEntry(e)) return false;
+      if (MANIFEST_MEDIA_TYPES.includes(e.mediaType)) return true;
+      this.#log?.warn({ digest: e.digest, mediaType: e.mediaType }, 'skipping index entry that is not an image manifest');
+      return false;
+    });
+    if (entries.length === 0) {
+      throw new DuccError('BOT_ERR_PLATFORM', `index ${top.digest} of ${refName(ref)}:${reference} lists no image manifests`);
     }
+    return Promise.all(entries.map((e) => this.#resolveIndexEntry(ref, reference, top, e)));
+  }
+
+  /** Like resolveImage but for every platform of an index; a plain manifest yields one element (platform from its config). */
+  async resolveAllPlatforms(ref: RepositoryRef, reference: string): Promise<ResolvedImage[]> {
+    const manifests = await this.resolveAllManifests(ref, reference);
     const images = await Promise.all(manifests.map((m) => this.#withConfig(m)));
     for (const image of images) {
       if (image.platform === undefined) {

@@ -1,7 +1,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readlink, rm, writeFile, lstat, readdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readlink, realpath, rm, writeFile, lstat, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -225,6 +225,42 @@ describe('ducc convert with the directory publisher', () => {
     assert.equal(byTag.split('/').at(-1), amdManifest.configDigest.slice(7));
     assert.equal(await readlink(join(repo, registry.host, `test/multi:${amdManifest.digest}`)), byTag);
     assert.ok((await lstat(join(repo, '.metadata', registry.host, 'test/multi/manifest.json'))).isFile());
+  });
+});
+
+
+describe('ducc convert --multi-arch', () => {
+  it('publishes every platform under .multiarch/ with a CVMFS variant symlink and arch aliases; a rerun fetches no blob', async (t) => {
+    const registry = await startRegistry(t);
+    const arm: TestImageSpec = { layers: [await buildTar([{ name: 'arch', content: 'arm64' }])], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } };
+    const amd: TestImageSpec = { layers: [await buildTar([{ name: 'arch', content: 'amd64' }])], platform: { os: 'linux', architecture: 'amd64' } };
+    const layout = join(await tempDir(t), 'layout');
+    const written = await writeOciLayout(layout, '2.0', [arm, amd]);
+    await pushOciLayout(layout, '2.0', { host: registry.host, repository: 'sci/multi', tag: '2.0' });
+    const root = await tempDir(t);
+    const list = parseWishlist(wishlistText(registry, ['sci/multi:2.0']), 'w.yaml');
+    const flags = { repoRoot: join(root, 'cvmfs'), skipThinImage: true, multiArch: true };
+
+    const first = await runConversion(list, flags, {}, quietLogger);
+
+    assert.deepEqual(first.failures, []);
+    assert.equal(first.converted, 1);
+    const repo = join(root, 'cvmfs', 'unpacked.example.org');
+    const name = `${registry.host}/sci/multi:2.0`;
+    assert.equal(await readlink(join(repo, name)), `../../.multiarch/$(CVMFS_ARCH:-amd64)/${name}`);
+    for (const [dir, index] of [['amd64', 1], ['arm64:v8', 0]] as const) {
+      const flat = await realpath(join(repo, '.multiarch', dir, name));
+      assert.equal(flat, await realpath(join(repo, '.flat', written.manifests[index]!.configDigest.slice(7, 9), written.manifests[index]!.configDigest.slice(7))));
+      assert.equal(await readFile(join(flat, 'arch'), 'utf8'), dir.slice(0, 5));
+      assert.ok((await lstat(join(repo, '.metadata/.multiarch', dir, name, 'manifest.json'))).isFile());
+    }
+    assert.equal(await readlink(join(repo, '.multiarch/x86_64')), 'amd64');
+    assert.equal(await readlink(join(repo, '.multiarch/aarch64')), 'arm64:v8');
+
+    const second = await runConversion(list, flags, {}, quietLogger);
+
+    assert.equal(second.upToDate, 1);
+    assert.equal(second.blobRequests, 0);
   });
 });
 
