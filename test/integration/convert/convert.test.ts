@@ -1,8 +1,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readlink, realpath, rm, writeFile, lstat, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readlink, realpath, writeFile, lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar } from '../../support/build-tar.ts';
@@ -14,6 +13,7 @@ import { parseWishlist } from '../../../src/wishlist/wishlist.ts';
 import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
 import { formatDuccManifest } from '../../../src/metadata/ducc-manifest.ts';
+import { tempDir } from '../../support/tmp-dir.ts';
 
 const run = promisify(execFile);
 const CLI = new URL('../../../bin/ducc.ts', import.meta.url).pathname;
@@ -22,11 +22,6 @@ const quietLogger = createLogger({ level: 'silent' });
 /** Paths DUCC adds to every flat image for Apptainer (and our catalog marker); absent from umoci's rootfs. */
 const APPTAINER_PATHS = /^(\.singularity\.d(\/.*)?|singularity|\.run|\.exec|\.test|\.shell|environment|\.cvmfscatalog|dev|proc|sys|root|home|tmp|var|var\/tmp|etc|etc\/hosts|etc\/resolv\.conf)$/;
 
-async function tempDir(t: TestContext | { after: (fn: () => Promise<void>) => void }, prefix = 'ducc-convert-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A multi-layer image on a real Debian shell: whiteouts, an opaque dir, hard links (also into a lower layer), setuid, symlinks. */
 async function debianLikeImage(): Promise<TestImageSpec> {

@@ -1,8 +1,7 @@
 import { it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar } from '../../support/build-tar.ts';
@@ -11,14 +10,10 @@ import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
 import { parseWishlist } from '../../../src/wishlist/wishlist.ts';
 import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
+import { tempDir } from '../../support/tmp-dir.ts';
 
 const run = promisify(execFile);
 
-async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ducc-thin-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 it('pushes a thin image that skopeo accepts and whose only file is thin.json pointing at the layers', async (t) => {
   const source = await startRegistry(t);

@@ -1,19 +1,14 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, readFile, lstat, readlink, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, lstat, readlink, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buildTar } from '../../support/build-tar.ts';
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
 import { FlatTree } from '../../../src/unpack/flatten.ts';
 import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
+import { tempDir } from '../../support/tmp-dir.ts';
 
-async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ducc-unpack-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function unpack(t: TestContext, tar: Buffer) {
   const dir = join(await tempDir(t), 'layerfs');
