@@ -1,0 +1,288 @@
+import type { Logger } from 'pino';
+import type { Job, StateStore } from '../state/types.ts';
+import { errorMessage } from '../util/errors.ts';
+
+/** Does the work of one job; must stop soon after `signal` is aborted (the job is then retried later). */
+export type JobHandler = (job: Job, signal: AbortSignal) => Promise<void>;
+
+/** How an attempt at a job ended: done, failed for good, or back in the queue (error, or interrupted by stop()). */
+export type JobOutcome = 'done' | 'failed' | 'retry';
+
+export interface JobWorkerOptions {
+  store: StateStore;
+  handle: JobHandler;
+  logger: Logger;
+  /** How often the queue is polled when idle (ms). Default 500. */
+  pollMs?: number;
+  /** A job whose handler failed this many attempts is marked failed. Default 3. */
+  maxAttempts?: number;
+  /** The clock (ms since the epoch) used for the queue and the backoff. Default Date.now. */
+  now?: () => number;
+  /** After stop() aborts a job, how long to wait for its handler to give up before resolving anyway (ms). Default 1000. */
+  abortGraceMs?: number;
+  /**
+   * Called once per attempt after the store was updated: 'done', 'failed' (for good) or 'retry' (requeued after
+   * an error, or interrupted by stop()). The bot finalises the commit statuses of failed jobs here. Errors are
+   * logged and otherwise ignored.
+   */
+  onJobFinished?: (job: Job, outcome: JobOutcome, error?: unknown) => Promise<void> | void;
+}
+
+/** Retry delay after the given number of attempts: 2^attempts seconds, capped at 5 minutes. */
+export function retryDelayMs(attempts: number): number {
+  return Math.min(2 ** Math.max(0, attempts) * 1000, MAX_BACKOFF_MS);
+}
+
+const MAX_BACKOFF_MS = 5 * 60_000;
+
+interface Run {
+  job: Job;
+  controller: AbortController;
+  /** Resolves once the handler settled and the store was updated (or the run was abandoned). */
+  finished: Promise<void>;
+  /** The handler settled and its result was recorded. */
+  recorded: boolean;
+  /** stop() gave up on it: the job was requeued and whatever the handler does later is ignored. */
+  abandoned: boolean;
+}
+
+interface Loop {
+  stopping: boolean;
+  /** Resolves when the loop has left (it may never, if a handler ignores its abort signal). */
+  done: Promise<void>;
+}
+
+/**
+ * Runs queued jobs one at a time, in queue order. Retries a failing job with exponential backoff until it has
+ * failed `maxAttempts` times. Jobs left running by a crash are not its business: call
+ * `store.requeueRunning()` before start().
+ */
+export class JobWorker {
+  readonly #store: StateStore;
+  readonly #handle: JobHandler;
+  readonly #logger: Logger;
+  readonly #pollMs: number;
+  readonly #maxAttempts: number;
+  readonly #now: () => number;
+  readonly #abortGraceMs: number;
+  readonly #onJobFinished: JobWorkerOptions['onJobFinished'];
+
+  #loop: Loop | undefined;
+  #current: Run | undefined;
+  #poked = false;
+  #wake: (() => void) | undefined;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(options: JobWorkerOptions) {
+    this.#store = options.store;
+    this.#handle = options.handle;
+    this.#logger = options.logger;
+    this.#pollMs = options.pollMs ?? 500;
+    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 3);
+    this.#now = options.now ?? Date.now;
+    this.#abortGraceMs = options.abortGraceMs ?? 1000;
+    this.#onJobFinished = options.onJobFinished;
+  }
+
+  /** The job being run, if any. */
+  get running(): Job | undefined {
+    return this.#current?.job;
+  }
+
+  /**
+   * Starts the loop: claims one job at a time and runs it; a handler error marks the job failed once
+   * attempts >= maxAttempts, else requeues it with a backoff (notBefore = now + 2^attempts s, capped 5 min).
+   * Does nothing if already started.
+   */
+  start(): void {
+    if (this.#loop) return;
+    const loop: Loop = { stopping: false, done: Promise.resolve() };
+    this.#loop = loop;
+    loop.done = this.#runLoop(loop);
+  }
+
+  /** Wakes the loop now (called after enqueue so jobs start without waiting for the poll). */
+  poke(): void {
+    this.#poked = true;
+    this.#wake?.();
+  }
+
+  /**
+   * Graceful stop: no new job is claimed; waits for the running job up to `deadlineMs`; if it is still
+   * running then, aborts its signal, and the job goes back to the queue (requeue) so the next start resumes
+   * it. Resolves when stopped (after at most `deadlineMs` + `abortGraceMs`).
+   */
+  async stop(deadlineMs: number): Promise<void> {
+    const loop = this.#loop;
+    if (!loop) return;
+    loop.stopping = true;
+    this.#wake?.();
+    const run = this.#current;
+    if (run && !(await settlesWithin(run.finished, deadlineMs)) && !run.recorded) {
+      await this.#abandon(run);
+      await settlesWithin(run.finished, this.#abortGraceMs);
+    } else {
+      await settlesWithin(loop.done, deadlineMs);
+    }
+    if (this.#loop === loop) this.#loop = undefined;
+    this.#resolveIdleIfIdle();
+  }
+
+  /** Resolves when the queue holds no runnable job and nothing runs (for tests). */
+  onIdle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#idleWaiters.push(resolve);
+      this.#resolveIdleIfIdle();
+    });
+  }
+
+  async #runLoop(loop: Loop): Promise<void> {
+    while (!loop.stopping) {
+      let job: Job | undefined;
+      try {
+        job = this.#store.claimNext(this.#now());
+      } catch (error) {
+        this.#logger.error({ err: error }, 'cannot claim the next job');
+      }
+      if (job) {
+        await this.#run(job);
+        continue;
+      }
+      this.#resolveIdleIfIdle();
+      await this.#sleep();
+    }
+  }
+
+  async #run(job: Job): Promise<void> {
+    const log = this.#logger.child({ jobId: job.id, kind: job.payload.kind });
+    const controller = new AbortController();
+    let finish!: () => void;
+    const run: Run = { job, controller, finished: new Promise((resolve) => (finish = resolve)), recorded: false, abandoned: false };
+    this.#current = run;
+    const started = performance.now();
+    log.info({ attempt: job.attempts }, 'job started');
+    try {
+      let error: unknown;
+      let ok = true;
+      try {
+        await this.#handle(job, controller.signal);
+      } catch (caught) {
+        ok = false;
+        error = caught;
+      }
+      if (run.abandoned) {
+        log.info({ ok, ms: Math.round(performance.now() - started) }, 'interrupted job settled after it was requeued');
+        return;
+      }
+      run.recorded = true;
+      const ms = Math.round(performance.now() - started);
+      let outcome: JobOutcome;
+      try {
+        outcome = this.#record(job, ok, error);
+      } catch (storeError) {
+        log.error({ err: storeError }, 'cannot record the outcome of the job');
+        return;
+      }
+      if (outcome === 'done') log.info({ ms }, 'job done');
+      else if (outcome === 'failed') log.error({ ms, err: error, attempts: job.attempts }, 'job failed');
+      else log.warn({ ms, err: error, attempts: job.attempts }, 'job attempt failed, will retry');
+      await this.#notify(log, job, outcome, error);
+    } finally {
+      if (this.#current === run) this.#current = undefined;
+      finish();
+    }
+  }
+
+  /** Writes the outcome of an attempt to the store. */
+  #record(job: Job, ok: boolean, error: unknown): JobOutcome {
+    const now = this.#now();
+    if (ok) {
+      this.#store.complete(job.id, now);
+      return 'done';
+    }
+    const message = errorMessage(error);
+    if (job.attempts >= this.#maxAttempts) {
+      this.#store.fail(job.id, message, now);
+      return 'failed';
+    }
+    this.#store.requeue(job.id, { notBefore: now + retryDelayMs(job.attempts), error: message, now });
+    return 'retry';
+  }
+
+  /** stop() ran out of time: abort the handler and put the job back in the queue right away. */
+  async #abandon(run: Run): Promise<void> {
+    run.abandoned = true;
+    const log = this.#logger.child({ jobId: run.job.id, kind: run.job.payload.kind });
+    const reason = new Error('the worker is stopping');
+    reason.name = 'AbortError';
+    run.controller.abort(reason);
+    this.#safeRequeue(run.job, log);
+    log.warn('job interrupted by shutdown, requeued');
+    if (this.#current === run) this.#current = undefined;
+    await this.#notify(log, run.job, 'retry', reason);
+  }
+
+  #safeRequeue(job: Job, log: Logger): void {
+    try {
+      this.#store.requeue(job.id, { now: this.#now() });
+    } catch (error) {
+      log.error({ err: error, jobId: job.id }, 'cannot requeue the job');
+    }
+  }
+
+  async #notify(log: Logger, job: Job, outcome: JobOutcome, error: unknown): Promise<void> {
+    if (!this.#onJobFinished) return;
+    try {
+      await this.#onJobFinished(job, outcome, error);
+    } catch (hookError) {
+      log.error({ err: hookError, outcome }, 'onJobFinished failed');
+    }
+  }
+
+  /** Waits `pollMs`, or less if poked or stopped. */
+  #sleep(): Promise<void> {
+    if (this.#poked) {
+      this.#poked = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (this.#wake === done) this.#wake = undefined;
+        this.#poked = false;
+        resolve();
+      };
+      const timer = setTimeout(done, this.#pollMs);
+      this.#wake = done;
+    });
+  }
+
+  #resolveIdleIfIdle(): void {
+    if (this.#idleWaiters.length === 0 || this.#current) return;
+    let runnable: boolean;
+    try {
+      const now = this.#now();
+      runnable = this.#store.listJobs({ status: 'queued' }).some((job) => job.notBefore <= now);
+    } catch (error) {
+      this.#logger.error({ err: error }, 'cannot read the queue');
+      return;
+    }
+    if (runnable) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/** True if `promise` settled within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

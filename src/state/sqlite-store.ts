@@ -1,0 +1,345 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { DuccError } from '../util/errors.ts';
+import type { Job, JobPayload, JobStatus, OwnedStatus, PublishedImage, QueueCounts, StateStore } from './types.ts';
+
+/**
+ * Schema migrations, in order: migration `i` brings the database from version `i` to version `i + 1`
+ * (PRAGMA user_version). Never edit a released migration; append a new one (e.g. `ALTER TABLE ... ADD
+ * COLUMN ...`).
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: initial schema.
+  `
+  CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    received_at INTEGER NOT NULL
+  );
+  CREATE INDEX deliveries_received_at ON deliveries (received_at);
+
+  CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    dedup_key TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    not_before INTEGER NOT NULL
+  );
+  CREATE INDEX jobs_status_not_before ON jobs (status, not_before);
+  CREATE INDEX jobs_dedup_key ON jobs (dedup_key);
+
+  CREATE TABLE owned_statuses (
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    forge TEXT NOT NULL,
+    project TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    context TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'success', 'failure', 'error')),
+    UNIQUE (job_id, forge, project, sha, context)
+  );
+
+  CREATE TABLE published (
+    wishlist TEXT NOT NULL,
+    image TEXT NOT NULL,
+    cvmfs_repo TEXT NOT NULL,
+    input TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    config_digest TEXT NOT NULL,
+    public_path TEXT NOT NULL,
+    flat_path TEXT NOT NULL,
+    thin_name TEXT,
+    thin_digest TEXT,
+    commit_sha TEXT,
+    updated_at INTEGER NOT NULL,
+    last_result TEXT NOT NULL CHECK (last_result IN ('ok', 'error')),
+    last_error TEXT,
+    PRIMARY KEY (wishlist, image)
+  );
+  `,
+];
+
+/** The schema version this code writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+type Row = Record<string, unknown>;
+
+/** StateStore on node:sqlite (one connection, synchronous). */
+export class SqliteStateStore implements StateStore {
+  readonly #db: DatabaseSync;
+  readonly #stmt: ReturnType<typeof prepareAll>;
+  #closed = false;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#stmt = prepareAll(db);
+  }
+
+  /** Opens (creating it and its parent directories if needed) the database at `path`; `:memory:` for a throw-away one. */
+  static open(path: string): SqliteStateStore {
+    if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
+    const db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: 5000 });
+    try {
+      db.exec('PRAGMA journal_mode = WAL');
+      db.exec('PRAGMA synchronous = NORMAL');
+      db.exec('PRAGMA busy_timeout = 5000');
+      db.exec('PRAGMA foreign_keys = ON');
+      migrate(db);
+      return new SqliteStateStore(db);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  /** The schema version of the open database (PRAGMA user_version). */
+  get schemaVersion(): number {
+    return userVersion(this.#db);
+  }
+
+  recordDelivery(id: string, now = Date.now()): boolean {
+    return this.#stmt.insertDelivery.run(id, now).changes === 1;
+  }
+
+  pruneDeliveries(maxAgeMs: number, now = Date.now()): number {
+    return Number(this.#stmt.pruneDeliveries.run(now - maxAgeMs).changes);
+  }
+
+  enqueue(payload: JobPayload, options: { dedupKey?: string; notBefore?: number; now?: number } = {}): { job: Job; created: boolean } {
+    const now = options.now ?? Date.now();
+    const notBefore = options.notBefore ?? now;
+    const dedupKey = options.dedupKey;
+    return this.#transaction(() => {
+      if (dedupKey !== undefined) {
+        const existing = this.#stmt.queuedByDedupKey.get(dedupKey);
+        if (existing) {
+          const job = toJob(this.#stmt.debounce.get(notBefore, now, existing.id as number) as Row);
+          return { job, created: false };
+        }
+      }
+      const job = toJob(this.#stmt.insertJob.get(payload.kind, JSON.stringify(payload), dedupKey ?? null, now, now, notBefore) as Row);
+      return { job, created: true };
+    });
+  }
+
+  claimNext(now = Date.now()): Job | undefined {
+    return this.#transaction(() => {
+      const next = this.#stmt.nextRunnable.get(now);
+      if (!next) return undefined;
+      return toJob(this.#stmt.markRunning.get(now, next.id as number) as Row);
+    });
+  }
+
+  complete(id: number, now = Date.now()): void {
+    this.#stmt.complete.run(now, id);
+  }
+
+  fail(id: number, error: string, now = Date.now()): void {
+    this.#stmt.fail.run(error, now, id);
+  }
+
+  requeueRunning(now = Date.now()): Job[] {
+    return this.#transaction(() => this.#stmt.requeueRunning.all(now).map(toJob).sort((a, b) => a.id - b.id));
+  }
+
+  requeue(id: number, options: { notBefore?: number; error?: string; now?: number } = {}): Job | undefined {
+    const now = options.now ?? Date.now();
+    const row = this.#stmt.requeue.get(options.notBefore ?? now, options.error ?? null, now, id);
+    return row ? toJob(row) : undefined;
+  }
+
+  getJob(id: number): Job | undefined {
+    const row = this.#stmt.getJob.get(id);
+    return row ? toJob(row) : undefined;
+  }
+
+  listJobs(options: { status?: JobStatus; limit?: number } = {}): Job[] {
+    const limit = options.limit === undefined ? -1 : Math.max(0, Math.trunc(options.limit));
+    return this.#stmt.listJobs.all({ status: options.status ?? null, limit }).map(toJob);
+  }
+
+  counts(): QueueCounts {
+    const counts: QueueCounts = { queued: 0, running: 0, done: 0, failed: 0 };
+    for (const row of this.#stmt.counts.all()) counts[row.status as JobStatus] = row.n as number;
+    return counts;
+  }
+
+  recordStatus(status: OwnedStatus): void {
+    this.#stmt.upsertStatus.run(status.jobId, status.forge, status.project, status.sha, status.context, status.state);
+  }
+
+  pendingStatuses(jobId: number): OwnedStatus[] {
+    return this.#stmt.pendingStatuses.all(jobId).map(toOwnedStatus);
+  }
+
+  listPublished(wishlist: string): PublishedImage[] {
+    return this.#stmt.listPublished.all(wishlist).map(toPublished);
+  }
+
+  upsertPublished(record: PublishedImage): void {
+    const params: Record<string, SQLInputValue> = {
+      wishlist: record.wishlist,
+      image: record.image,
+      cvmfs_repo: record.cvmfsRepo,
+      input: record.input,
+      manifest_digest: record.manifestDigest,
+      config_digest: record.configDigest,
+      public_path: record.publicPath,
+      flat_path: record.flatPath,
+      thin_name: record.thinName ?? null,
+      thin_digest: record.thinDigest ?? null,
+      commit_sha: record.commitSha ?? null,
+      updated_at: record.updatedAt,
+      last_result: record.lastResult,
+      last_error: record.lastError ?? null,
+    };
+    this.#stmt.upsertPublished.run(params);
+  }
+
+  removePublished(wishlist: string, image: string): void {
+    this.#stmt.removePublished.run(wishlist, image);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #transaction<T>(fn: () => T): T {
+    this.#stmt.begin.run();
+    try {
+      const result = fn();
+      this.#stmt.commit.run();
+      return result;
+    } catch (error) {
+      if (this.#db.isTransaction) this.#stmt.rollback.run();
+      throw error;
+    }
+  }
+}
+
+function prepareAll(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    begin: p('BEGIN IMMEDIATE'),
+    commit: p('COMMIT'),
+    rollback: p('ROLLBACK'),
+
+    insertDelivery: p('INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)'),
+    pruneDeliveries: p('DELETE FROM deliveries WHERE received_at < ?'),
+
+    queuedByDedupKey: p(`SELECT id FROM jobs WHERE dedup_key = ? AND status = 'queued' ORDER BY id LIMIT 1`),
+    debounce: p('UPDATE jobs SET not_before = max(not_before, ?), updated_at = ? WHERE id = ? RETURNING *'),
+    insertJob: p(
+      `INSERT INTO jobs (kind, payload, status, attempts, dedup_key, created_at, updated_at, not_before)
+       VALUES (?, ?, 'queued', 0, ?, ?, ?, ?) RETURNING *`,
+    ),
+    nextRunnable: p(`SELECT id FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT 1`),
+    markRunning: p(`UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING *`),
+    complete: p(`UPDATE jobs SET status = 'done', error = NULL, updated_at = ? WHERE id = ?`),
+    fail: p(`UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?`),
+    requeueRunning: p(`UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running' RETURNING *`),
+    requeue: p(
+      `UPDATE jobs SET status = 'queued', not_before = ?, error = coalesce(?, error), updated_at = ?
+       WHERE id = ? AND status = 'running' RETURNING *`,
+    ),
+    getJob: p('SELECT * FROM jobs WHERE id = ?'),
+    listJobs: p('SELECT * FROM jobs WHERE (:status IS NULL OR status = :status) ORDER BY id DESC LIMIT :limit'),
+    counts: p('SELECT status, count(*) AS n FROM jobs GROUP BY status'),
+
+    upsertStatus: p(
+      `INSERT INTO owned_statuses (job_id, forge, project, sha, context, state) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (job_id, forge, project, sha, context) DO UPDATE SET state = excluded.state`,
+    ),
+    pendingStatuses: p(`SELECT * FROM owned_statuses WHERE job_id = ? AND state = 'pending' ORDER BY rowid`),
+
+    listPublished: p('SELECT * FROM published WHERE wishlist = ? ORDER BY image'),
+    upsertPublished: p(
+      `INSERT INTO published (wishlist, image, cvmfs_repo, input, manifest_digest, config_digest, public_path, flat_path,
+         thin_name, thin_digest, commit_sha, updated_at, last_result, last_error)
+       VALUES (:wishlist, :image, :cvmfs_repo, :input, :manifest_digest, :config_digest, :public_path, :flat_path,
+         :thin_name, :thin_digest, :commit_sha, :updated_at, :last_result, :last_error)
+       ON CONFLICT (wishlist, image) DO UPDATE SET
+         cvmfs_repo = excluded.cvmfs_repo, input = excluded.input, manifest_digest = excluded.manifest_digest, config_digest = excluded.config_digest,
+         public_path = excluded.public_path, flat_path = excluded.flat_path, thin_name = excluded.thin_name,
+         thin_digest = excluded.thin_digest, commit_sha = excluded.commit_sha, updated_at = excluded.updated_at,
+         last_result = excluded.last_result, last_error = excluded.last_error`,
+    ),
+    removePublished: p('DELETE FROM published WHERE wishlist = ? AND image = ?'),
+  };
+}
+
+function userVersion(db: DatabaseSync): number {
+  return (db.prepare('PRAGMA user_version').get() as Row).user_version as number;
+}
+
+/** Brings the schema up to SCHEMA_VERSION, in one transaction. */
+function migrate(db: DatabaseSync): void {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const current = userVersion(db);
+    if (current > MIGRATIONS.length) {
+      throw new DuccError('BOT_ERR_CONFIG', `state database schema version ${current} is newer than this ducc supports (${MIGRATIONS.length})`);
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      db.exec(MIGRATIONS[version] as string);
+    }
+    // PRAGMA takes no bound parameters; the value is an integer constant of this module, never input.
+    if (current !== MIGRATIONS.length) db.exec(`PRAGMA user_version = ${Math.trunc(MIGRATIONS.length)}`);
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+function toJob(row: Row): Job {
+  const job: Job = {
+    id: row.id as number,
+    payload: JSON.parse(row.payload as string) as JobPayload,
+    status: row.status as JobStatus,
+    attempts: row.attempts as number,
+    createdAt: row.created_at as number,
+    updatedAt: row.updated_at as number,
+    notBefore: row.not_before as number,
+  };
+  if (row.dedup_key !== null) job.dedupKey = row.dedup_key as string;
+  if (row.error !== null) job.error = row.error as string;
+  return job;
+}
+
+function toOwnedStatus(row: Row): OwnedStatus {
+  return {
+    jobId: row.job_id as number,
+    forge: row.forge as OwnedStatus['forge'],
+    project: row.project as string,
+    sha: row.sha as string,
+    context: row.context as string,
+    state: row.state as OwnedStatus['state'],
+  };
+}
+
+function toPublished(row: Row): PublishedImage {
+  const record: PublishedImage = {
+    wishlist: row.wishlist as string,
+    cvmfsRepo: row.cvmfs_repo as string,
+    input: row.input as string,
+    image: row.image as string,
+    manifestDigest: row.manifest_digest as string,
+    configDigest: row.config_digest as string,
+    publicPath: row.public_path as string,
+    flatPath: row.flat_path as string,
+    updatedAt: row.updated_at as number,
+    lastResult: row.last_result as PublishedImage['lastResult'],
+  };
+  if (row.thin_name !== null) record.thinName = row.thin_name as string;
+  if (row.thin_digest !== null) record.thinDigest = row.thin_digest as string;
+  if (row.commit_sha !== null) record.commitSha = row.commit_sha as string;
+  if (row.last_error !== null) record.lastError = row.last_error as string;
+  return record;
+}

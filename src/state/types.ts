@@ -1,0 +1,118 @@
+/** The durable state of `ducc serve` (SQLite by default). */
+
+/** Work the bot does, one job at a time per CVMFS repository; stored so that a restart resumes it. */
+export type JobPayload =
+  /** A push to a wish-list branch: publish the wish list at `sha`. */
+  | { kind: 'sync-branch'; wishlist: string; sha: string }
+  /** A merge/pull request opened or updated: validate and plan the wish list at `headSha`. */
+  | { kind: 'check-change-request'; wishlist: string; number: number; headSha: string }
+  /**
+   * `/reconvert [image ...]` on a merge/pull request. The author's permission is checked when the job
+   * runs (the forge API is not called inside a webhook request); `invalid` holds a parse error to answer.
+   */
+  | { kind: 'reconvert'; wishlist: string; number: number; images: string[]; author: { login: string; id?: number }; commentId: string; invalid?: string }
+  /** A registry reported a push: re-resolve the tag and reconvert the wishes naming it if it moved. */
+  | { kind: 'registry-push'; registry: string; repository: string; tag?: string }
+  /** Periodic safety net: re-resolve every wish of a wish list and reconvert what moved. */
+  | { kind: 'reconcile'; wishlist: string };
+
+export type JobStatus = 'queued' | 'running' | 'done' | 'failed';
+
+export interface Job {
+  id: number;
+  payload: JobPayload;
+  status: JobStatus;
+  /** How many times the job was started (a restart after a crash counts as a new attempt). */
+  attempts: number;
+  /** Jobs with the same key are not queued twice (debounce / de-duplication). */
+  dedupKey?: string;
+  error?: string;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+  /** The job is not started before this time (debounce). */
+  notBefore: number;
+}
+
+/** A commit status a job has set and must leave in a final state, even across crashes. */
+export interface OwnedStatus {
+  jobId: number;
+  forge: 'github' | 'gitlab';
+  project: string;
+  sha: string;
+  context: string;
+  state: 'pending' | 'success' | 'failure' | 'error';
+}
+
+/** What is published for one image of a wish list (a wildcard wish has one record per tag). */
+export interface PublishedImage {
+  /** Name of the wish list in the bot config. */
+  wishlist: string;
+  /** The wish list's `cvmfs_repo` the image is published in (may carry a sub-directory). */
+  cvmfsRepo: string;
+  /** The entry as written in the wish list. */
+  input: string;
+  /** Whole name of the (expanded) image, `scheme://registry/repository:tag[@digest]`: the key. */
+  image: string;
+  manifestDigest: string;
+  configDigest: string;
+  publicPath: string;
+  flatPath: string;
+  thinName?: string;
+  thinDigest?: string;
+  /** Wish-list commit the image was last converted for. */
+  commitSha?: string;
+  updatedAt: number;
+  lastResult: 'ok' | 'error';
+  lastError?: string;
+}
+
+export interface QueueCounts {
+  queued: number;
+  running: number;
+  done: number;
+  failed: number;
+}
+
+/**
+ * Durable state. Implementations must be safe for one process (no cross-process guarantees needed);
+ * every method is synchronous because SQLite (node:sqlite) is.
+ */
+export interface StateStore {
+  /** Records a delivery id; false if it was seen before (then the delivery must be ignored). */
+  recordDelivery(id: string, now?: number): boolean;
+  /** Forgets delivery ids older than `maxAgeMs` (kept at least 3 days by the caller). */
+  pruneDeliveries(maxAgeMs: number, now?: number): number;
+
+  /**
+   * Queues a job. With a `dedupKey`, nothing is queued while a queued (not yet running) job has the same
+   * key; the existing job is returned instead and `notBefore` is pushed later (debounce).
+   */
+  enqueue(payload: JobPayload, options?: { dedupKey?: string; notBefore?: number; now?: number }): { job: Job; created: boolean };
+  /** Takes the oldest queued job whose `notBefore` has passed and marks it running (attempts + 1). */
+  claimNext(now?: number): Job | undefined;
+  complete(id: number, now?: number): void;
+  fail(id: number, error: string, now?: number): void;
+  /** Puts running jobs back in the queue (after a crash or on shutdown) and returns them. */
+  requeueRunning(now?: number): Job[];
+  /**
+   * Puts one running job back in the queue (a retry after a failed attempt, or a job interrupted on
+   * shutdown), not to be started before `notBefore` (default: now). `attempts` is kept; `error`, when
+   * given, records why. Returns the job, or undefined (and changes nothing) if it was not running.
+   */
+  requeue(id: number, options?: { notBefore?: number; error?: string; now?: number }): Job | undefined;
+  getJob(id: number): Job | undefined;
+  listJobs(options?: { status?: JobStatus; limit?: number }): Job[];
+  counts(): QueueCounts;
+
+  /** Remembers the latest state a job set on a commit status. */
+  recordStatus(status: OwnedStatus): void;
+  /** Statuses owned by a job that are still pending. */
+  pendingStatuses(jobId: number): OwnedStatus[];
+
+  listPublished(wishlist: string): PublishedImage[];
+  upsertPublished(record: PublishedImage): void;
+  removePublished(wishlist: string, image: string): void;
+
+  close(): void;
+}

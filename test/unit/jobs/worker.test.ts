@@ -1,0 +1,319 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { JobWorker, retryDelayMs, type JobHandler, type JobOutcome, type JobWorkerOptions } from '../../../src/jobs/worker.ts';
+import { SqliteStateStore } from '../../../src/state/sqlite-store.ts';
+import type { Job, JobPayload, StateStore } from '../../../src/state/types.ts';
+
+type After = { after: (fn: () => void | Promise<void>) => void };
+
+const silent = pino({ level: 'silent' });
+const sync = (sha: string): JobPayload => ({ kind: 'sync-branch', wishlist: 'main', sha });
+
+function openStore(t: After): SqliteStateStore {
+  const dir = mkdtempSync(join(tmpdir(), 'ducc-worker-'));
+  const store = SqliteStateStore.open(join(dir, 'state.db'));
+  t.after(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return store;
+}
+
+function makeWorker(t: After, options: Partial<JobWorkerOptions> & Pick<JobWorkerOptions, 'store' | 'handle'>): JobWorker {
+  const worker = new JobWorker({ logger: silent, pollMs: 5, ...options });
+  t.after(() => worker.stop(0));
+  return worker;
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+test('retry delay: 2^attempts seconds, capped at 5 minutes', () => {
+  assert.equal(retryDelayMs(1), 2000);
+  assert.equal(retryDelayMs(2), 4000);
+  assert.equal(retryDelayMs(8), 256_000);
+  assert.equal(retryDelayMs(9), 300_000);
+  assert.equal(retryDelayMs(50), 300_000);
+});
+
+test('runs queued jobs one at a time, oldest first', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const ids = ['a', 'b', 'c'].map((sha) => store.enqueue(sync(sha)).job.id);
+  const order: number[] = [];
+  let active = 0;
+  let maxActive = 0;
+  const worker = makeWorker(t, {
+    store,
+    handle: async (job) => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      order.push(job.id);
+      assert.equal(worker.running?.id, job.id);
+      assert.equal(store.getJob(job.id)?.status, 'running');
+      await sleep(5);
+      active--;
+    },
+  });
+  assert.equal(worker.running, undefined);
+  worker.start();
+  worker.start(); // a second start does not start a second loop
+  await worker.onIdle();
+  assert.deepEqual(order, ids);
+  assert.equal(maxActive, 1);
+  assert.equal(worker.running, undefined);
+  assert.deepEqual(store.counts(), { queued: 0, running: 0, done: 3, failed: 0 });
+  await worker.stop(1000);
+});
+
+test('a failing job is retried with backoff, then failed after maxAttempts', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  let clock = 1_000_000;
+  const attempts: number[] = [];
+  const outcomes: [number, JobOutcome, string | undefined][] = [];
+  const worker = makeWorker(t, {
+    store,
+    now: () => clock,
+    maxAttempts: 3,
+    handle: async (job) => {
+      attempts.push(job.attempts);
+      throw new Error(`attempt ${job.attempts} failed`);
+    },
+    onJobFinished: (job, outcome, error) => {
+      outcomes.push([job.id, outcome, error instanceof Error ? error.message : undefined]);
+    },
+  });
+  const { job } = store.enqueue(sync('a'), { now: clock });
+  worker.start();
+  await worker.onIdle();
+  assert.deepEqual(attempts, [1]);
+  let stored = store.getJob(job.id);
+  assert.equal(stored?.status, 'queued');
+  assert.equal(stored?.notBefore, clock + 2000);
+  assert.equal(stored?.error, 'attempt 1 failed');
+
+  clock += 1999;
+  worker.poke();
+  await worker.onIdle();
+  await sleep(20); // a few polls: still too early
+  assert.deepEqual(attempts, [1]);
+
+  clock += 1;
+  worker.poke();
+  await worker.onIdle();
+  assert.deepEqual(attempts, [1, 2]);
+  stored = store.getJob(job.id);
+  assert.equal(stored?.status, 'queued');
+  assert.equal(stored?.notBefore, clock + 4000);
+
+  clock += 4000;
+  worker.poke();
+  await worker.onIdle();
+  assert.deepEqual(attempts, [1, 2, 3]);
+  stored = store.getJob(job.id);
+  assert.equal(stored?.status, 'failed');
+  assert.equal(stored?.attempts, 3);
+  assert.equal(stored?.error, 'attempt 3 failed');
+  assert.deepEqual(outcomes, [
+    [job.id, 'retry', 'attempt 1 failed'],
+    [job.id, 'retry', 'attempt 2 failed'],
+    [job.id, 'failed', 'attempt 3 failed'],
+  ]);
+
+  clock += 3_600_000;
+  await sleep(20);
+  assert.deepEqual(attempts, [1, 2, 3], 'a failed job is not run again');
+});
+
+test('onJobFinished reports done; a synchronous throw or a throwing hook does not stop the loop', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const outcomes: [string, JobOutcome][] = [];
+  const worker = makeWorker(t, {
+    store,
+    maxAttempts: 1,
+    handle: (job) => {
+      if (job.payload.kind === 'sync-branch' && job.payload.sha === 'sync-throw') throw new Error('sync throw');
+      return Promise.resolve();
+    },
+    onJobFinished: (job, outcome) => {
+      outcomes.push([(job.payload as { sha: string }).sha, outcome]);
+      throw new Error('hook failed');
+    },
+  });
+  store.enqueue(sync('sync-throw'));
+  store.enqueue(sync('ok'));
+  worker.start();
+  await worker.onIdle();
+  assert.deepEqual(outcomes, [['sync-throw', 'failed'], ['ok', 'done']]);
+  assert.deepEqual(store.counts(), { queued: 0, running: 0, done: 1, failed: 1 });
+});
+
+test('a store error while claiming is logged and the loop goes on', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  let failClaims = 2;
+  const flaky: StateStore = new Proxy(store, {
+    get(target, property) {
+      if (property === 'claimNext') {
+        return (now?: number) => {
+          if (failClaims > 0) {
+            failClaims--;
+            throw new Error('database is locked');
+          }
+          return target.claimNext(now);
+        };
+      }
+      const value: unknown = Reflect.get(target, property);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const done: number[] = [];
+  const worker = makeWorker(t, { store: flaky, handle: async (job) => void done.push(job.id) });
+  const { job } = store.enqueue(sync('a'));
+  worker.start();
+  await worker.onIdle();
+  assert.equal(failClaims, 0);
+  assert.deepEqual(done, [job.id]);
+});
+
+test('poke starts queued work at once instead of waiting for the poll', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const ran: number[] = [];
+  const worker = makeWorker(t, { store, pollMs: 60_000, handle: async (job) => void ran.push(job.id) });
+  worker.start();
+  await worker.onIdle();
+  await sleep(10); // the loop is now asleep for a minute
+  const { job } = store.enqueue(sync('a'));
+  const started = performance.now();
+  worker.poke();
+  await worker.onIdle();
+  assert.deepEqual(ran, [job.id]);
+  assert.ok(performance.now() - started < 1000);
+  const stopStarted = performance.now();
+  await worker.stop(5000);
+  assert.ok(performance.now() - stopStarted < 1000, 'stop wakes a sleeping loop');
+});
+
+test('onIdle resolves at once when nothing is runnable, even before start', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  store.enqueue(sync('later'), { notBefore: Date.now() + 3_600_000 });
+  const worker = makeWorker(t, { store, handle: async () => {} });
+  await worker.onIdle();
+});
+
+test('stop() waits for the running job, then claims nothing more', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const gate = deferred();
+  const entered = deferred();
+  let aborted = false;
+  const worker = makeWorker(t, {
+    store,
+    handle: async (_job, signal) => {
+      entered.resolve();
+      await gate.promise;
+      aborted = signal.aborted;
+    },
+  });
+  const a = store.enqueue(sync('a')).job;
+  const b = store.enqueue(sync('b')).job;
+  worker.start();
+  await entered.promise;
+  setTimeout(gate.resolve, 30);
+  const started = performance.now();
+  await worker.stop(2000);
+  assert.ok(performance.now() - started >= 25, 'stop waited for the job');
+  assert.equal(aborted, false);
+  assert.equal(worker.running, undefined);
+  assert.equal(store.getJob(a.id)?.status, 'done');
+  await sleep(20);
+  assert.equal(store.getJob(b.id)?.status, 'queued', 'no new job after stop');
+  assert.equal(store.getJob(b.id)?.attempts, 0);
+});
+
+test('stop() past its deadline aborts the handler and requeues the job; the next start resumes it', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const entered = deferred();
+  const outcomes: JobOutcome[] = [];
+  let reason: unknown;
+  const handle: JobHandler = (_job, signal) =>
+    new Promise<void>((_resolve, reject) => {
+      entered.resolve();
+      signal.addEventListener('abort', () => {
+        reason = signal.reason;
+        reject(signal.reason);
+      });
+    });
+  const worker = makeWorker(t, { store, handle, onJobFinished: (_job, outcome) => void outcomes.push(outcome) });
+  const { job } = store.enqueue(sync('a'));
+  worker.start();
+  await entered.promise;
+  assert.equal(worker.running?.id, job.id);
+  const started = performance.now();
+  await worker.stop(20);
+  assert.ok(performance.now() - started < 1000);
+  assert.ok(reason instanceof Error && reason.name === 'AbortError');
+  assert.equal(worker.running, undefined);
+  const stored = store.getJob(job.id);
+  assert.equal(stored?.status, 'queued');
+  assert.equal(stored?.attempts, 1);
+  assert.deepEqual(outcomes, ['retry']);
+
+  const resumed: Job[] = [];
+  const next = makeWorker(t, { store, handle: async (j) => void resumed.push(j) });
+  next.start();
+  await next.onIdle();
+  assert.deepEqual(resumed.map((j) => [j.id, j.attempts]), [[job.id, 2]]);
+  assert.equal(store.getJob(job.id)?.status, 'done');
+});
+
+test('a handler that ignores its abort signal cannot hold stop() or change the requeued job', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const entered = deferred();
+  const gate = deferred();
+  const worker = makeWorker(t, {
+    store,
+    abortGraceMs: 20,
+    handle: async () => {
+      entered.resolve();
+      await gate.promise;
+    },
+  });
+  const { job } = store.enqueue(sync('a'));
+  worker.start();
+  await entered.promise;
+  const started = performance.now();
+  await worker.stop(20);
+  assert.ok(performance.now() - started < 1000);
+  assert.equal(store.getJob(job.id)?.status, 'queued');
+  gate.resolve();
+  await sleep(20);
+  assert.equal(store.getJob(job.id)?.status, 'queued', 'the late result of an abandoned run is ignored');
+});
+
+test('each job logs through a child logger with jobId and kind', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      callback();
+    },
+  });
+  const logger = pino({ level: 'info' }, stream);
+  const worker = makeWorker(t, { store, logger, maxAttempts: 1, handle: async () => Promise.reject(new Error('nope')) });
+  const { job } = store.enqueue({ kind: 'reconcile', wishlist: 'main' });
+  worker.start();
+  await worker.onIdle();
+  await worker.stop(100);
+  const mine = lines.filter((l) => l.jobId === job.id);
+  assert.ok(mine.length >= 2, JSON.stringify(lines));
+  assert.ok(mine.every((l) => l.kind === 'reconcile'));
+  assert.ok(mine.some((l) => l.msg === 'job failed'));
+});
