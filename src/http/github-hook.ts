@@ -1,0 +1,68 @@
+import type { Request, RequestHandler, Response } from 'express';
+import { parseGitHubWebhook } from '../forge/parse-github.ts';
+import type { GitHubSignature } from './auth.ts';
+import { checkBodyHeaders, rawBodyOf, readRawBody } from './body.ts';
+import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
+
+/**
+ * `POST /hooks/github`. Order matters: size and encoding from the headers, then the raw body, then
+ * the signature over its bytes; only a verified body is parsed (as JSON, or the `payload=` field of a
+ * form-encoded delivery) and handed to the intake.
+ *
+ * Replies: 202 queued, 200 duplicate/ignored (outcome in the body), 503 overloaded (GitHub does not
+ * retry by itself: redeliver from the hook's settings), 401 bad signature, 413 / 415 refused bodies.
+ */
+export function githubHookHandlers(context: WebhookContext, signature: GitHubSignature): RequestHandler[] {
+  const guard: RequestHandler = (req, res, next) => {
+    const rejection = checkBodyHeaders(req);
+    if (rejection !== undefined) {
+      locals(res).reason = rejection.reason;
+      replyEarly(res, rejection.status, rejection.outcome, { error: rejection.reason });
+      return;
+    }
+    next();
+  };
+  const handle = async (req: Request, res: Response): Promise<void> => {
+    const body = rawBodyOf(req);
+    if (!(await signature.verify(body, header(req, 'x-hub-signature-256')))) {
+      locals(res).outcome = 'unauthorized';
+      locals(res).reason = header(req, 'x-hub-signature-256') === undefined ? 'missing X-Hub-Signature-256' : 'signature does not match';
+      res.status(401).json({ error: 'invalid or missing X-Hub-Signature-256: check the webhook secret' });
+      return;
+    }
+    const eventName = header(req, 'x-github-event');
+    if (eventName === undefined || !/^[a-z_]{1,64}$/.test(eventName)) {
+      locals(res).outcome = 'invalid';
+      res.status(400).json({ error: 'missing or invalid X-GitHub-Event' });
+      return;
+    }
+    const payload = parsePayload(req, body);
+    if (payload === undefined) {
+      locals(res).outcome = 'invalid';
+      res.status(400).json({ error: 'body is not JSON' });
+      return;
+    }
+    const deliveryId = safeDeliveryId(header(req, 'x-github-delivery')) ?? sha256Hex(body);
+    const delivery = parseGitHubWebhook(eventName, deliveryId, payload, botLoginFor(context, payload));
+    acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
+  };
+  return [track(context, 'github', '/hooks/github'), guard, readRawBody, handle];
+}
+
+/** GitHub sends JSON, or `payload=<json>` when the hook's content type is form-encoded. */
+function parsePayload(req: Request, body: Buffer): unknown {
+  const type = (header(req, 'content-type') ?? '').toLowerCase();
+  if (type.startsWith('application/x-www-form-urlencoded')) {
+    const payload = new URLSearchParams(body.toString('utf8')).get('payload');
+    return payload === null ? undefined : parseJson(Buffer.from(payload, 'utf8'));
+  }
+  return parseJson(body);
+}
+
+/** The bot account of the wish list the delivery is about, so the bot's own comments are recognised. */
+function botLoginFor(context: WebhookContext, payload: unknown): { botLogin?: string } {
+  const repository = (payload as { repository?: { full_name?: unknown } } | null)?.repository?.full_name;
+  if (typeof repository !== 'string') return {};
+  const wishlist = context.config.wishlists.find((w) => w.forge === 'github' && w.project.toLowerCase() === repository.toLowerCase() && w.botUser !== undefined);
+  return wishlist?.botUser !== undefined ? { botLogin: wishlist.botUser } : {};
+}

@@ -1,0 +1,53 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { JobStatus, StateStore } from '../state/types.ts';
+
+/** Prometheus metrics of `ducc serve`, in their own registry (never prom-client's global one). */
+export interface BotMetrics {
+  registry: Registry;
+  /** `ducc_webhooks_total{source,outcome}`: every webhook request, by sender and what became of it. */
+  webhooks: Counter<'source' | 'outcome'>;
+  /** `ducc_webhook_duration_seconds{source}`: time to answer a webhook request. */
+  webhookDuration: Histogram<'source'>;
+}
+
+const JOB_STATUSES: JobStatus[] = ['queued', 'running', 'done', 'failed'];
+
+export function createMetrics(options: { store: StateStore; version: string; isShuttingDown?: () => boolean }): BotMetrics {
+  const registry = new Registry();
+  // Process metrics (CPU, memory, event-loop lag, ...), prefixed like ours.
+  collectDefaultMetrics({ register: registry, prefix: 'ducc_' });
+  const webhooks = new Counter({
+    name: 'ducc_webhooks_total',
+    help: 'Webhook requests by source (github, gitlab, registry/<kind>) and outcome (queued, duplicate, ignored, overloaded, unauthorized, ...)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [registry],
+  });
+  const webhookDuration = new Histogram({
+    name: 'ducc_webhook_duration_seconds',
+    help: 'Time to answer a webhook request',
+    labelNames: ['source'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'ducc_jobs',
+    help: 'Jobs in the state database by status (read on every scrape)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    collect() {
+      const counts = options.store.counts();
+      for (const status of JOB_STATUSES) this.set({ status }, counts[status]);
+    },
+  });
+  new Gauge({
+    name: 'ducc_shutting_down',
+    help: '1 while ducc serve drains before exiting',
+    registers: [registry],
+    collect() {
+      this.set(options.isShuttingDown?.() ? 1 : 0);
+    },
+  });
+  const info = new Gauge({ name: 'ducc_build_info', help: 'Version of ducc-gitops (always 1)', labelNames: ['version'] as const, registers: [registry] });
+  info.set({ version: options.version }, 1);
+  return { registry, webhooks, webhookDuration };
+}

@@ -1,0 +1,75 @@
+import type { Request, RequestHandler, Response } from 'express';
+import type { RegistryHookConfig } from '../config/bot-config.ts';
+import type { Delivery } from '../forge/events.ts';
+import { parseDistributionNotification, parseDockerHub, parseHarbor, parseQuay } from '../forge/parse-registry.ts';
+import { authorizationCandidates, type SharedSecret } from './auth.ts';
+import { checkBodyHeaders, rawBodyOf, readRawBody } from './body.ts';
+import { acceptDelivery, header, locals, replyEarly, track, type WebhookContext } from './webhook-common.ts';
+
+/** A configured registry hook with its secrets. */
+export interface RegistryHook {
+  config: RegistryHookConfig;
+  secret: SharedSecret;
+}
+
+/** Kinds whose sender can set an `Authorization` header; the others carry the secret in the URL. */
+const HEADER_KINDS: ReadonlySet<string> = new Set(['distribution', 'harbor']);
+
+const PARSERS: Record<RegistryHookConfig['kind'], (body: Buffer, hookName: string) => Delivery> = {
+  distribution: parseDistributionNotification,
+  harbor: parseHarbor,
+  dockerhub: parseDockerHub,
+  quay: parseQuay,
+};
+
+export const REGISTRY_ROUTE = '/hooks/registry/:kind/:name';
+export const REGISTRY_ROUTE_WITH_SECRET = '/hooks/registry/:kind/:name/:secret';
+
+/**
+ * `POST /hooks/registry/:kind/:name` (distribution, Harbor: secret in `Authorization`, as is or
+ * `Bearer <secret>`) and `POST /hooks/registry/:kind/:name/:secret` (Docker Hub, Quay: they cannot send
+ * headers, so the secret is part of the URL). Unknown hook, or a kind that does not match the
+ * configuration, or the wrong URL shape → 404; wrong secret → 401; both before the body is read.
+ * Then 202 queued, 200 duplicate/ignored, 503 overloaded (all four senders retry 5xx).
+ *
+ * The route pattern, never the URL, is logged: the URL holds the secret.
+ */
+export function registryHookHandlers(context: WebhookContext, hooks: ReadonlyMap<string, RegistryHook>, route: string): RequestHandler[] {
+  const withSecretInPath = route === REGISTRY_ROUTE_WITH_SECRET;
+  const find: RequestHandler = (req, res, next) => {
+    const kind = String(req.params['kind']);
+    const hook = hooks.get(String(req.params['name']));
+    if (hook === undefined || hook.config.kind !== kind || (withSecretInPath && HEADER_KINDS.has(kind))) {
+      replyEarly(res, 404, 'not_found', { error: 'no such registry hook' });
+      return;
+    }
+    locals(res).source = `registry/${hook.config.kind}`;
+    const presented = HEADER_KINDS.has(kind) ? authorizationCandidates(header(req, 'authorization')) : withSecretInPath ? [String(req.params['secret'])] : [];
+    // Evaluate every candidate, so that timing does not tell which form was tried.
+    let ok = false;
+    for (const candidate of presented) ok = hook.secret.matches(candidate) || ok;
+    if (!ok) {
+      locals(res).reason = presented.length === 0 ? 'missing secret' : 'secret does not match';
+      replyEarly(res, 401, 'unauthorized', { error: HEADER_KINDS.has(kind) ? 'invalid or missing Authorization header' : 'invalid or missing secret in the URL' });
+      return;
+    }
+    res.locals['hook'] = hook;
+    next();
+  };
+  const guard: RequestHandler = (req, res, next) => {
+    const rejection = checkBodyHeaders(req);
+    if (rejection !== undefined) {
+      locals(res).reason = rejection.reason;
+      replyEarly(res, rejection.status, rejection.outcome, { error: rejection.reason });
+      return;
+    }
+    next();
+  };
+  const handle = (req: Request, res: Response): void => {
+    const hook = res.locals['hook'] as RegistryHook;
+    const delivery = PARSERS[hook.config.kind](rawBodyOf(req), hook.config.name);
+    acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
+  };
+  // The source label is refined once the hook is known; unknown hooks count as `registry`.
+  return [track(context, 'registry', route), find, guard, readRawBody, handle];
+}

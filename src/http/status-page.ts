@@ -1,0 +1,127 @@
+import type { BotConfig } from '../config/bot-config.ts';
+import type { Job, JobPayload, PublishedImage, QueueCounts } from '../state/types.ts';
+
+/** What the status page shows; gathered by the caller from the StateStore (read-only). */
+export interface StatusPageData {
+  version: string;
+  shuttingDown: boolean;
+  config: BotConfig;
+  queue: QueueCounts;
+  running: Job[];
+  queued: Job[];
+  failed: Job[];
+  published: Map<string, PublishedImage[]>;
+  now: number;
+}
+
+/**
+ * Escapes text for HTML element content and quoted attribute values. Every value on the page goes
+ * through it: image names, errors and job payloads come from wish lists anyone may propose.
+ */
+export function escapeHtml(value: unknown): string {
+  return String(value ?? '').replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The server-rendered status page (`GET /`): no scripts, inline styles only. */
+export function renderStatusPage(data: StatusPageData): string {
+  const e = escapeHtml;
+  const sections = data.config.wishlists.map((wishlist) => {
+    const images = data.published.get(wishlist.name) ?? [];
+    const rows = images.map(
+      (image) => `<tr class="${image.lastResult === 'ok' ? 'ok' : 'error'}">
+<td><code>${e(image.image)}</code>${image.input !== image.image ? `<br><small>from <code>${e(image.input)}</code></small>` : ''}</td>
+<td><code>${e(image.publicPath)}</code></td>
+<td><code title="${e(image.manifestDigest)}">${e(shortDigest(image.manifestDigest))}</code></td>
+<td>${e(image.lastResult)}${image.lastError ? `<br><small>${e(truncate(image.lastError, 300))}</small>` : ''}</td>
+<td><time datetime="${e(isoTime(image.updatedAt))}">${e(isoTime(image.updatedAt))}</time></td>
+</tr>`,
+    );
+    return `<section>
+<h2>${e(wishlist.name)}</h2>
+<p>${e(wishlist.forge)} <code>${e(wishlist.project)}</code>, branch <code>${e(wishlist.branch)}</code>, ${e(images.length)} published image${images.length === 1 ? '' : 's'}</p>
+${
+  rows.length === 0
+    ? '<p><em>Nothing published yet.</em></p>'
+    : `<table><thead><tr><th>Image</th><th>Published at</th><th>Manifest digest</th><th>Last result</th><th>Updated</th></tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table>`
+}
+</section>`;
+  });
+
+  const jobRows = (jobs: Job[]) =>
+    jobs
+      .map(
+        (job) =>
+          `<tr><td>${e(job.id)}</td><td>${e(job.status)}</td><td>${e(describeJob(job.payload))}</td><td>${e(job.attempts)}</td><td>${e(isoTime(job.updatedAt))}</td><td>${e(job.error ? truncate(job.error, 300) : '')}</td></tr>`,
+      )
+      .join('\n');
+  const jobs = [...data.running, ...data.queued, ...data.failed];
+
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ducc-gitops status</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+tr.error td { background: #fdecea; }
+code { font-size: 0.9em; word-break: break-all; }
+small { color: #555; }
+</style>
+</head>
+<body>
+<h1>ducc-gitops</h1>
+<p>Version ${e(data.version)}${data.shuttingDown ? ' — <strong>shutting down</strong>' : ''}. Page generated ${e(isoTime(data.now))}.</p>
+<h2>Queue</h2>
+<p>${e(data.queue.queued)} queued, ${e(data.queue.running)} running, ${e(data.queue.done)} done, ${e(data.queue.failed)} failed.</p>
+${
+  jobs.length === 0
+    ? ''
+    : `<table><thead><tr><th>Job</th><th>Status</th><th>What</th><th>Attempts</th><th>Updated</th><th>Error</th></tr></thead><tbody>
+${jobRows(jobs)}
+</tbody></table>`
+}
+${sections.join('\n')}
+</body>
+</html>
+`;
+}
+
+/** One line per job payload, for people. */
+export function describeJob(payload: JobPayload): string {
+  switch (payload.kind) {
+    case 'sync-branch':
+      return `publish ${payload.wishlist} at ${String(payload.sha).slice(0, 12)}`;
+    case 'check-change-request':
+      return `check ${payload.wishlist} !${payload.number} at ${String(payload.headSha).slice(0, 12)}`;
+    case 'reconvert':
+      {
+      const images = Array.isArray(payload.images) ? payload.images : [];
+      return `reconvert on ${payload.wishlist} !${payload.number}${images.length ? `: ${images.join(' ')}` : ''}`;
+    }
+    case 'registry-push':
+      return `registry push ${payload.registry}/${payload.repository}${payload.tag ? `:${payload.tag}` : ''}`;
+    case 'reconcile':
+      return `reconcile ${payload.wishlist}`;
+    default:
+      return (payload as { kind?: unknown }).kind === undefined ? 'job' : String((payload as { kind: unknown }).kind);
+  }
+}
+
+function shortDigest(digest: string): string {
+  const colon = digest.indexOf(':');
+  return colon > 0 ? `${digest.slice(0, colon + 1)}${digest.slice(colon + 1, colon + 13)}` : digest;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+function isoTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
+}

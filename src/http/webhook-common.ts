@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import type { BotConfig } from '../config/bot-config.ts';
+import type { Delivery } from '../forge/events.ts';
+import type { Intake, IntakeResult } from '../bot/intake.ts';
+import type { BotMetrics } from './metrics.ts';
+
+/** What every webhook route needs. */
+export interface WebhookContext {
+  config: BotConfig;
+  intake: Intake;
+  logger: Logger;
+  metrics: BotMetrics;
+}
+
+/**
+ * Per-request bookkeeping kept in `res.locals`. Logs name the route PATTERN (never the URL: registry
+ * secrets travel in the path), the delivery id and the outcome.
+ */
+export interface WebhookLocals {
+  source: string;
+  route: string;
+  outcome?: string;
+  deliveryId?: string;
+  reason?: string;
+}
+
+export function locals(res: Response): WebhookLocals {
+  return res.locals as unknown as WebhookLocals;
+}
+
+/** Seconds a sender should wait before retrying when the queue is full. */
+export const RETRY_AFTER_SECONDS = 60;
+
+/**
+ * First middleware of each webhook route: labels the request and, once the answer is sent (or the
+ * connection dropped), counts it in `ducc_webhooks_total`, times it and writes one log line.
+ */
+export function track(context: WebhookContext, initialSource: string, route: string): RequestHandler {
+  return (_req, res, next) => {
+    const started = process.hrtime.bigint();
+    Object.assign(res.locals, { source: initialSource, route } satisfies WebhookLocals);
+    res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const state = locals(res);
+      const source = state.source;
+      const outcome = state.outcome ?? (res.writableFinished ? outcomeOfStatus(res.statusCode) : 'aborted');
+      context.metrics.webhooks.inc({ source, outcome });
+      context.metrics.webhookDuration.observe({ source }, seconds);
+      const fields = {
+        source,
+        route,
+        status: res.statusCode,
+        outcome,
+        ms: Math.round(seconds * 1000),
+        ...(state.deliveryId !== undefined ? { deliveryId: state.deliveryId } : {}),
+        ...(state.reason !== undefined ? { reason: state.reason } : {}),
+      };
+      if (outcome === 'unauthorized') context.logger.warn(fields, 'webhook refused: bad or missing secret');
+      else if (res.statusCode >= 500 || outcome === 'aborted') context.logger.warn(fields, 'webhook not handled');
+      else context.logger.info(fields, 'webhook');
+    });
+    next();
+  };
+}
+
+function outcomeOfStatus(status: number): string {
+  if (status === 401) return 'unauthorized';
+  if (status === 404) return 'not_found';
+  if (status === 413) return 'too_large';
+  if (status === 415) return 'unsupported_encoding';
+  if (status === 503) return 'overloaded';
+  if (status >= 500) return 'error';
+  if (status >= 400) return 'invalid';
+  return 'ok';
+}
+
+/**
+ * Answers without reading the rest of the body; `Connection: close` makes Node drop the socket instead
+ * of draining what the sender still has to send.
+ */
+export function replyEarly(res: Response, status: number, outcome: string, body: Record<string, unknown>): void {
+  locals(res).outcome = outcome;
+  res.set('Connection', 'close');
+  res.status(status).json(body);
+}
+
+/** Hands the delivery to the intake and maps its result to the reply. */
+export function acceptDelivery(context: WebhookContext, res: Response, delivery: Delivery, statuses: { queued: number; other: number }): void {
+  const state = locals(res);
+  state.deliveryId = delivery.id;
+  let result: IntakeResult;
+  try {
+    result = context.intake.accept(delivery);
+  } catch (error) {
+    state.outcome = 'error';
+    context.logger.error({ err: error, deliveryId: delivery.id, source: state.source }, 'intake failed');
+    res.status(500).json({ outcome: 'error' });
+    return;
+  }
+  state.outcome = result.outcome;
+  switch (result.outcome) {
+    case 'queued':
+      res.status(statuses.queued).json({ outcome: 'queued', jobs: result.jobs });
+      return;
+    case 'overloaded':
+      res.set('Retry-After', String(RETRY_AFTER_SECONDS)).status(503).json({ outcome: 'overloaded' });
+      return;
+    case 'ignored':
+      state.reason = result.reason;
+      res.status(statuses.other).json({ outcome: 'ignored', reason: result.reason });
+      return;
+    case 'duplicate':
+      res.status(statuses.other).json({ outcome: 'duplicate' });
+      return;
+  }
+}
+
+/** Parses a JSON body; undefined when it is not JSON. */
+export function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Delivery ids from headers go into the state database and logs: well-formed ones are kept, anything
+ * else is replaced by its hash.
+ */
+export function safeDeliveryId(value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const trimmed = value.trim();
+  return /^[A-Za-z0-9._:-]{1,128}$/.test(trimmed) ? trimmed : sha256Hex(trimmed);
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** A header as one string (Node joins repeated headers for most names; arrays only for a few). */
+export function header(req: Request, name: string): string | undefined {
+  const value = req.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
