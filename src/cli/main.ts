@@ -141,6 +141,28 @@ export function buildProgram(out: (text: string) => void): Command {
     });
 
   program
+    .command('serve')
+    .description('run the GitOps bot: webhooks from GitHub, GitLab and registries, commit statuses, MR reports')
+    .option('--config <file>', 'bot configuration (default $DUCC_CONFIG); see config/ducc.example.yaml')
+    .option('--shutdown-deadline <seconds>', 'on SIGTERM, how long the running conversion may take to finish before it is requeued', '600')
+    .action(async (flags: { config?: string; shutdownDeadline: string }) => {
+      const { loadBotConfig } = await import('../config/load-bot-config.ts');
+      const { startServer } = await import('../bot/serve.ts');
+      const logger = createLogger();
+      const file = flags.config ?? process.env['DUCC_CONFIG'];
+      const config = loadBotConfig({ ...(file === undefined ? {} : { file }), env: process.env });
+      const running = await startServer(config, process.env, logger, VERSION);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'shutting down: no new webhooks, finishing the running job');
+          running.stop(Number(flags.shutdownDeadline) * 1000).then(resolve, resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  program
     .command('download-manifest')
     .alias('get-manifest')
     .description('print the manifest an image reference resolves to (platform manifest for an index)')

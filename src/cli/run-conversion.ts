@@ -101,7 +101,8 @@ export async function runConversion(
   }
 }
 
-function thinPusher(wishlist: Wishlist, env: NodeJS.ProcessEnv, logger: Logger) {
+/** Pushes thin images as the wish list's `user` with DUCC_OUTPUT_REGISTRY_PASS(_FILE); shared by the CLI and the bot. */
+export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo'>, env: NodeJS.ProcessEnv, logger: Logger) {
   return async (converted: ConvertedImage) => {
     const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
     if (!wishlist.user || password === undefined) {
@@ -151,9 +152,17 @@ export async function runLoop(file: string, flags: ConversionFlags & { interval?
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    while (!controller.signal.aborted) {
-      const summary = await runConversion(await readWishlist(file), flags, env, logger, controller.signal);
-      reportSummary(summary, write);
+    for (let round = 1; !controller.signal.aborted; round++) {
+      try {
+        const summary = await runConversion(await readWishlist(file), flags, env, logger, controller.signal);
+        reportSummary(summary, write);
+      } catch (error) {
+        // A broken start (unreadable wish list, bad config) ends the command; later rounds are retried
+        // after the interval (the wish list may be replaced under us, a registry or cvmfs_server may hiccup).
+        if (round === 1) throw error;
+        write(`error: ${errorMessage(error)}\n`);
+        logger.error({ err: errorMessage(error) }, 'round failed; trying again after the interval');
+      }
       await sleep(intervalSeconds * 1000, undefined, { signal: controller.signal }).catch(() => undefined);
     }
     return 0;

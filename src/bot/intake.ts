@@ -1,0 +1,20 @@
+import type { Delivery } from '../forge/events.ts';
+
+/** What became of a verified webhook delivery. */
+export type IntakeResult =
+  /** New work was queued (or merged into queued work). */
+  | { outcome: 'queued'; jobs: number[] }
+  /** The delivery id was seen before: nothing done. */
+  | { outcome: 'duplicate' }
+  /** Nothing in it concerns a watched wish list or image (an unwatched branch, an edited comment...). */
+  | { outcome: 'ignored'; reason: string }
+  /** The queue is full: the sender should retry later. */
+  | { outcome: 'overloaded' };
+
+/**
+ * The bot's front door: turns a verified delivery into durable jobs. It must be fast (no network, no
+ * conversion) because it runs inside the webhook request.
+ */
+export interface Intake {
+  accept(delivery: Delivery): IntakeResult;
+}
