@@ -19,6 +19,10 @@ COPY src ./src
 COPY config ./config
 ENV NODE_ENV=production
 USER node
+ENV DUCC_CONFIG=/etc/ducc-gitops/ducc.yaml
 VOLUME ["/var/lib/ducc-gitops"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "--disable-warning=ExperimentalWarning", "bin/ducc.ts"]
-CMD ["--help"]
+# Secrets come from the environment or *_FILE variables (Docker/Kubernetes secrets), never the image.
+CMD ["serve"]
