@@ -133,6 +133,10 @@ describe('ducc serve', () => {
     await postGitHub(bot, 'push', githubPush('cern/wishlist', 'main', sha));
     await bot.worker.onIdle();
     const before = await readlink(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/a:1'));
+    // The push came from merged PR #5: its report shows what was published.
+    const published = github.comments.filter((c) => c.issueNumber === 5);
+    assert.equal(published.length, 1);
+    assert.match(published[0]!.body, new RegExp(`Published at ${sha.slice(0, 12)}[\\s\\S]*1 converted, 0 up to date, 0 failed`));
 
     await postGitHub(bot, 'issue_comment', githubComment('cern/wishlist', 5, '/reconvert', 'mallory', 1001));
     await bot.worker.onIdle();
