@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -10,7 +11,7 @@ import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
 import { apptainerEntries } from '../apptainer/apptainer-files.ts';
 import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
 import { appendOrigin, formatLayersJson, formatRemoveSchedule } from '../metadata/layer-metadata.ts';
-import type { NotificationWriter } from '../metadata/notifications.ts';
+import { formatElapsedSeconds, type NotificationWriter } from '../metadata/notifications.ts';
 import {
   flatDir,
   layerDir,
@@ -139,51 +140,93 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   let newLayers = 0;
   // With --skip-layers the layers are still unpacked when the flat tree needs them (it is built from them).
   const needLayers = !options.skipLayers || !options.skipFlat;
-  await Promise.all(
+  // Once a layer failed the image has failed: no further layer is started, and the ones running are
+  // waited for, so that no work of this image goes on behind the caller's back (e.g. during the next image).
+  let layerFailed = false;
+  const layerTask = (work: () => Promise<void>) =>
+    limit(async () => {
+      if (layerFailed) return;
+      try {
+        await work();
+      } catch (error) {
+        layerFailed = true;
+        throw error;
+      }
+    });
+  const layerTasks = await Promise.allSettled(
     (needLayers ? manifest.layers : []).map((layer, index) =>
-      limit(async () => {
+      layerTask(async () => {
         if (isForeignLayer(layer.mediaType)) return;
+        // A digest listed twice (old Docker images repeat the empty layer) is one layer directory: unpack it once.
+        if (manifest.layers.findIndex((other) => other.digest === layer.digest) !== index) return;
         const dir = layerDir(layer.digest);
         const present = (await ctx.publisher.lstat(`${dir}/layerfs`)) && (await ctx.publisher.lstat(`${dir}/.metadata/layers.json`));
         if (present && !options.overwriteLayers) {
           ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: true });
           return;
         }
-        if (present) await ctx.publisher.transaction((tx) => tx.remove(dir));
+        // Unpacked again (-f), or left incomplete (killed between a cvmfs ingest and its metadata): removed
+        // first, but its origin.json is kept: its backlinks name the other images using the layer. Decided
+        // inside the transaction (under the repository lock): another process may just have completed it.
+        let keptOrigin: Buffer | undefined;
+        if (present || (await ctx.publisher.lstat(dir))) {
+          const removed = await ctx.publisher.transaction(async (tx) => {
+            const complete = (await ctx.publisher.lstat(`${dir}/layerfs`)) && (await ctx.publisher.lstat(`${dir}/.metadata/layers.json`));
+            if (complete && !options.overwriteLayers) return false;
+            keptOrigin = await ctx.publisher.readFile(`${dir}/.metadata/origin.json`);
+            await tx.remove(dir);
+            return true;
+          });
+          if (!removed) {
+            ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: true });
+            return;
+          }
+        }
         ctx.onProgress?.({ kind: 'layer-start', image: name, layer: layer.digest, index, total: manifest.layers.length, size: layer.size });
         const started = Date.now();
-        await ctx.notifications.write({ action: 'start_layer_conversion', image: publicName, layer: digestHex(layer.digest) });
+        // As DUCC: start and end share an `id`; the end carries elapsed time, status and size either way.
+        const notice = { image: publicName, layer: digestHex(layer.digest), id: randomUUID() };
+        await ctx.notifications.write({ action: 'start_layer_conversion', ...notice });
         try {
-          const result = await unpackLayer(ctx, ref, name, layer, diffIds[index]!);
+          const result = await unpackLayer(ctx, ref, name, layer, diffIds[index]!, keptOrigin);
           warnings.push(...result);
           newLayers++;
-          await ctx.notifications.write({ action: 'end_layer_conversion', image: publicName, layer: digestHex(layer.digest), status: 'ok', size_bytes: layer.size, time_elapsed_s: ((Date.now() - started) / 1000).toFixed(6) });
-          await ctx.notifications.write({ action: 'publish_layer', layer_digest: digestHex(layer.digest) });
+          await ctx.notifications.write({ action: 'end_layer_conversion', ...notice, status: 'ok', size_bytes: layer.size, time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
+          await ctx.notifications.write({ action: 'publish_layer', image: publicName, layer_digest: digestHex(layer.digest) });
         } catch (error) {
-          await ctx.notifications.write({ action: 'end_layer_conversion', image: publicName, layer: digestHex(layer.digest), status: 'error', error: errorMessage(error) });
+          await ctx.notifications.write({ action: 'end_layer_conversion', ...notice, status: 'error', error: errorMessage(error), size_bytes: layer.size, time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
           throw error;
         }
         ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: false });
       }),
     ),
   );
+  const failedLayer = layerTasks.find((task): task is PromiseRejectedResult => task.status === 'rejected');
+  if (failedLayer) throw failedLayer.reason;
 
   // 2. The flat root filesystem, content-addressed by the config digest: built once, shared by tags.
   if (!options.skipFlat && !(await ctx.publisher.lstat(flat))) {
     ctx.onProgress?.({ kind: 'flat', image: name });
-    await ctx.notifications.write({ action: 'start_flat_conversion', image_request: name });
-    const inputs: FlatLayerInput[] = [];
-    for (const layer of layers) {
-      const notesFile = await ctx.publisher.readFile(`${layerDir(layer.digest)}/.metadata/${UNPACK_NOTES_FILE}`);
-      const notes: UnpackNotes = notesFile ? (JSON.parse(notesFile.toString('utf8')) as UnpackNotes) : { externalHardlinks: [] };
-      inputs.push({ dir: join(ctx.publisher.readRoot, layerDir(layer.digest), 'layerfs'), ...notes });
+    const notice = { image_request: name, id: randomUUID() };
+    const started = Date.now();
+    await ctx.notifications.write({ action: 'start_flat_conversion', ...notice });
+    try {
+      const inputs: FlatLayerInput[] = [];
+      for (const layer of layers) {
+        const notesFile = await ctx.publisher.readFile(`${layerDir(layer.digest)}/.metadata/${UNPACK_NOTES_FILE}`);
+        const notes: UnpackNotes = notesFile ? (JSON.parse(notesFile.toString('utf8')) as UnpackNotes) : { externalHardlinks: [] };
+        inputs.push({ dir: join(ctx.publisher.readRoot, layerDir(layer.digest), 'layerfs'), ...notes });
+      }
+      const tree = await FlatTree.build(inputs);
+      warnings.push(...tree.warnings);
+      const now = new Date();
+      for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);
+      await ctx.publisher.publishTree(flat, tree.entries());
+    } catch (error) {
+      await ctx.notifications.write({ action: 'end_flat_conversion', ...notice, status: 'error', error: errorMessage(error), time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
+      throw error;
     }
-    const tree = await FlatTree.build(inputs);
-    warnings.push(...tree.warnings);
-    const now = new Date();
-    for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);
-    await ctx.publisher.publishTree(flat, tree.entries());
-    await ctx.notifications.write({ action: 'end_flat_conversion', image_request: name, status: 'ok' });
+    await ctx.notifications.write({ action: 'end_flat_conversion', ...notice, status: 'ok', time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
   }
 
   // 3. Small writes, one transaction: catalog markers, origins, the DUCC manifest, the public symlink.
@@ -198,8 +241,9 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
     for (const marker of new Set(markers)) {
       if (!(await ctx.publisher.lstat(marker))) await tx.writeFile(marker, '');
     }
-    for (const layer of layers) {
-      const origin = `${layerDir(layer.digest)}/.metadata/origin.json`;
+    // Once per layer directory, as DUCC (which reads every origin.json before writing any).
+    for (const digest of new Set(layers.map((l) => l.digest))) {
+      const origin = `${layerDir(digest)}/.metadata/origin.json`;
       await tx.writeFile(origin, appendOrigin(await ctx.publisher.readFile(origin), configDigest));
     }
     if (existing && existing.configDigest !== configDigest) {
@@ -208,11 +252,10 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
       await tx.writeFile(REMOVE_SCHEDULE_PATH, schedule);
     }
     await tx.writeFile(manifestPath, duccManifest);
-    if (!options.skipFlat) {
-      await tx.symlink(publicName, relativeSymlinkTarget(publicName, flat));
-      await ctx.notifications.write({ action: 'publish_flat_image', public_path: publicName, private_path: flat });
-    }
+    if (!options.skipFlat) await tx.symlink(publicName, relativeSymlinkTarget(publicName, flat));
   });
+  // Only once the symlink is published (an aborted transaction publishes nothing).
+  if (!options.skipFlat) await ctx.notifications.write({ action: 'publish_flat_image', image_request: name, public_path: publicName, private_path: flat });
 
   const outcome: ImageOutcome = { status: 'converted', ...base, newLayers, warnings };
   if (ctx.pushThinImage && !options.skipThinImage) {
@@ -299,7 +342,7 @@ async function readlinkIn(publisher: Publisher, relPath: string): Promise<string
 export const UNPACK_NOTES_FILE = 'unpack-notes.json';
 type UnpackNotes = Pick<FlatLayerInput, 'externalHardlinks' | 'implicitDirectories'>;
 
-async function unpackLayer(ctx: ConvertContext, ref: RepositoryRef, imageName: string, layer: Descriptor, diffId: string): Promise<string[]> {
+async function unpackLayer(ctx: ConvertContext, ref: RepositoryRef, imageName: string, layer: Descriptor, diffId: string, keptOrigin?: Buffer): Promise<string[]> {
   const label = `${imageName}: layer ${layer.digest}`;
   const compression = compressionOf(layer.mediaType, label);
   const blob = await ctx.client.openBlob(ref, layer);
@@ -324,6 +367,7 @@ async function unpackLayer(ctx: ConvertContext, ref: RepositoryRef, imageName: s
       };
       const notes: UnpackNotes = { externalHardlinks: unpacked.externalHardlinks, implicitDirectories: unpacked.implicitDirectories ?? [] };
       if (notes.externalHardlinks.length > 0 || notes.implicitDirectories!.length > 0) files[UNPACK_NOTES_FILE] = Buffer.from(JSON.stringify(notes));
+      if (keptOrigin !== undefined) files['origin.json'] = keptOrigin;
       return files;
     });
     return result.warnings;
