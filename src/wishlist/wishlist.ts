@@ -61,7 +61,8 @@ export function parseWishlist(text: string, file: string): Wishlist {
 
   const result: Wishlist = { file, version: undefined, wishes: [], problems };
   for (const error of doc.errors) {
-    const pos = lineCounter.linePos(error.pos[0]);
+    // Errors found only at the end (an unclosed quote) point past the last line; show the last line instead.
+    const pos = lineCounter.linePos(Math.min(error.pos[0], text.trimEnd().length));
     problems.push({ severity: 'error', line: pos.line, column: pos.col, message: `YAML syntax: ${firstLine(error.message)}` });
   }
   if (doc.errors.length > 0) return result;
