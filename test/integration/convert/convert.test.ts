@@ -160,7 +160,8 @@ describe('ducc convert with the directory publisher', () => {
   it('bad entries fail with one line naming the wish while the others convert, and exit is non-zero', async (t) => {
     const root = await tempDir(t);
     const wishlist = join(root, 'wishlist.yaml');
-    await writeFile(wishlist, wishlistText(registry, ['test/debianish:v1', 'test/missing:v1', 'http://127.0.0.1:1/nothing/here:v1', 'ubuntu:22.04']));
+    const locked = await startRegistry(t, { htpasswd: { username: 'owner', password: 'secret-pass' } });
+    await writeFile(wishlist, wishlistText(registry, ['test/debianish:v1', 'test/missing:v1', 'http://127.0.0.1:1/nothing/here:v1', 'ubuntu:22.04', `http://${locked.host}/private/image:1`]));
 
     const result = await run(process.execPath, [CLI, 'convert', wishlist, '--repo-root', join(root, 'cvmfs'), '--skip-thin-image']).then(
       () => assert.fail('convert should exit non-zero'),
@@ -172,8 +173,13 @@ describe('ducc convert with the directory publisher', () => {
     assert.match(lines.find((l) => l.includes('test/missing:v1'))!, /^error: .*wishlist\.yaml:7: http:\/\/127\.0\.0\.1:\d+\/test\/missing:v1: .*not found/);
     assert.match(lines.find((l) => l.includes('127.0.0.1:1/'))!, /wishlist\.yaml:8: .*127\.0\.0\.1:1/);
     assert.match(lines.find((l) => l.includes('ubuntu:22.04'))!, /wishlist\.yaml:9:5: error: .*registry\.hub\.docker\.com\/library\/ubuntu:22\.04/);
-    assert.equal(lines.at(-1), '1 converted, 0 up to date, 3 failed');
+    assert.match(lines.find((l) => l.includes('private/image'))!, /wishlist\.yaml:10: .*private\/image:1: .*(authentication|access denied)/);
+    assert.equal(lines.at(-1), '1 converted, 0 up to date, 4 failed');
     assert.ok((await lstat(join(root, 'cvmfs/unpacked.example.org', registry.host, 'test/debianish:v1'))).isSymbolicLink());
+    assert.doesNotMatch(result.stdout, /secret-pass/);
+    // Nothing of the failed wishes is visible, and no staging is left behind.
+    assert.deepEqual((await readdir(join(root, 'cvmfs/unpacked.example.org'))).sort(), ['.flat', '.layers', '.metadata', registry.host].sort());
+    assert.deepEqual(await readdir(join(root, 'cvmfs/.ducc-staging/unpacked.example.org')), []);
   });
 
   for (const variant of [
