@@ -69,9 +69,13 @@ export class DirectoryPublisher implements Publisher {
     try {
       const layerfs = join(stage, 'layerfs');
       await mkdir(layerfs);
-      const result = await extractLayer(tar, layerfs, { label: `layer ${layerDir.split('/').at(-1)}` });
-      // `cvmfs_server ingest --catalog` makes layerfs a nested catalog; mirror its marker.
-      await writeFile(join(layerfs, '.cvmfscatalog'), '');
+      // Errors name the layer by its digest (`.layers/<xx>/<hex>` is the sha256 of the compressed blob).
+      const result = await extractLayer(tar, layerfs, { label: `layer sha256:${layerDir.split('/').at(-1)}` });
+      // `cvmfs_server ingest --catalog` makes layerfs a nested catalog; mirror its marker. The layer may
+      // hold its own `.cvmfscatalog` — a symlink out of the tree, or a hard link to one of its files —
+      // so whatever is there is removed first and the marker created fresh (O_EXCL), never written through.
+      await rm(join(layerfs, '.cvmfscatalog'), { recursive: true, force: true });
+      await writeFile(join(layerfs, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
       await mkdir(join(stage, '.metadata'));
       for (const [name, bytes] of Object.entries(metadata(result))) await writeFile(join(stage, '.metadata', name), bytes, { mode: 0o644 });
       await this.moveIntoPlace(stage, layerDir);

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { Agent, request, type Dispatcher } from 'undici';
 import pLimit, { type LimitFunction } from 'p-limit';
@@ -11,6 +11,7 @@ import { baseContentType, parseImageConfig, parseManifestDocument, type Manifest
 import { assertValidRef, classifyReference, refName } from './names.ts';
 import { DEFAULT_PLATFORM, formatPlatform, isIgnoredIndexEntry, selectPlatformEntry } from './platform.ts';
 import { backoffDelay, isRetryableStatus, isTransientNetworkError, networkErrorCode, parseRetryAfter, sleep } from './retry.ts';
+import { countFromEnv, durationFromEnv, integerFromEnv } from './limits.ts';
 import {
   MANIFEST_ACCEPT,
   MANIFEST_MEDIA_TYPES,
@@ -25,13 +26,22 @@ import {
 export interface RegistryClientOptions {
   credentials?: CredentialStore;
   dispatcher?: Dispatcher;
-  /** Retries after the first attempt for idempotent requests (default 4). */
+  /**
+   * Retries after the first attempt for idempotent requests, and resumptions of one blob stream
+   * (default DUCC_REGISTRY_RETRIES, else 4).
+   */
   maxRetries?: number;
   /** Base of the exponential backoff in ms (default 500). */
   retryBaseMs?: number;
   userAgent?: string;
-  /** Simultaneous requests per registry host (default 6). */
+  /** Simultaneous requests per registry host (default DUCC_REGISTRY_MAX_CONCURRENT, else 6). */
   maxConcurrentPerRegistry?: number;
+  /**
+   * Longest wait in ms for a response's headers, and between two chunks of its body (default
+   * DUCC_REGISTRY_TIMEOUT in seconds, else 60 s). A stalled request fails (and is retried) instead of
+   * hanging.
+   */
+  timeoutMs?: number;
   logger?: Logger;
 }
 
@@ -49,6 +59,9 @@ export const DEFAULT_MAX_BLOB_BYTES = 4 * MiB;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_TOKEN_BODY_BYTES = 1 * MiB;
 const MAX_TAG_PAGES = 10_000;
+const MAX_TAGS = 100_000;
+/** Longest registry error detail quoted in a message (the body itself is read up to 64 KiB). */
+const MAX_ERROR_DETAIL_CHARS = 300;
 const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
@@ -72,6 +85,12 @@ interface SendSpec {
   what: string;
   /** Counts towards blobRequestCount. */
   blobGet?: boolean;
+}
+
+/** A blob response body positioned at the offset asked for (`skip` bytes of a full answer still to drop). */
+interface BlobBody {
+  body: Readable;
+  skip: number;
 }
 
 interface Exchange {
@@ -105,6 +124,7 @@ export class RegistryClient {
   readonly #retryBaseMs: number;
   readonly #userAgent: string;
   readonly #maxConcurrent: number;
+  readonly #timeoutMs: number;
   readonly #log: Logger | undefined;
   readonly #limiters = new Map<string, LimitFunction>();
   readonly #tokens = new TokenCache();
@@ -115,10 +135,11 @@ export class RegistryClient {
   constructor(options: RegistryClientOptions = {}) {
     this.#credentials = options.credentials;
     this.#dispatcher = options.dispatcher ?? defaultDispatcher();
-    this.#maxRetries = Math.max(0, Math.floor(options.maxRetries ?? 4));
+    this.#maxRetries = Math.max(0, Math.floor(options.maxRetries ?? countFromEnv('DUCC_REGISTRY_RETRIES', 4)));
     this.#retryBaseMs = Math.max(0, options.retryBaseMs ?? 500);
     this.#userAgent = options.userAgent ?? 'ducc-gitops/0.1 (registry client)';
-    this.#maxConcurrent = Math.max(1, Math.floor(options.maxConcurrentPerRegistry ?? 6));
+    this.#maxConcurrent = Math.max(1, Math.floor(options.maxConcurrentPerRegistry ?? integerFromEnv('DUCC_REGISTRY_MAX_CONCURRENT', 6)));
+    this.#timeoutMs = Math.max(1, options.timeoutMs ?? durationFromEnv('DUCC_REGISTRY_TIMEOUT', 60_000));
     this.#log = options.logger?.child({ component: 'registry' });
   }
 
@@ -265,46 +286,129 @@ export class RegistryClient {
   /**
    * Streams a blob. The stream errors (BOT_ERR_DIGEST_MISMATCH / BOT_ERR_SIZE_MISMATCH) before its end if
    * the bytes do not match the descriptor: treat data as untrusted until it ends without error.
-   * Retries (and the per-registry concurrency slot) cover the request up to the response headers only:
-   * once the stream is returned nothing is retried, and open streams do not hold slots (so a caller may
-   * open several blobs before reading them without deadlocking). Destroy the stream to abort.
+   * The request is retried up to its response headers. A body that breaks off (connection reset,
+   * truncation, no data within the timeout) is resumed where it stopped with `Range: bytes=<n>-`, up to
+   * maxRetries times: a 206 answer must start exactly at <n> (else the stream fails; a wrong range is
+   * never spliced in), a 200 answer (Range ignored) is skipped forward to <n>; digest and size are
+   * checked over the whole. Open streams do not hold a per-registry slot (only their requests do), so a
+   * caller may open several blobs before reading them without deadlocking. Destroy the stream to abort.
    */
   async openBlob(ref: RepositoryRef, descriptor: Descriptor): Promise<Readable> {
     assertValidRef(ref);
     assertValidDescriptor(descriptor, 'blob');
-    const spec = this.#blobSpec(ref, descriptor.digest);
-    const exchange = await this.#withSlot(ref, () =>
+    const what = `blob ${descriptor.digest} from ${refName(ref)}`;
+    const first = await this.#requestBlob(ref, descriptor, 0, what);
+    const verifier = new VerifyingStream(descriptor, what);
+    void this.#pumpBlob(ref, descriptor, first, verifier, what);
+    return verifier;
+  }
+
+  /** GET of a blob from byte `offset` on (a Range request when offset > 0), checked against the descriptor. */
+  async #requestBlob(ref: RepositoryRef, descriptor: Descriptor, offset: number, what: string): Promise<BlobBody> {
+    const spec = this.#blobSpec(ref, descriptor.digest, offset > 0 ? { range: `bytes=${offset}-` } : {});
+    const { response } = await this.#withSlot(ref, () =>
       this.#withRetries(spec, async () => {
         const ex = await this.#sendOnce(spec);
         await this.#throwUnlessOk(spec, ex);
         return ex;
       }),
     );
-    const { response } = exchange;
     const length = headerValue(response.headers['content-length']);
-    if (length !== undefined && /^\d+$/.test(length) && Number(length) !== descriptor.size) {
-      await discard(response);
-      throw new DuccError(
-        'BOT_ERR_SIZE_MISMATCH',
-        `blob ${descriptor.digest} from ${refName(ref)}: registry announces ${length} bytes, descriptor says ${descriptor.size}`,
-      );
+    const announced = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    if (response.statusCode === 206) {
+      const header = headerValue(response.headers['content-range']);
+      const range = parseContentRange(header);
+      if (
+        range === undefined ||
+        range.start !== offset ||
+        range.end < range.start ||
+        range.end >= descriptor.size ||
+        (range.total !== undefined && range.total !== descriptor.size) ||
+        (announced !== undefined && announced !== range.end - range.start + 1)
+      ) {
+        await discard(response);
+        throw new DuccError(
+          'BOT_ERR_REGISTRY',
+          `${what}: asked for bytes ${offset}-${descriptor.size - 1} of ${descriptor.size} (Content-Length ${length ?? 'none'}), the registry answered range ${JSON.stringify(header ?? 'none')}; a wrong range is never spliced in`,
+        );
+      }
+      return { body: response.body, skip: 0 };
     }
-    const verifier = new VerifyingStream(descriptor, `blob ${descriptor.digest} from ${refName(ref)}`);
-    const body = response.body;
-    body.on('error', (error) => {
-      verifier.destroy(
-        error instanceof DuccError
-          ? error
-          : new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `reading blob ${descriptor.digest} from ${refName(ref)} failed: ${errorMessage(error)}`, {
-              cause: error,
-            }),
-      );
+    if (announced !== undefined && announced !== descriptor.size) {
+      await discard(response);
+      throw new DuccError('BOT_ERR_SIZE_MISMATCH', `${what}: registry announces ${length} bytes, descriptor says ${descriptor.size}`);
+    }
+    return { body: response.body, skip: offset };
+  }
+
+  /** Copies blob bodies into `verifier` with backpressure, resuming broken-off bodies (see openBlob). */
+  async #pumpBlob(ref: RepositoryRef, descriptor: Descriptor, first: BlobBody, verifier: VerifyingStream, what: string): Promise<void> {
+    let current = first;
+    let position = 0;
+    let resumes = 0;
+    // The consumer gave up: stop reading (and let the connection go).
+    verifier.once('close', () => {
+      if (!current.body.destroyed && !current.body.readableEnded) current.body.destroy();
     });
-    verifier.on('close', () => {
-      if (!body.destroyed && !body.readableEnded) body.destroy();
-    });
-    body.pipe(verifier);
-    return verifier;
+    for (;;) {
+      let failure: unknown;
+      try {
+        for await (const chunk of current.body as AsyncIterable<Buffer>) {
+          if (verifier.destroyed) break;
+          let data = chunk;
+          if (current.skip > 0) {
+            const dropped = Math.min(current.skip, data.length);
+            current.skip -= dropped;
+            data = data.subarray(dropped);
+            if (data.length === 0) continue;
+          }
+          position += data.length;
+          if (!verifier.write(data)) await drainedOrClosed(verifier);
+        }
+      } catch (error) {
+        failure = error;
+      }
+      if (verifier.destroyed) {
+        if (!current.body.destroyed) current.body.destroy();
+        return;
+      }
+      if (failure === undefined && current.skip === 0 && position >= descriptor.size) {
+        verifier.end();
+        return;
+      }
+      if (failure instanceof DuccError) {
+        verifier.destroy(failure);
+        return;
+      }
+      const reason =
+        failure === undefined ? `the body ended after ${position} of ${descriptor.size} bytes` : this.#describeNetworkFailure(failure);
+      if (resumes >= this.#maxRetries) {
+        verifier.destroy(
+          new DuccError(
+            'BOT_ERR_REGISTRY_UNREACHABLE',
+            `reading ${what} failed at byte ${position} of ${descriptor.size}: ${reason}${resumes > 0 ? ` (after ${resumes + 1} attempts)` : ''}`,
+            { cause: failure },
+          ),
+        );
+        return;
+      }
+      const delay = backoffDelay(resumes, this.#retryBaseMs);
+      resumes++;
+      this.#log?.warn({ registry: ref.registry, repository: ref.repository, what, position, size: descriptor.size, attempt: resumes, delayMs: delay, reason }, 'blob download broke off, resuming');
+      await sleep(delay);
+      if (verifier.destroyed) return;
+      try {
+        current = await this.#requestBlob(ref, descriptor, position, what);
+      } catch (error) {
+        verifier.destroy(
+          error instanceof DuccError
+            ? error
+            : new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `resuming ${what} at byte ${position} failed: ${errorMessage(error)}`, { cause: error }),
+        );
+        return;
+      }
+      if (verifier.destroyed) current.body.destroy();
+    }
   }
 
   /** A small blob fully in memory, verified, with a byte cap (default 4 MiB). */
@@ -377,6 +481,7 @@ export class RegistryClient {
           throw new DuccError('BOT_ERR_REGISTRY', `tag list of ${refName(ref)}: "tags" is not an array of strings`);
         }
         tags.push(...(pageTags as string[]));
+        if (tags.length > MAX_TAGS) throw new DuccError('BOT_ERR_LIMIT', `tag list of ${refName(ref)}: more than ${MAX_TAGS} tags`);
       }
       const next = parseNextLink(link);
       if (next === undefined) return tags;
@@ -480,7 +585,7 @@ export class RegistryClient {
   // Manifests and images
   // ---------------------------------------------------------------------------------------------------
 
-  async #fetchManifestBytes(ref: RepositoryRef, reference: string): Promise<{ bytes: Buffer; contentType: string }> {
+  async #fetchManifestBytes(ref: RepositoryRef, reference: string): Promise<{ bytes: Buffer; contentType: string; announcedDigest: string | undefined }> {
     const spec: SendSpec = {
       ref,
       method: 'GET',
@@ -498,15 +603,30 @@ export class RegistryClient {
         }
         await this.#throwUnlessOk(spec, exchange);
         const bytes = await this.#readBody(spec, exchange.response, MAX_MANIFEST_BYTES);
-        return { bytes, contentType: baseContentType(exchange.response.headers['content-type']) };
+        return {
+          bytes,
+          contentType: baseContentType(exchange.response.headers['content-type']),
+          announcedDigest: headerValue(exchange.response.headers['docker-content-digest']),
+        };
       }),
     );
   }
 
   /** Fetches and parses a manifest/index; verifies its digest when fetched by digest or named by `expected`. */
   async #fetchManifest(ref: RepositoryRef, reference: string, expected?: Descriptor): Promise<FetchedManifest> {
-    const { bytes, contentType } = await this.#fetchManifestBytes(ref, reference);
+    const { bytes, contentType, announcedDigest } = await this.#fetchManifestBytes(ref, reference);
     const what = `manifest ${refName(ref)}@${reference}`;
+    // A registry (or something between us and it) that announces another digest than the bytes it sent
+    // is not trusted, whatever was asked for (containerd fetches by the announced digest and verifies).
+    if (announcedDigest !== undefined && isValidDigest(announcedDigest)) {
+      const actual = digestOf(bytes, digestAlgorithm(announcedDigest));
+      if (actual !== announcedDigest) {
+        throw new DuccError(
+          'BOT_ERR_DIGEST_MISMATCH',
+          `${what}: ${ref.registry} announced Docker-Content-Digest ${announcedDigest}, but the manifest it sent hashes to ${actual}`,
+        );
+      }
+    }
     let digest: string;
     if (isValidDigest(reference)) {
       verifyDigest(bytes, reference, what);
@@ -561,8 +681,8 @@ export class RegistryClient {
   // Blobs
   // ---------------------------------------------------------------------------------------------------
 
-  #blobSpec(ref: RepositoryRef, digest: string): SendSpec {
-    return { ref, method: 'GET', target: `blobs/${digest}`, scope: 'pull', what: `blob ${digest}`, blobGet: true };
+  #blobSpec(ref: RepositoryRef, digest: string, headers: Record<string, string> = {}): SendSpec {
+    return { ref, method: 'GET', target: `blobs/${digest}`, headers, scope: 'pull', what: `blob ${digest}`, blobGet: true };
   }
 
   async #blobExists(ref: RepositoryRef, digest: string, scope: Scope): Promise<boolean> {
@@ -683,6 +803,8 @@ export class RegistryClient {
           dispatcher: this.#dispatcher,
           method: spec.method,
           headers: hopHeaders,
+          headersTimeout: this.#timeoutMs,
+          bodyTimeout: this.#timeoutMs,
           ...(spec.body === undefined ? {} : { body: spec.body }),
         });
       } catch (error) {
@@ -716,14 +838,24 @@ export class RegistryClient {
 
   #networkError(spec: SendSpec, url: URL, error: unknown): Error {
     if (error instanceof DuccError) return error;
-    const code = networkErrorCode(error);
     const where = url.host === spec.ref.registry ? spec.ref.registry : `${spec.ref.registry} (via ${url.host})`;
+    const duccError = new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `registry ${where} unreachable for ${spec.what}: ${this.#describeNetworkFailure(error)}`, {
+      cause: error,
+    });
+    if (isTransientNetworkError(error)) return new RetryableFailure(duccError);
+    return duccError;
+  }
+
+  /** One line for a network failure; timeouts say how long was waited and which setting decides it. */
+  #describeNetworkFailure(error: unknown): string {
+    const code = networkErrorCode(error);
+    const seconds = `${this.#timeoutMs / 1000} s`;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') return `timed out: no response within ${seconds} (DUCC_REGISTRY_TIMEOUT)`;
+    if (code === 'UND_ERR_BODY_TIMEOUT') return `timed out: no data for ${seconds} (DUCC_REGISTRY_TIMEOUT)`;
     const message = errorMessage(error).trim();
     let detail = message === '' ? (code ?? 'network error') : message;
     if (code !== undefined && !detail.includes(code)) detail = `${code}: ${detail}`;
-    const duccError = new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `registry ${where} unreachable for ${spec.what}: ${detail}`, { cause: error });
-    if (isTransientNetworkError(error)) return new RetryableFailure(duccError);
-    return duccError;
+    return detail;
   }
 
   /** The Authorization header to send before any challenge, from what earlier challenges taught us. */
@@ -828,7 +960,7 @@ export class RegistryClient {
     const body = await this.#withRetries(tokenSpec, async () => {
       let response: Dispatcher.ResponseData;
       try {
-        response = await request(url, { dispatcher: this.#dispatcher, method: 'GET', headers });
+        response = await request(url, { dispatcher: this.#dispatcher, method: 'GET', headers, headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs });
       } catch (error) {
         throw this.#networkError(tokenSpec, url, error);
       }
@@ -909,7 +1041,7 @@ export class RegistryClient {
       );
     } catch (error) {
       if (error instanceof DuccError) throw error;
-      const duccError = new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `reading ${spec.what} from ${spec.ref.registry} failed: ${errorMessage(error)}`, {
+      const duccError = new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `reading ${spec.what} from ${spec.ref.registry} failed: ${this.#describeNetworkFailure(error)}`, {
         cause: error,
       });
       throw isTransientNetworkError(error) ? new RetryableFailure(duccError) : duccError;
@@ -1039,23 +1171,53 @@ async function readCapped(response: Dispatcher.ResponseData, cap: number, tooBig
   return Buffer.concat(chunks, total);
 }
 
-/** "CODE: message" from a distribution error body ({"errors":[{"code","message"}]}), else a short text. */
+/**
+ * "CODE: message" from a distribution error body ({"errors":[{"code","message"}]}), else ''. The
+ * registry's text goes into one-line errors and logs: control characters become spaces and it is cut
+ * to 300 characters.
+ */
 function registryErrorDetail(body: Buffer): string {
   const text = body.toString('utf8').trim();
   if (text === '') return '';
   try {
     const doc = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
     if (Array.isArray(doc.errors) && doc.errors.length > 0) {
-      return doc.errors
+      const detail = doc.errors
         .slice(0, 3)
-        .map((e) => [e.code, e.message].filter((v) => typeof v === 'string' && v !== '').join(': '))
+        .map((e) => [e?.code, e?.message].filter((v) => typeof v === 'string' && v !== '').join(': '))
         .filter((s) => s !== '')
-        .join('; ');
+        .join('; ')
+        .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
+        .trim();
+      return detail.length > MAX_ERROR_DETAIL_CHARS ? `${detail.slice(0, MAX_ERROR_DETAIL_CHARS)}…` : detail;
     }
   } catch {
     // not JSON
   }
   return '';
+}
+
+/** `bytes <start>-<end>/<total|*>` (RFC 9110), or undefined when it is not one. */
+function parseContentRange(value: string | undefined): { start: number; end: number; total: number | undefined } | undefined {
+  const match = value === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value.trim());
+  if (match === null) return undefined;
+  const [start, end] = [Number(match[1]), Number(match[2])];
+  const total = match[3] === '*' ? undefined : Number(match[3]);
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || (total !== undefined && !Number.isSafeInteger(total))) return undefined;
+  return { start, end, total };
+}
+
+/** Resolves once `stream` wants more data, or is gone. */
+function drainedOrClosed(stream: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }
 
 /** The target of `Link: <url>; rel="next"` (RFC 8288), if any. */

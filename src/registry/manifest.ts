@@ -1,5 +1,6 @@
 import { DuccError } from '../util/errors.ts';
 import { assertValidDigest } from './digest.ts';
+import { maxImageLayers, maxIndexEntries } from './limits.ts';
 import {
   INDEX_MEDIA_TYPES,
   MANIFEST_MEDIA_TYPES,
@@ -123,9 +124,19 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
     throw new DuccError('BOT_ERR_MEDIA_TYPE', `${what} is neither an image manifest nor an index (media type ${JSON.stringify(served)})`);
   }
   const mediaType = declared ?? served;
+  // The registry's Content-Type and the document's own mediaType must agree on what it is.
+  const servedKind = MANIFEST_MEDIA_TYPES.includes(served) ? 'manifest' : INDEX_MEDIA_TYPES.includes(served) ? 'index' : undefined;
+  if (servedKind !== undefined && servedKind !== kind) {
+    throw new DuccError('BOT_ERR_MEDIA_TYPE', `${what} is served as ${JSON.stringify(served)} but is an image ${kind} (${JSON.stringify(mediaType)})`);
+  }
 
   if (kind === 'manifest') {
     if (!looksLikeManifest) throw invalid(what, 'image manifest without "config" and "layers"');
+    const layerCount = (doc['layers'] as unknown[]).length;
+    const layerLimit = maxImageLayers();
+    if (layerCount > layerLimit) {
+      throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${layerCount} layers, more than the limit of ${layerLimit} (DUCC_LIMIT_IMAGE_LAYERS)`);
+    }
     const manifest: ImageManifest = {
       schemaVersion: 2,
       config: validateDescriptor(doc['config'], `${what} config descriptor`),
@@ -137,6 +148,11 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
     return { kind, mediaType, manifest };
   }
   if (!looksLikeIndex) throw invalid(what, 'index without a "manifests" array');
+  const entryCount = (doc['manifests'] as unknown[]).length;
+  const entryLimit = maxIndexEntries();
+  if (entryCount > entryLimit) {
+    throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${entryCount} manifests, more than the limit of ${entryLimit} (DUCC_LIMIT_INDEX_ENTRIES)`);
+  }
   const index: ImageIndex = {
     schemaVersion: 2,
     manifests: (doc['manifests'] as unknown[]).map((m, i) => validateDescriptor(m, `${what} entry ${i}`)),

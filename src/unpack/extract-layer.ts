@@ -1,15 +1,16 @@
 import { constants as fsConstants } from 'node:fs';
-import { lstat, mkdir, open, rm, symlink, link, lchown, lutimes, chmod, chown, utimes, readlink } from 'node:fs/promises';
+import { lstat, mkdir, open, realpath, rm, symlink, link, lchown, lutimes, readlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import type { Readable } from 'node:stream';
+import { finished as streamFinished, type Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from '../publish/publisher.ts';
-import { DEFAULT_EXTRACT_LIMITS, checkWhiteoutName, entryComponents, unsafe, type ExtractLimits } from './entry-path.ts';
+import { checkWhiteoutName, entryComponents, extractLimits, unsafe, type ExtractLimits } from './entry-path.ts';
 
 export interface ExtractOptions {
   /** Names the layer in errors, e.g. `layer sha256:ab12…`. */
   label: string;
+  /** Overrides of the limits (defaults: DEFAULT_EXTRACT_LIMITS, then the DUCC_LIMIT_* variables). */
   limits?: Partial<ExtractLimits>;
   /** Apply tar uid/gid; defaults to "when running as root", since only root can. */
   preserveOwnership?: boolean;
@@ -30,14 +31,18 @@ const IS_ROOT = process.getuid?.() === 0;
  * `cvmfs_server ingest` lays out `.layers/<xx>/<d>/layerfs`: whiteouts stay as the `.wh.*` files the tar
  * holds, modes (setuid/setgid/sticky included) and mtimes as in the tar, ownership when running as root.
  *
- * Safety (untrusted input): names with `..` are rejected; a path that passes through a symlink created by
- * an earlier entry is resolved as if `target` were `/`; existing paths are replaced, never written
- * through; hard links must point inside the layer and not at a directory (a target that is not in this
- * layer, common for links into lower layers, becomes an empty file and is reported); device nodes and
- * FIFOs are never created; no xattrs are applied. Streaming: file content goes to disk chunk by chunk.
+ * Safety (untrusted input; see docs/security.md): names with `..` are rejected; a path that passes
+ * through a symlink created by an earlier entry is resolved as if `target` were `/`; existing paths are
+ * replaced, never written through; hard links must point inside the layer and not at a directory (a
+ * target that is not in this layer, common for links into lower layers, becomes an empty file and is
+ * reported); the root stays a directory; device nodes and FIFOs are never created; no xattrs are
+ * applied; no metadata call follows a symlink (files and directories through their own descriptor,
+ * symlinks with lchown/lutimes, and a directory's deferred metadata only if the path still reaches that
+ * directory without any symlink). Streaming: file content goes to disk chunk by chunk, under limits.
+ * Every error is a DuccError naming the layer and, where there is one, the entry.
  */
 export async function extractLayer(tar: Readable, target: string, options: ExtractOptions): Promise<LayerUnpackResult> {
-  const limits: ExtractLimits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
+  const limits: ExtractLimits = extractLimits(options.limits);
   const preserveOwnership = options.preserveOwnership ?? IS_ROOT;
   const result: LayerUnpackResult = { warnings: [], externalHardlinks: [] };
   const directories = new Map<string, DirMetadata>();
@@ -47,19 +52,26 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   const implicitDirs = new Set<string>();
   let entries = 0;
   let bytes = 0;
+  /** The entry being written, or the last one read, for errors. */
+  let where: string | undefined;
 
   const extract = tarStream.extract();
   const finished = new Promise<void>((resolve, reject) => {
     extract.on('finish', resolve);
     extract.on('error', reject);
-    tar.on('error', (error) => extract.destroy(error));
+    // Also when `tar` failed (or was destroyed) before we were called: finished() reports that at once.
+    streamFinished(tar, { writable: false }, (error) => {
+      if (error) extract.destroy(tar.errored ?? error);
+    });
   });
+  // Rejections after we gave up (the streams are destroyed then) must not become unhandled.
+  finished.catch(() => undefined);
   tar.pipe(extract);
 
   try {
     for await (const entry of extract) {
       const header = entry.header;
-      const where = `${options.label}, entry '${header.name}'`;
+      where = `${options.label}, entry '${header.name}'`;
       if (++entries > limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${options.label}: more than ${limits.maxEntries} entries`);
       const components = entryComponents(header.name, limits, where);
       const name = components.at(-1);
@@ -73,8 +85,10 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       const mtime = header.mtime ?? new Date(0);
 
       if (components.length === 0) {
-        // The layer root itself (`./`): its metadata applies to `target`.
-        if (type === 'directory') directories.set('', { path: target, mode, uid, gid, mtime });
+        // The layer root itself (`./`): its metadata applies to `target`. Nothing else may replace the
+        // root (umoci CVE-2021-29136: a symlink named `.` redirected every later layer).
+        if (type === 'directory') directories.set(target, { path: target, mode, uid, gid, mtime });
+        else result.warnings.push(`${where}: ${type ?? 'unknown entry'} named like the layer root ignored (the root stays a directory)`);
         entry.resume();
         continue;
       }
@@ -110,7 +124,10 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       await removeExisting(path);
       if (type === 'symlink') {
         // Symlink targets are stored verbatim; they are resolved (inside the root) only when used.
-        await symlink(header.linkname ?? '', path);
+        const linkTarget = header.linkname ?? '';
+        if (linkTarget.includes('\0')) throw unsafe(where, 'symlink target contains a NUL byte');
+        if (Buffer.byteLength(linkTarget) > limits.maxPathBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: symlink target longer than ${limits.maxPathBytes} bytes`);
+        await symlink(linkTarget, path);
         if (preserveOwnership) await lchown(path, uid, gid);
         await lutimes(path, mtime, mtime);
         entry.resume();
@@ -151,21 +168,54 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       }
     }
     await finished;
+    where = undefined;
+
+    // Deepest first, so that a read-only parent does not block its children's metadata.
+    const realTarget = await realpath(target);
+    const ordered = [...directories.values()].sort((a, b) => b.path.length - a.path.length);
+    for (const dir of ordered) await applyDirectoryMetadata(dir, realTarget);
   } catch (error) {
     extract.destroy();
     tar.destroy();
-    throw error;
-  }
-
-  // Deepest first, so that a read-only parent does not block its children's metadata.
-  const ordered = [...directories.values()].sort((a, b) => b.path.length - a.path.length);
-  for (const dir of ordered) {
-    if (preserveOwnership) await chown(dir.path, dir.uid, dir.gid);
-    await chmod(dir.path, dir.mode);
-    await utimes(dir.path, dir.mtime, dir.mtime);
+    throw layerError(error, options.label, where, entries);
   }
   result.implicitDirectories = [...implicitDirs].sort();
   return result;
+
+  /**
+   * Mode, owner and times of a directory entry, applied at the end. The path was recorded when the entry
+   * was read; a later entry may have replaced it, or one of its parents, with a symlink (containerd
+   * CVE-2021-32760: the final chmod followed it out of the root) or a file. So: only if the path still
+   * reaches a directory without any symlink (its real path is itself), and through its own descriptor
+   * opened with O_NOFOLLOW.
+   */
+  async function applyDirectoryMetadata(dir: DirMetadata, realTarget: string): Promise<void> {
+    const rel = relative(target, dir.path);
+    const expected = rel === '' ? realTarget : join(realTarget, rel);
+    let real: string;
+    try {
+      real = await realpath(dir.path);
+    } catch (error) {
+      if (isGone(error)) return;
+      throw error;
+    }
+    if (real !== expected) return;
+    let handle;
+    try {
+      handle = await open(dir.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+    } catch (error) {
+      if (isGone(error)) return;
+      throw error;
+    }
+    try {
+      if (preserveOwnership) await handle.chown(dir.uid, dir.gid);
+      // chmod after chown: chown clears setuid/setgid.
+      await handle.chmod(dir.mode);
+      await handle.utimes(dir.mtime, dir.mtime);
+    } finally {
+      await handle.close();
+    }
+  }
 
   /**
    * The real directory for a parent path, following symlinks as if `target` were the root (like
@@ -243,6 +293,33 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       await handle.close();
     }
   }
+}
+
+/** ENOENT, ENOTDIR or ELOOP: the path no longer is what was recorded. */
+function isGone(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP';
+}
+
+/**
+ * Any failure as a DuccError naming the layer and the entry: our own errors pass unchanged, filesystem
+ * errors (ENOSPC, ENAMETOOLONG, ...) name the entry being written, and the tar parser's and
+ * decompressors' errors say the archive is invalid (tar-stream refuses PAX / GNU long-name records over
+ * 4 MiB, which becomes a limit error).
+ */
+function layerError(error: unknown, label: string, where: string | undefined, entries: number): DuccError {
+  if (error instanceof DuccError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof (error as { syscall?: unknown } | null)?.syscall === 'string') {
+    return new DuccError('BOT_ERR_PUBLISH', `${where ?? label}: ${message}`, { cause: error });
+  }
+  const position = entries === 0 ? 'before the first entry' : `after ${entries} entries${where === undefined ? '' : ` (last: ${where.slice(label.length + 2)})`}`;
+  if (/header exceeds max size/i.test(message)) {
+    return new DuccError('BOT_ERR_LIMIT', `${label}: a PAX or GNU long-name header larger than 4 MiB ${position}`, { cause: error });
+  }
+  const what = typeof code === 'string' && code.startsWith('Z_') ? 'decompression failed' : 'not a valid tar archive';
+  return new DuccError('BOT_ERR_ARCHIVE', `${label}: ${what} ${position}: ${message}`, { cause: error });
 }
 
 async function lstatOrUndefined(path: string) {

@@ -14,6 +14,8 @@ export type DuccErrorCode =
   | 'BOT_ERR_MEDIA_TYPE'
   | 'BOT_ERR_PLATFORM'
   | 'BOT_ERR_UNSAFE_ENTRY'
+  /** A layer that is not a valid (or is a truncated) tar / gzip / zstd stream. */
+  | 'BOT_ERR_ARCHIVE'
   | 'BOT_ERR_LIMIT'
   | 'BOT_ERR_PUBLISH'
   | 'BOT_ERR_CVMFS'
