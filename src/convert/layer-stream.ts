@@ -76,7 +76,9 @@ export function decompressionStages(compression: LayerCompression, label: string
     },
   });
   if (compression === 'none') return [check];
-  return [check, compression === 'gzip' ? createGunzip() : createZstdDecompress()];
+  // Large output chunks: the default 16 KiB means ~65,000 hand-offs (and file writes) per GiB.
+  const chunkSize = 1024 * 1024;
+  return [check, compression === 'gzip' ? createGunzip({ chunkSize }) : createZstdDecompress({ chunkSize })];
 }
 
 /**

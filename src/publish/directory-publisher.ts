@@ -1,5 +1,5 @@
-import { constants as fsConstants, type Stats } from 'node:fs';
-import { chmod, chown, copyFile, lchown, link, lstat, lutimes, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmodSync, chownSync, constants as fsConstants, copyFileSync, lchownSync, linkSync, lutimesSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../unpack/extract-layer.ts';
@@ -91,39 +91,41 @@ export class DirectoryPublisher implements Publisher {
       const tree = join(stage, 'tree');
       await mkdir(tree, { mode: 0o700 });
       const directories: { path: string; mode: number; uid: number; gid: number; mtime: Date }[] = [];
+      // Synchronous filesystem calls on purpose: a flat tree can hold tens of thousands of entries and an
+      // awaited call costs ~50 µs of thread-pool round trip against ~3 µs done directly.
       for await (const entry of entries) {
         const path = entry.path === '' ? tree : join(tree, entry.path);
         switch (entry.type) {
           case 'directory':
-            if (entry.path !== '') await mkdir(path, { mode: 0o700 });
+            if (entry.path !== '') mkdirSync(path, { mode: 0o700 });
             directories.push({ path, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime });
             break;
           case 'file':
-            if (entry.source !== undefined && (await tryLink(entry.source, path))) break;
-            if (entry.source !== undefined) await copyFile(entry.source, path, fsConstants.COPYFILE_FICLONE);
-            else await writeFile(path, entry.content ?? Buffer.alloc(0), { flag: 'wx', mode: 0o600 });
-            if (IS_ROOT) await chown(path, entry.uid, entry.gid);
-            await chmod(path, entry.mode);
-            await utimes(path, entry.mtime, entry.mtime);
+            if (entry.source !== undefined && tryLink(entry.source, path)) break;
+            if (entry.source !== undefined) copyFileSync(entry.source, path, fsConstants.COPYFILE_FICLONE);
+            else writeFileSync(path, entry.content ?? Buffer.alloc(0), { flag: 'wx', mode: 0o600 });
+            if (IS_ROOT) chownSync(path, entry.uid, entry.gid);
+            chmodSync(path, entry.mode);
+            utimesSync(path, entry.mtime, entry.mtime);
             break;
           case 'symlink':
-            await symlink(entry.target, path);
-            if (IS_ROOT) await lchown(path, entry.uid, entry.gid);
-            await lutimes(path, entry.mtime, entry.mtime);
+            symlinkSync(entry.target, path);
+            if (IS_ROOT) lchownSync(path, entry.uid, entry.gid);
+            lutimesSync(path, entry.mtime, entry.mtime);
             break;
           case 'hardlink':
-            await link(join(tree, entry.target), path);
+            linkSync(join(tree, entry.target), path);
             break;
         }
       }
       // As `cvmfs_server ingest --catalog` would, make the tree a nested catalog.
       // (Removed first: the name may be a hard link into a layer, which must never be written through.)
-      await rm(join(tree, '.cvmfscatalog'), { force: true });
-      await writeFile(join(tree, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
+      rmSync(join(tree, '.cvmfscatalog'), { force: true });
+      writeFileSync(join(tree, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
       for (const dir of directories.reverse()) {
-        if (IS_ROOT) await chown(dir.path, dir.uid, dir.gid);
-        await chmod(dir.path, dir.mode);
-        await utimes(dir.path, dir.mtime, dir.mtime);
+        if (IS_ROOT) chownSync(dir.path, dir.uid, dir.gid);
+        chmodSync(dir.path, dir.mode);
+        utimesSync(dir.path, dir.mtime, dir.mtime);
       }
       await this.moveIntoPlace(tree, relDir);
     } finally {
@@ -193,9 +195,9 @@ export class DirectoryPublisher implements Publisher {
   }
 }
 
-async function tryLink(source: string, path: string): Promise<boolean> {
+function tryLink(source: string, path: string): boolean {
   try {
-    await link(source, path);
+    linkSync(source, path);
     return true;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

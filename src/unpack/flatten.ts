@@ -1,4 +1,4 @@
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TreeEntry } from '../publish/publisher.ts';
 import { classifyName } from './entry-path.ts';
@@ -47,16 +47,17 @@ export class FlatTree {
   static async build(layers: readonly FlatLayerInput[]): Promise<FlatTree> {
     const tree = new FlatTree({ kind: 'dir', children: new Map(), mode: 0o755, uid: 0, gid: 0, mtime: new Date(0) });
     for (const [index, layer] of layers.entries()) {
-      const rootStat = await lstat(layer.dir);
+      const rootStat = lstatSync(layer.dir);
       Object.assign(tree.root, metaOf(rootStat));
-      await tree.mergeDirectory(layer.dir, tree.root, '', new Set(layer.implicitDirectories ?? []));
+      tree.mergeDirectory(layer.dir, tree.root, '', new Set(layer.implicitDirectories ?? []));
       for (const link of layer.externalHardlinks) tree.resolveExternalHardlink(link, index);
     }
     return tree;
   }
 
-  private async mergeDirectory(dir: string, merged: MergedNode & { kind: 'dir' }, prefix: string, implicit: ReadonlySet<string>): Promise<void> {
-    const names = (await readdir(dir)).sort();
+  /** Synchronous on purpose: one awaited lstat costs ~50 µs of thread-pool round trip, ~3 µs done directly. */
+  private mergeDirectory(dir: string, merged: MergedNode & { kind: 'dir' }, prefix: string, implicit: ReadonlySet<string>): void {
+    const names = readdirSync(dir).sort();
     // Whiteouts first: they only ever affect lower layers, never entries of this same layer.
     for (const name of names) {
       const kind = classifyName(name);
@@ -69,7 +70,7 @@ export class FlatTree {
     for (const name of names) {
       if (classifyName(name).kind !== 'plain' || CVMFS_CONTROL_FILES.has(name)) continue;
       const path = join(dir, name);
-      const stat = await lstat(path);
+      const stat = lstatSync(path);
       const existing = merged.children.get(name);
       if (stat.isDirectory()) {
         const rel = prefix === '' ? name : `${prefix}/${name}`;
@@ -77,9 +78,9 @@ export class FlatTree {
         if (existing?.kind === 'dir') node = implicit.has(rel) ? existing : Object.assign(existing, metaOf(stat));
         else node = { kind: 'dir', children: new Map(), ...metaOf(stat) };
         merged.children.set(name, node);
-        await this.mergeDirectory(path, node, rel, implicit);
+        this.mergeDirectory(path, node, rel, implicit);
       } else if (stat.isSymbolicLink()) {
-        merged.children.set(name, { kind: 'symlink', target: await readlink(path), ...metaOf(stat) });
+        merged.children.set(name, { kind: 'symlink', target: readlinkSync(path), ...metaOf(stat) });
       } else if (stat.isFile()) {
         merged.children.set(name, { kind: 'file', size: stat.size, source: path, identity: `${stat.dev}:${stat.ino}`, ...metaOf(stat) });
       } else {

@@ -1,4 +1,4 @@
-import { it, type TestContext } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
