@@ -1,0 +1,144 @@
+/**
+ * No-op reconcile: a wish list of N small, distinct images (two layers each: one base layer shared by
+ * all, one of their own), converted once; then converted again with everything up to date, which is
+ * what `ducc loop`, the systemd timer and the bot's periodic reconcile do most of the time.
+ *
+ * Measured: the second conversion in-process (runConversion, which also returns the number of blob
+ * requests) and as a `ducc convert` child process (Node start-up included, as the timer unit runs it).
+ * An extra untimed run through a counting HTTP proxy in front of the registry tells which requests a
+ * no-op reconcile makes.
+ */
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { runConversion } from '../../src/cli/run-conversion.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { parseWishlist } from '../../src/wishlist/wishlist.ts';
+import { buildTar, type TarEntrySpec } from '../../test/support/build-tar.ts';
+import { pushOciLayout, writeOciLayout } from '../../test/support/oci-image.ts';
+import { measureCommand, type Measurement } from './measure.ts';
+import { duccConvertArgs, duccEnv, wishlistYaml, type ToolContext } from './tools.ts';
+import { REPO_ROOT, log, run, secondsSince } from './util.ts';
+
+export interface ReconcileResult {
+  wishes: number;
+  pushSeconds: number;
+  initialSeconds: number;
+  /** In-process second runs. */
+  inProcess: { seconds: number; blobRequests: number; upToDate: number }[];
+  /** `ducc convert` child processes. */
+  cli: Measurement[];
+  /** HTTP requests of one no-op run, by kind ("GET manifest", "HEAD manifest", "GET blob", ...). */
+  requests: Record<string, number>;
+}
+
+/** Builds and pushes `count` small images (`bench/wish-NNN:1`); returns their wish-list entries. */
+export async function pushWishImages(registryHost: string, count: number, workDir: string): Promise<string[]> {
+  log(`pushing ${count} small images for the reconcile and webhook measurements`);
+  const layout = join(workDir, 'wish-images');
+  await rm(layout, { recursive: true, force: true });
+  const base: TarEntrySpec[] = [{ name: 'etc/', type: 'directory' }];
+  for (let i = 0; i < 40; i++) base.push({ name: `etc/conf-${i}.conf`, content: `setting_${i} = ${'x'.repeat(200 + i)}\n` });
+  const baseTar = await buildTar(base);
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = String(i).padStart(3, '0');
+    const top = await buildTar([
+      { name: 'srv/', type: 'directory' },
+      { name: 'srv/id', content: `image ${id}\n` },
+      { name: 'srv/data.txt', content: `payload of image ${id}\n`.repeat(50) },
+    ]);
+    await writeOciLayout(layout, `w${id}`, [{ layers: [baseTar, top], config: { Cmd: ['/bin/sh'] } }]);
+    names.push(id);
+  }
+  const limit = pLimit(4);
+  await Promise.all(names.map((id) => limit(() => pushOciLayout(layout, `w${id}`, { host: registryHost, repository: `bench/wish-${id}`, tag: '1' }))));
+  await rm(layout, { recursive: true, force: true });
+  return names.map((id) => `http://${registryHost}/bench/wish-${id}:1`);
+}
+
+/** `entries`: the wish-list entries of images already pushed (pushWishImages), `pushSeconds` how long that took. */
+export async function measureReconcile(ctx: ToolContext, entries: string[], pushSeconds: number, runs: number): Promise<ReconcileResult> {
+  const count = entries.length;
+  const dir = join(ctx.workDir, 'reconcile');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  let started: bigint;
+
+  const wishlistFile = join(dir, 'wishlist.yaml');
+  const text = wishlistYaml(entries);
+  await writeFile(wishlistFile, text);
+  const repoRoot = join(dir, 'cvmfs');
+  const logger = createLogger({ level: 'silent' });
+  const env = duccEnv(ctx);
+  const flags = { repoRoot, skipThinImage: true };
+
+  log(`reconcile: first conversion of ${count} wishes`);
+  started = process.hrtime.bigint();
+  const first = await runConversion(parseWishlist(text, wishlistFile), flags, env, logger);
+  const initialSeconds = secondsSince(started);
+  if (first.converted !== count || first.failed !== 0) throw new Error(`first conversion: ${first.converted} converted, ${first.failed} failed: ${first.failures.map((f) => f.message).join('; ')}`);
+
+  const inProcess: ReconcileResult['inProcess'] = [];
+  const cli: Measurement[] = [];
+  for (let r = 0; r < runs; r++) {
+    started = process.hrtime.bigint();
+    const summary = await runConversion(parseWishlist(text, wishlistFile), flags, env, logger);
+    const seconds = secondsSince(started);
+    if (summary.upToDate !== count || summary.failed !== 0) throw new Error(`no-op reconcile: ${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed`);
+    inProcess.push({ seconds, blobRequests: summary.blobRequests, upToDate: summary.upToDate });
+
+    await run('sync', []);
+    let output = '';
+    cli.push(await measureCommand(process.execPath, duccConvertArgs(wishlistFile, repoRoot), { cwd: REPO_ROOT, env, onOutput: (o) => (output = o) }));
+    if (!new RegExp(`\\b0 converted, ${count} up to date, 0 failed\\b`).test(output)) throw new Error(`ducc convert (no-op) did not report ${count} up to date:\n${output.slice(-3000)}`);
+    log(`reconcile run ${r + 1}/${runs}: in-process ${seconds.toFixed(2)} s, CLI ${cli.at(-1)!.seconds.toFixed(2)} s`);
+  }
+
+  // Untimed: which requests does a no-op run make? Same images through a counting proxy (its own repo root).
+  const proxy = await countingProxy(ctx.registryHost);
+  try {
+    const proxied = text.replaceAll(ctx.registryHost, proxy.host);
+    const proxiedFile = join(dir, 'wishlist-proxied.yaml');
+    await writeFile(proxiedFile, proxied);
+    const proxiedFlags = { repoRoot: join(dir, 'cvmfs-proxied'), skipThinImage: true };
+    await runConversion(parseWishlist(proxied, proxiedFile), proxiedFlags, env, logger);
+    proxy.counts.clear();
+    await runConversion(parseWishlist(proxied, proxiedFile), proxiedFlags, env, logger);
+    return { wishes: count, pushSeconds, initialSeconds, inProcess, cli, requests: Object.fromEntries([...proxy.counts].sort()) };
+  } finally {
+    await proxy.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A plain HTTP proxy in front of the registry that counts requests by method and kind. */
+async function countingProxy(upstream: string): Promise<{ host: string; counts: Map<string, number>; close(): Promise<void> }> {
+  const counts = new Map<string, number>();
+  const [upstreamHost, upstreamPort] = upstream.split(':');
+  const server: Server = createServer((req, res) => {
+    const path = req.url ?? '/';
+    const kind = /\/manifests\//.test(path) ? 'manifest' : /\/blobs\//.test(path) ? 'blob' : /\/tags\/list/.test(path) ? 'tag list' : path === '/v2/' ? 'ping (/v2/)' : 'other';
+    const key = `${req.method} ${kind}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    const forward = httpRequest({ host: upstreamHost, port: Number(upstreamPort), method: req.method, path, headers: req.headers }, (upstreamRes) => {
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      upstreamRes.pipe(res);
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    counts,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

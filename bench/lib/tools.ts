@@ -1,0 +1,149 @@
+/**
+ * The four ways of turning a pushed image into files that are measured side by side:
+ *
+ * - `ducc`:          node bin/ducc.ts convert (layers + flat tree, directory publisher, --skip-thin-image)
+ * - `ducc-layers`:   the same with --skip-flat (layers only)
+ * - `skopeo-umoci`:  skopeo copy docker://… oci:DIR:TAG, then umoci unpack --image DIR:TAG BUNDLE
+ * - `floor`:         for each layer blob (already on disk): gzip -dc BLOB | tar -x -C DIR (zstd -dc for zstd)
+ *
+ * Every measurement starts with the page cache's dirty pages flushed (`sync`, not timed) and a fresh,
+ * empty output directory, which is removed afterwards (not timed).
+ */
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BenchImage } from './images.ts';
+import { measureCommand, measurePipeline, type Measurement } from './measure.ts';
+import { REPO_ROOT, run } from './util.ts';
+
+export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor';
+export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor'];
+
+export const TOOL_TITLES: Record<ToolKey, string> = {
+  ducc: 'ducc convert (layers + flat)',
+  'ducc-layers': 'ducc convert --skip-flat (layers only)',
+  'skopeo-umoci': 'skopeo copy + umoci unpack',
+  floor: 'decompress | tar -x (floor)',
+};
+
+/** The tool cannot handle this image at all (e.g. umoci 0.4 and zstd layers): reported as n/a, not as a failure. */
+export class UnsupportedError extends Error {}
+
+export interface ToolContext {
+  registryHost: string;
+  /** Scratch directory for outputs (same filesystem as the registry's storage). */
+  workDir: string;
+  /** An empty DOCKER_CONFIG so that no personal registry credentials are read. */
+  dockerConfigDir: string;
+}
+
+export const CVMFS_REPO = 'bench.example.org';
+
+export function wishlistYaml(entries: string[]): string {
+  return ['version: 1', 'user: bench', `cvmfs_repo: '${CVMFS_REPO}'`, 'input:', ...entries.map((e) => `  - '${e}'`), ''].join('\n');
+}
+
+export function imageUrl(registryHost: string, image: { repository: string; tag: string }): string {
+  return `http://${registryHost}/${image.repository}:${image.tag}`;
+}
+
+/** The `ducc convert` command line (run with process.execPath). */
+export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = []): string[] {
+  return ['--disable-warning=ExperimentalWarning', join(REPO_ROOT, 'bin/ducc.ts'), 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+}
+
+export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: ctx.dockerConfigDir };
+  delete env['NODE_OPTIONS'];
+  return env;
+}
+
+export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolContext): Promise<Measurement> {
+  const out = join(ctx.workDir, `${tool}-${image.key}`);
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+  await run('sync', []);
+  try {
+    switch (tool) {
+      case 'ducc':
+      case 'ducc-layers':
+        return await measureDucc(tool, image, ctx, out);
+      case 'skopeo-umoci':
+        return await measureSkopeoUmoci(image, ctx, out);
+      case 'floor':
+        return await measureFloor(image, out);
+    }
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}
+
+async function measureDucc(tool: 'ducc' | 'ducc-layers', image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
+  const wishlist = join(out, 'wishlist.yaml');
+  await writeFile(wishlist, wishlistYaml([imageUrl(ctx.registryHost, image)]));
+  const repoRoot = join(out, 'cvmfs');
+  let output = '';
+  const measurement = await measureCommand(process.execPath, duccConvertArgs(wishlist, repoRoot, tool === 'ducc-layers' ? ['--skip-flat'] : []), {
+    cwd: REPO_ROOT,
+    env: duccEnv(ctx),
+    onOutput: (text) => (output = text),
+  });
+  if (!/\b1 converted, 0 up to date, 0 failed\b/.test(output)) throw new Error(`ducc convert did not report one conversion:\n${output.slice(-4000)}`);
+  // Sanity: the public symlink (full conversion) or the layer directories (layers only) are there.
+  const repo = join(repoRoot, CVMFS_REPO);
+  if (tool === 'ducc') {
+    const link = await lstat(join(repo, ctx.registryHost, `${image.repository}:${image.tag}`));
+    if (!link.isSymbolicLink()) throw new Error('ducc convert left no public symlink');
+  } else {
+    for (const layer of image.layout.layers) {
+      const hex = layer.digest.slice('sha256:'.length);
+      if (!existsSync(join(repo, '.layers', hex.slice(0, 2), hex, 'layerfs'))) throw new Error(`ducc convert --skip-flat left no layerfs for ${layer.digest}`);
+    }
+  }
+  return measurement;
+}
+
+async function measureSkopeoUmoci(image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
+  const layout = join(out, 'oci');
+  const bundle = join(out, 'bundle');
+  const copy = await measureCommand('skopeo', [
+    'copy',
+    '--quiet',
+    '--src-tls-verify=false',
+    '--src-no-creds',
+    `docker://${ctx.registryHost}/${image.repository}:${image.tag}`,
+    `oci:${layout}:${image.tag}`,
+  ]);
+  const rootless = process.getuid?.() === 0 ? [] : ['--rootless'];
+  let unpack: Measurement;
+  try {
+    unpack = await measureCommand('umoci', ['unpack', ...rootless, '--image', `${layout}:${image.tag}`, bundle]);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (image.layout.layers.some((l) => l.compression === 'zstd') && /not correct mediatype.*zstd/.test(message)) {
+      throw new UnsupportedError('n/a: this umoci cannot unpack zstd layers ("blob is not correct mediatype")');
+    }
+    throw error;
+  }
+  return {
+    seconds: copy.seconds + unpack.seconds,
+    maxRssKiB: Math.max(copy.maxRssKiB, unpack.maxRssKiB),
+    cpuSeconds: copy.cpuSeconds + unpack.cpuSeconds,
+    steps: [
+      { name: 'skopeo copy', ...copy },
+      { name: 'umoci unpack', ...unpack },
+    ],
+  };
+}
+
+async function measureFloor(image: BenchImage, out: string): Promise<Measurement> {
+  const steps: NonNullable<Measurement['steps']> = [];
+  for (const [index, layer] of image.layout.layers.entries()) {
+    const dir = join(out, `layer-${index + 1}`);
+    await mkdir(dir);
+    const decompressor = layer.compression === 'gzip' ? ['gzip', '-dc', layer.blobPath] : ['zstd', '-dcq', layer.blobPath];
+    const step = await measurePipeline(decompressor, ['-x', '-f', '-', '-C', dir]);
+    steps.push({ name: `layer ${index + 1}`, ...step });
+  }
+  return { seconds: steps.reduce((s, x) => s + x.seconds, 0), maxRssKiB: Math.max(...steps.map((s) => s.maxRssKiB)), cpuSeconds: steps.reduce((s, x) => s + x.cpuSeconds, 0), steps };
+}
