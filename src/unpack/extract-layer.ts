@@ -124,13 +124,12 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
         continue;
       }
 
-      removeExisting(path);
       if (type === 'symlink') {
         // Symlink targets are stored verbatim; they are resolved (inside the root) only when used.
         const linkTarget = header.linkname ?? '';
         if (linkTarget.includes('\0')) throw unsafe(where, 'symlink target contains a NUL byte');
         if (Buffer.byteLength(linkTarget) > limits.maxPathBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: symlink target longer than ${limits.maxPathBytes} bytes`);
-        symlinkSync(linkTarget, path);
+        replacing(path, () => symlinkSync(linkTarget, path));
         if (preserveOwnership) lchownSync(path, uid, gid);
         lutimesSync(path, mtime, mtime);
         entry.resume();
@@ -144,11 +143,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
           // Target lives in a lower layer: keep the name as an empty file (as cvmfs_server ingest
           // --tolerate-missing-hardlinks does) and let the flattener link it to the real file.
           result.externalHardlinks.push({ path: components.join('/'), target: linkComponents.join('/') });
-          writeEmptyFile(path, mode, uid, gid, mtime);
+          replacing(path, () => writeEmptyFile(path, mode, uid, gid, mtime));
         } else {
           const stat = lstatSync(source);
           if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
-          linkSync(source, path);
+          replacing(path, () => linkSync(source, path));
         }
         entry.resume();
         continue;
@@ -158,7 +157,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       // Filesystem calls are synchronous on purpose: one awaited call costs ~50 µs of thread-pool
       // round trip against ~3 µs done directly, and a layer can hold tens of thousands of small files.
       // Each call is short, and the event loop still runs between the chunks of the archive.
-      const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600));
       try {
         for await (const chunk of entry as AsyncIterable<Buffer>) {
           bytes += chunk.length;
@@ -280,6 +279,22 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       }
     }
     return resolved;
+  }
+
+  /**
+   * Creates something at `path` with an exclusive call (O_EXCL, symlink, link: they fail with EEXIST and
+   * never follow what is there). Only when the name is taken — an entry repeated or replaced later in the
+   * archive — is the old entry removed (never written through) and the creation tried again: no lstat
+   * for the common case of a new name.
+   */
+  function replacing<T>(path: string, create: () => T): T {
+    try {
+      return create();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    removeExisting(path);
+    return create();
   }
 
   function removeExisting(path: string): void {
