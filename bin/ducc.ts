@@ -1,4 +1,3 @@
 #!/usr/bin/env -S node --disable-warning=ExperimentalWarning
-import { main } from '../src/cli/main.ts';
-
-process.exitCode = await main(process.argv);
+// Kept for callers of the former entry point; `bin/ducc.js` is the command.
+import './ducc.js';

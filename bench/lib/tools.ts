@@ -1,7 +1,7 @@
 /**
  * The four ways of turning a pushed image into files that are measured side by side:
  *
- * - `ducc`:          node bin/ducc.ts convert (layers + flat tree, directory publisher, --skip-thin-image)
+ * - `ducc`:          node bin/ducc.js convert (layers + flat tree, directory publisher, --skip-thin-image)
  * - `ducc-layers`:   the same with --skip-flat (layers only)
  * - `skopeo-umoci`:  skopeo copy docker://… oci:DIR:TAG, then umoci unpack --image DIR:TAG BUNDLE
  * - `floor`:         for each layer blob (already on disk): gzip -dc BLOB | tar -x -C DIR (zstd -dc for zstd)
@@ -49,7 +49,7 @@ export function imageUrl(registryHost: string, image: { repository: string; tag:
 
 /** The `ducc convert` command line (run with process.execPath). */
 export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = []): string[] {
-  return ['--disable-warning=ExperimentalWarning', join(REPO_ROOT, 'bin/ducc.ts'), 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+  return ['--disable-warning=ExperimentalWarning', join(REPO_ROOT, 'bin/ducc.js'), 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
 }
 
 export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {

@@ -14,7 +14,7 @@ import { startApiDouble, githubRepoDouble } from '../../support/forge-api-double
 import { BOT_ENV, githubPush, postGitHub } from '../../support/bot-harness.ts';
 import { SqliteStateStore } from '../../../src/state/sqlite-store.ts';
 
-const CLI = new URL('../../../bin/ducc.ts', import.meta.url).pathname;
+const CLI = new URL('../../../bin/ducc.js', import.meta.url).pathname;
 
 it('kill -9 in the middle of a conversion, then a restart: the job completes and its status ends final', async (t) => {
   const registry = await startRegistry(t);

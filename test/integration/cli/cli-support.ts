@@ -1,5 +1,5 @@
 /**
- * Shared helpers of the end-to-end CLI tests: the real `bin/ducc.ts` run as a child process, temp dirs,
+ * Shared helpers of the end-to-end CLI tests: the real `bin/ducc.js` run as a child process, temp dirs,
  * images built with the test support and pushed to the real registry with skopeo.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,7 +12,7 @@ import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
 import { pushOciLayout, writeOciLayout, type TestImageSpec, type WrittenImage } from '../../support/oci-image.ts';
 import type { TestRegistry } from '../../support/registry.ts';
 
-export const CLI = fileURLToPath(new URL('../../../bin/ducc.ts', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../../bin/ducc.js', import.meta.url));
 export const FAKE_CVMFS_SERVER = fileURLToPath(new URL('../../support/fake-cvmfs-server/cvmfs_server', import.meta.url));
 
 /** Something with `after`, like a TestContext or a suite-level collector. */
@@ -56,7 +56,7 @@ export interface RunningCli {
   done: Promise<CliResult>;
 }
 
-/** Starts `node bin/ducc.ts ARGS` with `env` on top of this process's environment (never through a shell). */
+/** Starts `node bin/ducc.js ARGS` with `env` on top of this process's environment (never through a shell). */
 export function startCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}): RunningCli {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, ...options.env },

@@ -16,7 +16,7 @@ import { formatDuccManifest } from '../../../src/metadata/ducc-manifest.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 
 const run = promisify(execFile);
-const CLI = new URL('../../../bin/ducc.ts', import.meta.url).pathname;
+const CLI = new URL('../../../bin/ducc.js', import.meta.url).pathname;
 const quietLogger = createLogger({ level: 'silent' });
 
 /** Paths DUCC adds to every flat image for Apptainer (and our catalog marker); absent from umoci's rootfs. */
