@@ -60,7 +60,7 @@ export class Bot implements Intake {
   accept(delivery: Delivery): IntakeResult {
     const { store, config } = this.deps;
     // Overload is checked before the delivery id is recorded, so the sender's retry is not taken for a duplicate.
-    if (store.counts().queued + delivery.events.length > config.maxQueuedJobs) return { outcome: 'overloaded' };
+    if (store.queuedCount() + delivery.events.length > config.maxQueuedJobs) return { outcome: 'overloaded' };
     if (!store.recordDelivery(delivery.id, this.now)) return { outcome: 'duplicate' };
     const payloads: { payload: JobPayload; dedupKey: string; notBefore?: number }[] = [];
     const reasons: string[] = [];
@@ -341,7 +341,15 @@ export class Bot implements Intake {
     try {
       allowed = await forge.canWrite(wishlist.project, { ...payload.author, isBot: false });
     } catch (error) {
+      // Fail closed, and say so: "you lack write access" would be wrong, and retrying the job could run
+      // the command later without anyone asking again.
       log.warn({ err: errorMessage(error) }, 'permission check failed; refusing');
+      await forge.reply(
+        wishlist.project,
+        payload.number,
+        `@${payload.author.login} \`/reconvert\` was refused: the permissions of @${payload.author.login} on ${wishlist.project} could not be checked (the ${wishlist.forge === 'github' ? 'GitHub' : 'GitLab'} API failed); nothing was converted. Please try again later.`,
+      );
+      return;
     }
     if (!allowed) {
       await forge.reply(wishlist.project, payload.number, `@${payload.author.login} \`/reconvert\` needs write access (Developer or higher) to ${wishlist.project}; nothing was converted.`);

@@ -5,7 +5,7 @@ import type { Forge } from '../forge/forge.ts';
 import { GitHubForge } from '../forge/github-forge.ts';
 import { GitLabForge } from '../forge/gitlab-forge.ts';
 import { buildApp } from '../http/app.ts';
-import { listen } from '../http/server.ts';
+import { listen, type ListenOptions } from '../http/server.ts';
 import { JobWorker } from '../jobs/worker.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { SqliteStateStore } from '../state/sqlite-store.ts';
@@ -16,6 +16,14 @@ import { Bot } from './bot.ts';
 
 /** Delivery ids are kept this long to recognise redeliveries (GitHub and GitLab retry for up to days). */
 const DELIVERY_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** Finished jobs are kept this long (status page, /status); without a limit the table grows forever. */
+const FINISHED_JOB_RETENTION_MS = 30 * 24 * 3600 * 1000;
+
+/** Knobs for tests and embedders; `ducc serve` itself uses the defaults. */
+export interface StartServerOptions {
+  /** Listener timeouts (see SERVER_TIMEOUTS in http/server.ts); tests shorten them to exercise slow senders. */
+  timeouts?: Pick<ListenOptions, 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
+}
 
 export interface RunningServer {
   server: Server;
@@ -30,11 +38,15 @@ export interface RunningServer {
  * wired together. Jobs interrupted by a crash are put back in the queue at start and run again
  * (conversions are idempotent), so every commit status they own ends in a final state.
  */
-export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, logger: Logger, version: string): Promise<RunningServer> {
+export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, logger: Logger, version: string, options: StartServerOptions = {}): Promise<RunningServer> {
   const store = SqliteStateStore.open(config.statePath);
   const interrupted = store.requeueRunning();
   if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
-  store.pruneDeliveries(DELIVERY_RETENTION_MS);
+  const prune = (): void => {
+    store.pruneDeliveries(DELIVERY_RETENTION_MS);
+    store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
+  };
+  prune();
 
   const forges = new Map<string, Forge>();
   const forgeFor = (wishlist: WishlistRepoConfig): Forge => {
@@ -76,7 +88,7 @@ export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, log
 
   let shuttingDown = false;
   const app = buildApp({ config, env, intake: bot, store, logger, version, isReady: () => !shuttingDown, isShuttingDown: () => shuttingDown });
-  const server = await listen(app, config.listen);
+  const server = await listen(app, { ...options.timeouts, host: config.listen.host, port: config.listen.port });
   logger.info({ host: config.listen.host, port: config.listen.port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
 
   const timers: NodeJS.Timeout[] = [];
@@ -84,7 +96,7 @@ export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, log
     bot.scheduleReconcile();
     timers.push(setInterval(() => bot.scheduleReconcile(), config.reconcileMinutes * 60_000));
   }
-  timers.push(setInterval(() => store.pruneDeliveries(DELIVERY_RETENTION_MS), 3600_000));
+  timers.push(setInterval(prune, 3600_000));
   for (const timer of timers) timer.unref();
 
   return {

@@ -55,9 +55,18 @@ export class GitHubSignature {
     return this.#verifiers.length > 0;
   }
 
+  /**
+   * Whether `signature` has the shape of a GitHub SHA-256 signature (`sha256=` and 64 lowercase hex
+   * digits). Checked before the body is read: a request without one cannot be a delivery, so it is
+   * refused without buffering anything.
+   */
+  static wellFormed(signature: string | undefined): signature is string {
+    return signature !== undefined && SIGNATURE_256.test(signature);
+  }
+
   /** True when `signature` is a valid `sha256=<hex>` of exactly these bytes under one of the secrets. */
   async verify(body: Uint8Array, signature: string | undefined): Promise<boolean> {
-    if (signature === undefined || !SIGNATURE_256.test(signature) || body.byteLength === 0) return false;
+    if (!GitHubSignature.wellFormed(signature) || body.byteLength === 0) return false;
     // @octokit/webhooks signs strings (UTF-8). A strict decode (BOM kept) re-encodes to the very same
     // bytes; a body that is not valid UTF-8 cannot be a GitHub delivery and fails here.
     let payload: string;

@@ -1,4 +1,4 @@
-import express, { type Request, type RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 
 /** GitHub caps webhook payloads at 25 MB; nothing we accept is larger. */
 export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
@@ -27,12 +27,61 @@ export function checkBodyHeaders(req: Request): BodyRejection | undefined {
   return undefined;
 }
 
+/** An error for the app's error handler, shaped like body-parser's (`status`, `type`, a safe message). */
+function bodyError(status: number, type: string, message: string): Error {
+  return Object.assign(new Error(message), { status, type, expose: true });
+}
+
 /**
- * Reads the raw body as a Buffer (any content type; bodies sent without a declared length are cut at
- * the same limit, with a 413 error for the error handler). Signatures are checked over these bytes, so
- * no JSON parser may run before.
+ * Reads the raw body as a Buffer into `req.body` (any content type). Signatures are checked over these
+ * bytes, so no JSON parser may run before.
+ *
+ * Bodies sent without a declared length (chunked) are cut as soon as they pass the limit: the reader
+ * stops keeping chunks and hands a 413 to the error handler at once, whose reply closes the connection.
+ * (body-parser's `express.raw` would first read off the whole rest of the request, so a sender that
+ * keeps going would never get an answer.) A request that ends early (the sender went away) is reported
+ * as `request.aborted`.
  */
-export const readRawBody: RequestHandler = express.raw({ type: () => true, limit: MAX_WEBHOOK_BODY_BYTES, inflate: false });
+export const readRawBody: RequestHandler = (req, _res, next) => {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  const settle = (error?: Error): void => {
+    if (settled) return;
+    settled = true;
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('error', onError);
+    req.off('close', onClose);
+    if (error !== undefined) {
+      chunks.length = 0;
+      // Whatever still arrives is dropped, not buffered, until the reply closes the connection.
+      req.on('error', () => {});
+      req.resume();
+      next(error);
+      return;
+    }
+    req.body = Buffer.concat(chunks, size);
+    next();
+  };
+  const onData = (chunk: Buffer): void => {
+    size += chunk.length;
+    if (size > MAX_WEBHOOK_BODY_BYTES) {
+      settle(bodyError(413, 'entity.too.large', `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`));
+      return;
+    }
+    chunks.push(chunk);
+  };
+  const onEnd = (): void => settle();
+  const onError = (): void => settle(bodyError(400, 'request.aborted', 'request aborted'));
+  const onClose = (): void => {
+    if (!req.complete) settle(bodyError(400, 'request.aborted', 'request aborted'));
+  };
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', onError);
+  req.on('close', onClose);
+};
 
 /** The body read by `readRawBody`, or an empty buffer when the request had none. */
 export function rawBodyOf(req: Request): Buffer {

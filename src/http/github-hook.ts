@@ -1,13 +1,14 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { parseGitHubWebhook } from '../forge/parse-github.ts';
-import type { GitHubSignature } from './auth.ts';
+import { GitHubSignature } from './auth.ts';
 import { checkBodyHeaders, rawBodyOf, readRawBody } from './body.ts';
 import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
 
 /**
- * `POST /hooks/github`. Order matters: size and encoding from the headers, then the raw body, then
- * the signature over its bytes; only a verified body is parsed (as JSON, or the `payload=` field of a
- * form-encoded delivery) and handed to the intake.
+ * `POST /hooks/github`. Order matters: size and encoding from the headers, and the presence and shape of
+ * `X-Hub-Signature-256` (a request without a well-formed one is refused before its body is read), then
+ * the raw body, then the signature over its bytes; only a verified body is parsed (as JSON, or the
+ * `payload=` field of a form-encoded delivery) and handed to the intake.
  *
  * Replies: 202 queued, 200 duplicate/ignored (outcome in the body), 503 overloaded (GitHub does not
  * retry by itself: redeliver from the hook's settings), 401 bad signature, 413 / 415 refused bodies.
@@ -20,14 +21,20 @@ export function githubHookHandlers(context: WebhookContext, signature: GitHubSig
       replyEarly(res, rejection.status, rejection.outcome, { error: rejection.reason });
       return;
     }
+    const presented = header(req, 'x-hub-signature-256');
+    if (!GitHubSignature.wellFormed(presented)) {
+      locals(res).reason = presented === undefined ? 'missing X-Hub-Signature-256' : 'malformed X-Hub-Signature-256';
+      replyEarly(res, 401, 'unauthorized', { error: UNAUTHORIZED_MESSAGE });
+      return;
+    }
     next();
   };
   const handle = async (req: Request, res: Response): Promise<void> => {
     const body = rawBodyOf(req);
     if (!(await signature.verify(body, header(req, 'x-hub-signature-256')))) {
       locals(res).outcome = 'unauthorized';
-      locals(res).reason = header(req, 'x-hub-signature-256') === undefined ? 'missing X-Hub-Signature-256' : 'signature does not match';
-      res.status(401).json({ error: 'invalid or missing X-Hub-Signature-256: check the webhook secret' });
+      locals(res).reason = 'signature does not match';
+      res.status(401).json({ error: UNAUTHORIZED_MESSAGE });
       return;
     }
     const eventName = header(req, 'x-github-event');
@@ -48,6 +55,8 @@ export function githubHookHandlers(context: WebhookContext, signature: GitHubSig
   };
   return [track(context, 'github', '/hooks/github'), guard, readRawBody, handle];
 }
+
+const UNAUTHORIZED_MESSAGE = 'invalid or missing X-Hub-Signature-256: check the webhook secret';
 
 /** GitHub sends JSON, or `payload=<json>` when the hook's content type is form-encoded. */
 function parsePayload(req: Request, body: Buffer): unknown {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config/bot-config.ts';
@@ -77,13 +78,45 @@ function outcomeOfStatus(status: number): string {
 }
 
 /**
- * Answers without reading the rest of the body; `Connection: close` makes Node drop the socket instead
- * of draining what the sender still has to send.
+ * Answers without reading the rest of the body; with `Connection: close` the connection is closed after
+ * the answer instead of draining what the sender still has to send (see lingeringClose).
  */
 export function replyEarly(res: Response, status: number, outcome: string, body: Record<string, unknown>): void {
   locals(res).outcome = outcome;
   res.set('Connection', 'close');
+  if (!res.req.complete) lingeringClose(res.req.socket);
   res.status(status).json(body);
+}
+
+/** Longest a sender that keeps sending after an early answer is given before the connection is cut. */
+export const LINGER_MAX_MS = 1000;
+/** A sender from whom nothing arrived for this long has stopped: the connection is closed. */
+const LINGER_IDLE_MS = 50;
+
+/**
+ * Closes in stages after an early answer to a request whose body is still coming (RFC 9112 §9.6, "the
+ * TCP reset problem"): closing at once, with the sender's bytes still arriving, makes the kernel reset
+ * the connection, and a sender still writing then fails on that reset before it has read the answer (a
+ * Node client loses the 413 that way). So: the answer and a FIN go out, what still arrives is read and
+ * dropped (never buffered), and the connection is destroyed once the sender has been quiet for
+ * LINGER_IDLE_MS, or after LINGER_MAX_MS at the latest. Node closes a `Connection: close` answer's
+ * socket through `destroySoon()`, which is replaced here for this one socket.
+ */
+function lingeringClose(socket: Socket): void {
+  socket.destroySoon = function lingering(this: Socket): void {
+    if (this.writable) this.end();
+    const started = Date.now();
+    let seen = this.bytesRead;
+    const timer = setInterval(() => {
+      const read = this.bytesRead;
+      if (read === seen || Date.now() - started >= LINGER_MAX_MS) {
+        clearInterval(timer);
+        this.destroy();
+      }
+      seen = read;
+    }, LINGER_IDLE_MS);
+    this.once('close', () => clearInterval(timer));
+  };
 }
 
 /** Hands the delivery to the intake and maps its result to the reply. */

@@ -103,7 +103,12 @@ export interface StateStore {
   requeue(id: number, options?: { notBefore?: number; error?: string; now?: number }): Job | undefined;
   getJob(id: number): Job | undefined;
   listJobs(options?: { status?: JobStatus; limit?: number }): Job[];
+  /** Jobs per status (counts every job ever kept: for status pages and metrics, not for hot paths). */
   counts(): QueueCounts;
+  /** Jobs waiting in the queue; cheap whatever the history (the intake asks on every webhook). */
+  queuedCount(): number;
+  /** Forgets done and failed jobs (and the statuses they owned) last updated more than `maxAgeMs` ago. */
+  pruneFinishedJobs(maxAgeMs: number, now?: number): number;
 
   /** Remembers the latest state a job set on a commit status. */
   recordStatus(status: OwnedStatus): void;
