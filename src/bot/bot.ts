@@ -485,7 +485,7 @@ export class Bot implements Intake {
       cvmfsRepo: list.cvmfsRepo!,
       notifications: NotificationWriter.discard(),
       logger: this.deps.logger,
-      ...(pushThin ? { pushThinImage: pushThin } : {}),
+      ...(pushThin ?? {}),
     };
   }
 

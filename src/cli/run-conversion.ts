@@ -9,7 +9,7 @@ import { convertWishlist, formatSummary, summarizeProblems, type ConversionSumma
 import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ConvertedImage, type ProgressEvent } from '../convert/convert-image.ts';
 import { buildThinImage, pushThinImage } from '../thin/thin-image.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
-import { formatOutputImage, parseImageReference } from '../wishlist/image-reference.ts';
+import { formatOutputImage, parseImageReference, type ImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wishlist } from '../wishlist/wishlist.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
@@ -91,7 +91,7 @@ export async function runConversion(
     const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
     const summary = await convertWishlist(
       wishlist,
-      { client, publisher, notifications, logger, ...(pushThin ? { pushThinImage: pushThin } : {}), ...(onProgress ? { onProgress } : {}) },
+      { client, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
       options,
       { logger, client, ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}), ...(signal ? { signal } : {}) },
     );
@@ -101,25 +101,38 @@ export async function runConversion(
   }
 }
 
-/** Pushes thin images as the wish list's `user` with DUCC_OUTPUT_REGISTRY_PASS(_FILE); shared by the CLI and the bot. */
+/**
+ * Thin images of a wish list: pushed as its `user` with DUCC_OUTPUT_REGISTRY_PASS(_FILE), and looked up
+ * (one manifest HEAD) to tell whether an interrupted push must be redone. Shared by the CLI and the bot.
+ */
 export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo'>, env: NodeJS.ProcessEnv, logger: Logger) {
-  return async (converted: ConvertedImage) => {
+  const clientFor = (outputName: string) => {
     const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
     if (!wishlist.user || password === undefined) {
       throw new DuccError('BOT_ERR_THIN', "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS or DUCC_OUTPUT_REGISTRY_PASS_FILE (or pass --skip-thin-image)");
     }
-    const outputName = formatOutputImage(wishlist.outputFormat, converted.image);
     const output = parseImageReference(outputName);
     const credentials = new CredentialStore();
     credentials.set(output.registry, { username: wishlist.user, password });
-    const pushClient = new RegistryClient({ credentials, logger });
-    const built = await buildThinImage({
-      image: converted.image,
-      cvmfsRepo: wishlist.cvmfsRepo!,
-      layerDigests: converted.manifest.layers.map((layer) => layer.digest),
-      config: converted.config,
-    });
-    return pushThinImage(pushClient, outputName, built);
+    return { output, client: new RegistryClient({ credentials, logger }) };
+  };
+  return {
+    pushThinImage: async (converted: ConvertedImage) => {
+      const outputName = formatOutputImage(wishlist.outputFormat, converted.image);
+      const { client } = clientFor(outputName);
+      const built = await buildThinImage({
+        image: converted.image,
+        cvmfsRepo: wishlist.cvmfsRepo!,
+        layerDigests: converted.manifest.layers.map((layer) => layer.digest),
+        config: converted.config,
+      });
+      return pushThinImage(client, outputName, built);
+    },
+    thinImageExists: async (image: ImageReference) => {
+      const { output, client } = clientFor(formatOutputImage(wishlist.outputFormat, image));
+      if (output.tag === undefined) return false;
+      return (await client.headManifest({ scheme: output.scheme, registry: output.registry, repository: output.repository }, output.tag)) !== undefined;
+    },
   };
 }
 

@@ -69,6 +69,11 @@ export interface ConvertContext {
   logger: Logger;
   /** Pushes the thin image of a converted image; absent when thin images are skipped. */
   pushThinImage?: (image: ConvertedImage) => Promise<{ name: string; digest: string }>;
+  /**
+   * Whether the thin image of an input is in its registry (one manifest HEAD): an image whose files are
+   * all published but whose thin push was interrupted is not up to date.
+   */
+  thinImageExists?: (image: ImageReference) => Promise<boolean>;
   /** Progress callback for terminals. */
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -121,12 +126,21 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   const base = { image: name, manifestDigest: manifestInfo.manifestDigest, configDigest, publicPath: publicName, flatDir: flat };
 
   const existing = parseDuccManifest((await ctx.publisher.readFile(manifestPath)) ?? Buffer.alloc(0));
-  if (!options.convertAgain && existing?.configDigest === configDigest && (await isComplete(ctx.publisher, layers, flat, publicName, options))) {
+  const wantsThin = ctx.pushThinImage !== undefined && !options.skipThinImage;
+  const published = !options.convertAgain && existing?.configDigest === configDigest && (await isComplete(ctx.publisher, layers, flat, publicName, options));
+  if (published && (!wantsThin || !ctx.thinImageExists || (await ctx.thinImageExists(image)))) {
     log.debug('already converted');
     return { status: 'up-to-date', ...base, newLayers: 0, warnings: [] };
   }
 
   const configBytes = await ctx.client.fetchBlob(ref, manifest.config);
+  if (published) {
+    // Everything is on disk but the thin image is missing (its push was interrupted): push only that.
+    const config = parseConfig(configBytes, name);
+    const thinImage = await ctx.pushThinImage!({ image, manifestDigest: manifestInfo.manifestDigest, manifest, config, configDigest });
+    log.info({ thinImage: thinImage.name }, 'thin image pushed again');
+    return { status: 'converted', ...base, newLayers: 0, thinImage, warnings: [] };
+  }
   const config = parseConfig(configBytes, name);
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
@@ -241,10 +255,14 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
     for (const marker of new Set(markers)) {
       if (!(await ctx.publisher.lstat(marker))) await tx.writeFile(marker, '');
     }
-    // Once per layer directory, as DUCC (which reads every origin.json before writing any).
+    // Once per layer directory. DUCC appends even when the image is already listed; we do not, so that a
+    // rerun after a crash, or two processes converting one image, leave the same backlinks as one run
+    // (nothing reads origin.json, and an image listed once says everything a repeat would).
     for (const digest of new Set(layers.map((l) => l.digest))) {
       const origin = `${layerDir(digest)}/.metadata/origin.json`;
-      await tx.writeFile(origin, appendOrigin(await ctx.publisher.readFile(origin), configDigest));
+      const current = await ctx.publisher.readFile(origin);
+      if (current !== undefined && listsOrigin(current, configDigest)) continue;
+      await tx.writeFile(origin, appendOrigin(current, configDigest));
     }
     if (existing && existing.configDigest !== configDigest) {
       // The tag moved: schedule the old image for a later garbage collection, as DUCC does.
@@ -389,6 +407,16 @@ async function isComplete(publisher: Publisher, layers: Descriptor[], flat: stri
     if (!link?.isSymbolicLink()) return false;
   }
   return true;
+}
+
+/** Whether an origin.json already names an image config. */
+function listsOrigin(bytes: Buffer, configDigest: string): boolean {
+  try {
+    const parsed = JSON.parse(bytes.toString('utf8')) as { origin?: unknown };
+    return Array.isArray(parsed.origin) && parsed.origin.includes(configDigest);
+  } catch {
+    return false;
+  }
 }
 
 function parseConfig(bytes: Buffer, name: string): ImageConfig {

@@ -5,7 +5,9 @@ import type { TestContext } from 'node:test';
 import type { BotConfig, WishlistRepoConfig } from '../../src/config/bot-config.ts';
 import { startServer, type RunningServer } from '../../src/bot/serve.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { tempDir, type Cleanup } from './tmp-dir.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import type { Cleanup } from './tmp-dir.ts';
 
 export const GITHUB_SECRET = 'github-webhook-secret';
 export const GITLAB_TOKEN = 'gitlab-webhook-token';
@@ -57,9 +59,13 @@ export interface TestBot extends RunningServer {
 
 /** Starts `ducc serve` in this process on a free loopback port; stopped when the test ends. */
 export async function startTestBot(t: TestContext | Cleanup, config: (root: string) => BotConfig): Promise<TestBot> {
-  const root = await tempDir(t, 'ducc-bot-');
+  // One cleanup that stops the bot before removing its directory (after-hooks run in registration order).
+  const root = await mkdtemp(join(tmpdir(), 'ducc-bot-'));
   const running = await startServer(config(root), BOT_ENV, createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
-  t.after(() => running.stop(5000));
+  t.after(async () => {
+    await running.stop(5000);
+    await rm(root, { recursive: true, force: true });
+  });
   const port = (running.server.address() as AddressInfo).port;
   return { ...running, url: `http://127.0.0.1:${port}`, root };
 }

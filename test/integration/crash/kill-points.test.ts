@@ -183,7 +183,6 @@ describe('SIGKILL at each phase of ducc convert', () => {
 
   it(
     'after a kill in the metadata transaction, the layers\' origin.json is the clean run\'s',
-    { todo: 'the directory publisher applies each write of a transaction at once, and the rerun appends the config digest to origin.json again' },
     () => assertSameTree(deferred.get('in the middle of the metadata transaction')!, reference, 'origin.json after the rerun'),
   );
 
@@ -195,7 +194,7 @@ describe('SIGKILL at each phase of ducc convert', () => {
     let rerunFrom = 0;
     await killAndRerun(t, {
       list: thinKillWishlist,
-      // Today the rerun finds metadata and symlink in place and stops there: see the todo test below.
+      // The rerun finds layers, flat tree and metadata in place and pushes only the missing thin image.
       rerunStdout: /^(1 converted, 0 up to date|0 converted, 1 up to date), 0 failed\n$/,
       reach: async (_root, running) => {
         await waitFor(() => outputProxy.requests.slice(mark).some((r) => r.method === 'PUT' && uploads.test(r.path)), 20_000, 'the thin blob upload', running);
@@ -214,7 +213,6 @@ describe('SIGKILL at each phase of ducc convert', () => {
 
   it(
     'the thin image of a push that was killed is pushed by the rerun, blobs before the manifest',
-    { todo: 'convertImage finds metadata and symlink in place, reports the image up to date and never retries the thin push' },
     async () => {
       assertBlobsBeforeManifest(thinRerun, 'rerun');
       assert.equal(await thinTagStatus('killed'), 200, 'thin image tag missing after the rerun');
@@ -245,7 +243,6 @@ describe('SIGKILL at each phase of ducc convert', () => {
 
   it(
     'after two concurrent conversions, the layers\' origin.json is the clean run\'s',
-    { todo: 'each process appends the config digest to origin.json in its own metadata transaction' },
     () => assertSameTree(deferred.get('two processes converting the same image at once both succeed with the same tree')!, reference, 'origin.json'),
   );
 
