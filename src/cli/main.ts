@@ -98,6 +98,9 @@ export function buildProgram(out: (text: string) => void): Command {
       .option('-u, --username <user>', 'account that pushes the thin image')
       .option('--thin-image-name <image>', 'thin image name (default: <image>_thin naming of DUCC)'),
   ).action(async (image: string, repo: string, flags: ConversionFlags & { username?: string; thinImageName?: string }) => {
+    // Checked here so that a bad argument is reported as such, not as a line of a synthetic wish list.
+    parseImageReference(image);
+    if (flags.thinImageName) parseImageReference(flags.thinImageName);
     const yaml = JSON.stringify({
       version: 1,
       cvmfs_repo: repo,

@@ -28,6 +28,16 @@ const IS_ROOT = process.getuid?.() === 0;
 /** New files belong to us already: chown only when the entry names someone else. */
 const PROCESS_UID = process.getuid?.() ?? -1;
 const PROCESS_GID = process.getgid?.() ?? -1;
+/** Read once: bits it holds are dropped from modes given to open(2). */
+const UMASK = readUmask();
+
+function readUmask(): number {
+  // process.umask() without an argument is only documentation-deprecated (a race when threads change
+  // it); setting and restoring is the race-free alternative and reads the same value.
+  const current = process.umask(0o022);
+  process.umask(current);
+  return current;
+}
 
 /**
  * Unpacks an uncompressed layer tar into `target` (an empty directory that we own), the way DUCC's
@@ -157,16 +167,21 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       // Filesystem calls are synchronous on purpose: one awaited call costs ~50 µs of thread-pool
       // round trip against ~3 µs done directly, and a layer can hold tens of thousands of small files.
       // Each call is short, and the event loop still runs between the chunks of the archive.
-      const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600));
+      const needsChown = preserveOwnership && (uid !== PROCESS_UID || gid !== PROCESS_GID);
+      // Created with its final mode when open(2) can give it exactly (no setuid/setgid/sticky bit, no bit
+      // the umask would drop, no chown to clear bits afterwards): saves an fchmod per file. A new file's
+      // descriptor is writable whatever its mode, and the staging directory is private meanwhile.
+      const createMode = (mode & 0o7000) === 0 && (mode & UMASK) === 0 && !needsChown ? mode : 0o600;
+      const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
       try {
         for await (const chunk of entry as AsyncIterable<Buffer>) {
           bytes += chunk.length;
           if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
           writeAll(fd, chunk);
         }
-        if (preserveOwnership && (uid !== PROCESS_UID || gid !== PROCESS_GID)) fchownSync(fd, uid, gid);
+        if (needsChown) fchownSync(fd, uid, gid);
         // chmod after chown: chown clears setuid/setgid.
-        fchmodSync(fd, mode);
+        if (createMode !== mode) fchmodSync(fd, mode);
         futimesSync(fd, mtime, mtime);
       } finally {
         closeSync(fd);

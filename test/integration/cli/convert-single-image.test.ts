@@ -69,15 +69,14 @@ describe('ducc convert-single-image', () => {
     assert.ok(inspected.Env.includes('CVMFS_IMAGE=true'), stdout);
   });
 
-  it('exits 1 with one error line for an image reference without registry, converting nothing', async (t) => {
+  it('exits 1 with one error line for an image reference without registry, before converting anything', async (t) => {
     const root = await tempDir(t);
 
     const result = expectExit(await runCli(['convert-single-image', 'ubuntu:22.04', 'single.example.org', '--repo-root', root, '--skip-thin-image']), 1);
 
-    const lines = result.stdout.trim().split('\n');
-    assert.equal(lines.length, 2, result.stdout);
-    assert.match(lines[0]!, /^error: .*'ubuntu:22\.04'.*https:\/\/registry\.hub\.docker\.com\/library\/ubuntu:22\.04/);
-    assert.equal(lines[1], '0 converted, 0 up to date, 1 failed');
+    // The argument is checked before anything starts: one error line naming it and the full form to use.
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr.trim(), /^ducc: invalid image reference 'ubuntu:22\.04'.*https:\/\/registry\.hub\.docker\.com\/library\/ubuntu:22\.04'$/);
     assert.deepEqual(await entriesOf(join(root, 'single.example.org')), []);
   });
 });
