@@ -1,4 +1,5 @@
 import type { Actor, BotEvent, Delivery, RepoId } from './events.ts';
+import { int, isRecord, rec, sha, str, ZERO_SHA } from './payload-fields.ts';
 
 /**
  * Turns one verified GitHub webhook delivery into forge-neutral events. Pure: no I/O, never throws.
@@ -31,8 +32,6 @@ function parseEvent(eventName: string, payload: Record<string, unknown>, options
       return undefined;
   }
 }
-
-const ZERO_SHA = /^0+$/;
 
 function parsePush(payload: Record<string, unknown>): BotEvent | undefined {
   const ref = str(payload, 'ref');
@@ -105,27 +104,4 @@ function repoOf(repository: Record<string, unknown> | undefined): RepoId | undef
   const fullName = repository && str(repository, 'full_name');
   if (fullName === undefined || !/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(fullName)) return undefined;
   return { forge: 'github', project: fullName };
-}
-
-/** A commit id: 40 hex digits (SHA-1) or 64 (SHA-256 repositories). */
-function sha(value: string | undefined): string | undefined {
-  return value !== undefined && /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(value) ? value : undefined;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function rec(object: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
-  const value = object[key];
-  return isRecord(value) ? value : undefined;
-}
-
-function str(object: Record<string, unknown>, key: string): string | undefined {
-  const value = object[key];
-  return typeof value === 'string' ? value : undefined;
-}
-
-function int(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { BotEvent, Delivery } from './events.ts';
 import { isValidRegistryHost, isValidRepository, isValidTag } from '../registry/names.ts';
 import { isValidDigest } from '../registry/digest.ts';
+import { isRecord, rec, str } from './payload-fields.ts';
 
 /**
  * Container-registry push notifications → `registry-push` events. Pure functions (no I/O, never throw).
@@ -201,18 +202,4 @@ function validTag(value: string | undefined): string | undefined {
 
 function validDigest(value: string | undefined): string | undefined {
   return value !== undefined && isValidDigest(value) ? value : undefined;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function rec(object: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
-  const value = object[key];
-  return isRecord(value) ? value : undefined;
-}
-
-function str(object: Record<string, unknown>, key: string): string | undefined {
-  const value = object[key];
-  return typeof value === 'string' ? value : undefined;
 }
