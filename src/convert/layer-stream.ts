@@ -45,6 +45,14 @@ export function decompressionStages(compression: LayerCompression, label: string
     if (actual === compression) return undefined;
     return new DuccError('BOT_ERR_MEDIA_TYPE', `${label}: media type says ${compression} but the blob is ${actual === 'none' ? 'not compressed' : actual}`);
   };
+  /** Passes on the bytes held back so far, or fails if they contradict the media type. */
+  const release = (callback: TransformCallback): void => {
+    const data = head!;
+    head = undefined;
+    const error = decide(data);
+    if (error) callback(error);
+    else callback(null, data);
+  };
   const check = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       if (head === undefined) {
@@ -52,27 +60,13 @@ export function decompressionStages(compression: LayerCompression, label: string
         return;
       }
       head = Buffer.concat([head, chunk]);
-      if (head.length < ZSTD_MAGIC.length) {
-        callback();
-        return;
-      }
-      const data = head;
-      head = undefined;
-      const error = decide(data);
-      if (error) callback(error);
-      else callback(null, data);
+      if (head.length < ZSTD_MAGIC.length) callback();
+      else release(callback);
     },
     flush(callback) {
       // A blob shorter than 4 bytes (or empty): decided on what there is.
-      if (head === undefined || head.length === 0) {
-        callback();
-        return;
-      }
-      const data = head;
-      head = undefined;
-      const error = decide(data);
-      if (error) callback(error);
-      else callback(null, data);
+      if (head === undefined || head.length === 0) callback();
+      else release(callback);
     },
   });
   if (compression === 'none') return [check];

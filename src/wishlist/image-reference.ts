@@ -1,4 +1,5 @@
 import { DuccError } from '../util/errors.ts';
+import { isValidDigest } from '../registry/digest.ts';
 
 /**
  * An image named in a wish list, parsed with DUCC's grammar `[scheme://]REGISTRY/REPOSITORY[:TAG][@DIGEST]`.
@@ -22,7 +23,6 @@ const IPV6 = /^\[[0-9a-fA-F:.]+\]$/;
 const REPOSITORY_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 // Tags per the distribution spec, plus `*` for DUCC's wildcard tags.
 const TAG = /^[\w*][\w.*-]{0,127}$/;
-export const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
 const DOCKER_HUB = 'https://registry.hub.docker.com';
 
@@ -86,7 +86,7 @@ export function parseImageReference(input: string): ImageReference {
     }
   }
   if (tag !== undefined && !TAG.test(tag)) fail(input, `tag '${tag}' is not valid`);
-  if (digest !== undefined && !DIGEST.test(digest)) fail(input, `digest '${digest}' is not a valid sha256/sha512 digest`);
+  if (digest !== undefined && !isValidDigest(digest)) fail(input, `digest '${digest}' is not a valid sha256/sha512 digest`);
   if (tag === undefined && digest === undefined) {
     // DUCC panics here (GetReference with neither); demand an explicit choice rather than guessing :latest.
     fail(input, 'it has neither a tag nor a digest', `${scheme}://${registry}/${repository}:latest`);
