@@ -19,6 +19,7 @@ import type { BotConfig, WishlistRepoConfig } from '../../../src/config/bot-conf
 import type { Delivery } from '../../../src/forge/events.ts';
 import type { ListenOptions } from '../../../src/http/server.ts';
 import { createLogger } from '../../../src/util/logger.ts';
+import { botConfig } from '../../support/bot-harness.ts';
 
 /** Long, distinctive values: any of them in a log line, a status or a comment is a leak. */
 export const SECRETS = {
@@ -43,39 +44,24 @@ export const ABUSE_ENV: NodeJS.ProcessEnv = {
 
 /** A GitHub wish list `cern/wishlist` (override anything, e.g. `forge: 'gitlab'`). */
 export function abuseConfig(root: string, wishlists: Partial<WishlistRepoConfig>[], overrides: Partial<BotConfig> = {}): BotConfig {
-  return {
-    listen: { host: '127.0.0.1', port: 0 },
-    statePath: join(root, 'state.db'),
-    cacheDir: join(root, 'cache'),
-    publisher: { kind: 'directory', root: join(root, 'cvmfs') },
-    wishlists: wishlists.map((w) => ({
+  return botConfig(
+    root,
+    wishlists.map((w) => ({
       name: w.forge === 'gitlab' ? 'sync' : 'unpacked',
-      forge: 'github',
-      apiUrl: 'http://127.0.0.1:1',
       project: w.forge === 'gitlab' ? 'unpacked/sync' : 'cern/wishlist',
-      cloneUrl: 'file:///nonexistent',
-      branch: 'main',
-      paths: ['recipe.yaml'],
       tokenEnv: w.forge === 'gitlab' ? 'ABUSE_GITLAB_TOKEN' : 'ABUSE_GITHUB_TOKEN',
-      botUser: 'ducc-bot',
-      allowForks: false,
       ...w,
     })),
-    registryHooks: [
-      { name: 'local', kind: 'distribution', secretEnv: 'ABUSE_REGISTRY_SECRET' },
-      { name: 'harbor', kind: 'harbor', secretEnv: 'ABUSE_REGISTRY_SECRET' },
-      { name: 'hub', kind: 'dockerhub', secretEnv: 'ABUSE_HUB_SECRET' },
-      { name: 'quay', kind: 'quay', secretEnv: 'ABUSE_HUB_SECRET' },
-    ],
-    githubSecretEnv: 'DUCC_GITHUB_WEBHOOK_SECRET',
-    gitlabTokenEnv: 'DUCC_GITLAB_WEBHOOK_TOKEN',
-    reconcileMinutes: 0,
-    registryDebounceSeconds: 0,
-    maxQueuedJobs: 100,
-    statusContext: 'ducc-gitops',
-    convert: { skipThinImage: true, multiArch: false },
-    ...overrides,
-  };
+    {
+      registryHooks: [
+        { name: 'local', kind: 'distribution', secretEnv: 'ABUSE_REGISTRY_SECRET' },
+        { name: 'harbor', kind: 'harbor', secretEnv: 'ABUSE_REGISTRY_SECRET' },
+        { name: 'hub', kind: 'dockerhub', secretEnv: 'ABUSE_HUB_SECRET' },
+        { name: 'quay', kind: 'quay', secretEnv: 'ABUSE_HUB_SECRET' },
+      ],
+      ...overrides,
+    },
+  );
 }
 
 export interface AbuseBot {
@@ -314,12 +300,4 @@ export function recordOutgoingRequests(t: TestContext): string[] {
   return seen;
 }
 
-/** Waits until `condition` holds (polling every 20 ms). */
-export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await Promise.resolve().then(condition).catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+export { waitFor } from '../../support/wait-for.ts';

@@ -7,6 +7,7 @@ import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
 import { createGitRepo } from '../../support/git-repo.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
+import { waitFor } from '../../support/wait-for.ts';
 import { startApiDouble, githubRepoDouble, gitlabProjectDouble } from '../../support/forge-api-double.ts';
 import { botConfig, githubComment, githubPush, gitlabMergeRequest, gitlabPush, postGitHub, postGitLab, startTestBot, REGISTRY_SECRET } from '../../support/bot-harness.ts';
 
@@ -177,7 +178,7 @@ describe('ducc serve', () => {
     const stillBefore = await lstat(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/still:1'));
 
     await pushImage(t, registry, 'sci/moving', 'latest', 'v2');
-    await waitFor(async () => (await readlink(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/moving:latest'))) !== linkBefore, 20_000);
+    await waitFor(async () => (await readlink(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/moving:latest'))) !== linkBefore, 20_000, 'the public symlink to move after the registry push');
     await bot.worker.onIdle();
 
     const stillAfter = await lstat(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/still:1'));
@@ -185,12 +186,3 @@ describe('ducc serve', () => {
     assert.equal(stillAfter.mtimeMs, stillBefore.mtimeMs);
   });
 });
-
-async function waitFor(condition: () => Promise<boolean | undefined>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

@@ -10,6 +10,7 @@ import { freePort, startRegistry } from '../../support/registry.ts';
 import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
 import { createGitRepo } from '../../support/git-repo.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
+import { waitFor } from '../../support/wait-for.ts';
 import { startApiDouble, githubRepoDouble } from '../../support/forge-api-double.ts';
 import { BOT_ENV, githubPush, postGitHub } from '../../support/bot-harness.ts';
 import { SqliteStateStore } from '../../../src/state/sqlite-store.ts';
@@ -49,7 +50,7 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
     children.push(child);
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok), 15_000, () => stderr);
+    await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok), 15_000, 'ducc serve to answer /healthz', { detail: () => stderr });
     return child;
   };
   const bot = { url: `http://127.0.0.1:${port}` };
@@ -57,7 +58,7 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
 
   const first = await serve();
   assert.equal((await postGitHub(bot, 'push', githubPush('cern/wishlist', 'main', sha))).status, 202);
-  await waitFor(async () => (await readdir(staging).catch(() => [])).length > 0, 30_000);
+  await waitFor(async () => (await readdir(staging).catch(() => [])).length > 0, 30_000, 'the conversion to start writing into staging');
   first.kill('SIGKILL');
   await new Promise((resolve) => first.once('exit', resolve));
 
@@ -68,7 +69,7 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
   crashed.close();
 
   const second = await serve();
-  await waitFor(async () => github.statuses.filter((s) => s.sha === sha).at(-1)?.state === 'success', 60_000);
+  await waitFor(async () => github.statuses.filter((s) => s.sha === sha).at(-1)?.state === 'success', 60_000, 'a success status after the restart');
 
   assert.match(github.statuses.at(-1)!.description ?? '', /^1 converted, 0 up to date, 0 failed$/);
   assert.ok((await lstat(join(root, 'cvmfs/unpacked.example.org', registry.host, 'sci/big:1'))).isSymbolicLink());
@@ -80,12 +81,3 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
   t.after(() => after.close());
   assert.deepEqual(after.counts(), { queued: 0, running: 0, done: 1, failed: 0 });
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, detail?: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms${detail ? `\n${detail()}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

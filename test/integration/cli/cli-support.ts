@@ -3,44 +3,17 @@
  * images built with the test support and pushed to the real registry with skopeo.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TestContext } from 'node:test';
 import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
 import { pushOciLayout, writeOciLayout, type TestImageSpec, type WrittenImage } from '../../support/oci-image.ts';
 import type { TestRegistry } from '../../support/registry.ts';
+import { tempDir, type Cleanup } from '../../support/tmp-dir.ts';
+export { asTestContext, entriesOf, exists, suiteCleanup, tempDir, type Cleanup } from '../../support/tmp-dir.ts';
+export { waitFor } from '../../support/wait-for.ts';
 
 export const CLI = fileURLToPath(new URL('../../../bin/ducc.js', import.meta.url));
 export const FAKE_CVMFS_SERVER = fileURLToPath(new URL('../../support/fake-cvmfs-server/cvmfs_server', import.meta.url));
-
-/** Something with `after`, like a TestContext or a suite-level collector. */
-export interface Cleanup {
-  after(fn: () => Promise<unknown> | unknown): void;
-}
-
-export async function tempDir(t: Cleanup, prefix = 'ducc-cli-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
-  return dir;
-}
-
-/** For helpers typed with TestContext that only call its `after` (startRegistry). */
-export function asTestContext(cleanup: Cleanup): TestContext {
-  return cleanup as unknown as TestContext;
-}
-
-/** A suite-level stand-in for TestContext: collects cleanups, run them with `runAll()` in `after`. */
-export function suiteCleanup(): Cleanup & { runAll(): Promise<void> } {
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
-  return {
-    after: (fn) => cleanups.push(fn),
-    runAll: async () => {
-      for (const cleanup of cleanups.reverse()) await cleanup();
-    },
-  };
-}
 
 export interface CliResult {
   code: number | null;
@@ -131,23 +104,3 @@ export function flatPath(configDigest: string): string {
   return `.flat/${hexOf(configDigest).slice(0, 2)}/${hexOf(configDigest)}`;
 }
 
-export async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Entries of a directory, [] when it does not exist. */
-export async function entriesOf(dir: string): Promise<string[]> {
-  return readdir(dir).catch(() => []);
-}
-
-/** Polls `condition` every 20 ms until it holds; throws after `timeoutMs`. */
-export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

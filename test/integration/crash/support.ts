@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { snapshotTree, type SnapshotEntry } from '../../support/tree-snapshot.ts';
+import { waitFor as sharedWaitFor } from '../../support/wait-for.ts';
 
 export const CLI = fileURLToPath(new URL('../../../bin/ducc.js', import.meta.url));
 export const STALL_HOOK = fileURLToPath(new URL('./stall-hook.ts', import.meta.url));
@@ -77,30 +78,21 @@ export async function kill(running: RunningCli): Promise<void> {
   assert.equal(result.signal, 'SIGKILL', `the conversion ended by itself before the kill point\n${running.output()}`);
 }
 
-/** Polls `condition` every 10 ms; fails with `what` (and the child's output) after `timeoutMs`. */
-export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string, running?: RunningCli): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await Promise.resolve().then(condition).catch(() => false)) return;
-    if (running && (running.child.exitCode !== null || running.child.signalCode !== null)) {
-      throw new Error(`the conversion ended before ${what}\n${running.output()}`);
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${running ? `\n${running.output()}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+/** Waits for a kill point; gives up at once (with the child's output) if the conversion has ended. */
+export function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string, running?: RunningCli): Promise<void> {
+  return sharedWaitFor(condition, timeoutMs, what, {
+    intervalMs: 10,
+    ...(running
+      ? {
+          detail: () => running.output(),
+          abortIf: () => (running.child.exitCode !== null || running.child.signalCode !== null ? 'the conversion ended' : undefined),
+        }
+      : {}),
+  });
 }
 
-export async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Entries of a directory, [] when it does not exist. */
-export async function entries(dir: string): Promise<string[]> {
-  return readdir(dir).catch(() => []);
-}
+import { entriesOf as entries } from '../../support/tmp-dir.ts';
+export { exists, entriesOf as entries } from '../../support/tmp-dir.ts';
 
 /** Every file below `dir` with its size. */
 export async function filesBelow(dir: string): Promise<{ path: string; size: number }[]> {
