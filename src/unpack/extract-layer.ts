@@ -6,6 +6,7 @@ import tarStream from 'tar-stream';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from '../publish/publisher.ts';
 import { checkWhiteoutName, entryComponents, extractLimits, unsafe, type ExtractLimits } from './entry-path.ts';
+import { FileWriterSession } from './file-writer.ts';
 
 export interface ExtractOptions {
   /** Names the layer in errors, e.g. `layer sha256:ab12…`. */
@@ -14,6 +15,8 @@ export interface ExtractOptions {
   limits?: Partial<ExtractLimits>;
   /** Apply tar uid/gid; defaults to "when running as root", since only root can. */
   preserveOwnership?: boolean;
+  /** Hand small files to a writer thread (file-writer.ts) when there is one; default true. */
+  writerThread?: boolean;
 }
 
 interface DirMetadata {
@@ -63,6 +66,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   // lstat per component for every entry. Cleared whenever something is replaced.
   const knownDirs = new Set<string>(['']);
   const implicitDirs = new Set<string>();
+  // Small new files go to a writer thread (see file-writer.ts); everything else is done here, in order.
+  // `names` holds every path created in this layer: only a name not in it can go to the writer (the
+  // target starts empty, so such a name is free), and a name in it is replaced here, after settling.
+  const writer = options.writerThread === false ? undefined : FileWriterSession.open();
+  const names = new Set<string>();
   let entries = 0;
   let bytes = 0;
   /** The entry being written, or the last one read, for errors. */
@@ -121,12 +129,16 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       const path = join(parent, name!);
 
       if (type === 'directory') {
-        const existing = lstatOrUndefined(path);
+        const existing = lookup(path);
         if (existing && !existing.isDirectory()) {
+          writer?.settle();
           rmSync(path, { force: true });
           knownDirs.clear();
         }
-        if (!existing || !existing.isDirectory()) mkdirSync(path, { mode: 0o700 });
+        if (!existing || !existing.isDirectory()) {
+          mkdirSync(path, { mode: 0o700 });
+          names.add(path);
+        }
         implicitDirs.delete(relative(target, path));
         // Permissions last, deepest first: a 0555 directory must still receive its children.
         directories.set(path, { path, mode, uid, gid, mtime });
@@ -172,6 +184,19 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       // the umask would drop, no chown to clear bits afterwards): saves an fchmod per file. A new file's
       // descriptor is writable whatever its mode, and the staging directory is private meanwhile.
       const createMode = (mode & 0o7000) === 0 && (mode & UMASK) === 0 && !needsChown ? mode : 0o600;
+      const size = header.size ?? 0;
+      if (writer?.accepts(size) && !names.has(path)) {
+        // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
+        writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where);
+        names.add(path);
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          bytes += chunk.length;
+          if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
+          writer.write(chunk);
+        }
+        writer.end();
+        continue;
+      }
       const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
       try {
         for await (const chunk of entry as AsyncIterable<Buffer>) {
@@ -189,6 +214,9 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     }
     await finished;
     where = undefined;
+    // Everything handed to the writer is on disk before directory times are set (creating a file
+    // changes its directory's mtime).
+    writer?.settle();
 
     // Deepest first, so that a read-only parent does not block its children's metadata.
     const realTarget = realpathSync(target);
@@ -197,8 +225,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   } catch (error) {
     extract.destroy();
     tar.destroy();
+    // The writer must be done with the target before the caller removes it.
+    writer?.close();
     throw layerError(error, options.label, where, entries);
   }
+  writer?.close();
   result.implicitDirectories = [...implicitDirs].sort();
   return result;
 
@@ -214,7 +245,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     const expected = rel === '' ? realTarget : join(realTarget, rel);
     let real: string;
     try {
-      real = realpathSync(dir.path);
+      real = realpathSync.native(dir.path);
     } catch (error) {
       if (isGone(error)) return;
       throw error;
@@ -255,7 +286,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     const parent = resolveComponents(componentsToFind.slice(0, -1), false);
     if (parent === undefined) return undefined;
     const path = join(target, ...parent, componentsToFind.at(-1)!);
-    return lstatOrUndefined(path) ? path : undefined;
+    return lookup(path) ? path : undefined;
   }
 
   /**
@@ -275,10 +306,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
         continue;
       }
       const path = join(target, ...resolved, part);
-      const stat = lstatOrUndefined(path);
+      const stat = lookup(path);
       if (stat === undefined) {
         if (!create) return undefined;
         mkdirSync(path, { mode: 0o755 });
+        names.add(path);
         resolved.push(part);
         implicitDirs.add(resolved.join('/'));
       } else if (stat.isSymbolicLink()) {
@@ -303,6 +335,8 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
    * for the common case of a new name.
    */
   function replacing<T>(path: string, create: () => T): T {
+    if (writer?.isPending(path)) writer.settle();
+    names.add(path);
     try {
       return create();
     } catch (error) {
@@ -315,8 +349,17 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   function removeExisting(path: string): void {
     const existing = lstatOrUndefined(path);
     if (existing === undefined) return;
+    // Nothing is removed while the writer may be creating files: below a directory removed and replaced
+    // by a symlink, a file in flight would be created through it.
+    writer?.settle();
     rmSync(path, { recursive: true, force: true });
     knownDirs.clear();
+  }
+
+  /** lstat of a path of the target, once any write of that very path handed to the writer is done. */
+  function lookup(path: string): Stats | undefined {
+    if (writer?.isPending(path)) writer.settle();
+    return lstatOrUndefined(path);
   }
 
   function writeEmptyFile(path: string, mode: number, uid: number, gid: number, mtime: Date): void {

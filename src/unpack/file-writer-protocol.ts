@@ -1,0 +1,77 @@
+/**
+ * Messages between the layer extractor (main thread) and the file-writer thread (file-writer-worker.ts).
+ * The extractor opens a session per layer, then sends batches of small files; the writer reports each
+ * finished batch by incrementing `progress[0]` (an Int32Array over a SharedArrayBuffer) and, for a failed
+ * batch, first posts a BatchFailure on the session's port. The extractor waits on `progress` with
+ * Atomics.wait and reads failures with receiveMessageOnPort, so it never needs the event loop for this.
+ */
+import type { MessagePort } from 'node:worker_threads';
+
+/** One new regular file: created O_EXCL|O_NOFOLLOW in a directory that exists, content from the batch buffer. */
+export interface FileJob {
+  /** Absolute path; every parent is a real directory (no symlink) when the job is sent. */
+  path: string;
+  /** Where its content starts in the batch buffer, and its length. */
+  offset: number;
+  size: number;
+  /** Mode given to open(2); when it differs from `mode`, fchmod follows. */
+  createMode: number;
+  mode: number;
+  /** Owner to set with fchown, or -1 to leave the new file ours. */
+  uid: number;
+  gid: number;
+  /** Modification (and access) time, in seconds since the epoch. */
+  mtime: number;
+}
+
+export interface OpenSession {
+  kind: 'open';
+  session: number;
+  port: MessagePort;
+  progress: SharedArrayBuffer;
+}
+
+/**
+ * A batch of files, packed for a cheap structured clone (one typed array instead of an object per
+ * file): `paths[i]` with the FileJob numbers of file i at `numbers[i * JOB_FIELDS ...]`, in the order of
+ * JOB_NUMBER_FIELDS.
+ */
+export interface WriteBatch {
+  kind: 'batch';
+  session: number;
+  /** Send order within the session, echoed in a failure. */
+  seq: number;
+  buffer: ArrayBuffer;
+  paths: string[];
+  numbers: Float64Array;
+}
+
+export const JOB_NUMBER_FIELDS = ['offset', 'size', 'createMode', 'mode', 'uid', 'gid', 'mtime'] as const satisfies readonly (keyof FileJob)[];
+export const JOB_FIELDS = JOB_NUMBER_FIELDS.length;
+
+export function packJob(numbers: Float64Array, index: number, job: FileJob): void {
+  const at = index * JOB_FIELDS;
+  for (let i = 0; i < JOB_FIELDS; i++) numbers[at + i] = job[JOB_NUMBER_FIELDS[i]!];
+}
+
+export function unpackJob(batch: Pick<WriteBatch, 'paths' | 'numbers'>, index: number): FileJob {
+  const at = index * JOB_FIELDS;
+  const n = batch.numbers;
+  return { path: batch.paths[index]!, offset: n[at]!, size: n[at + 1]!, createMode: n[at + 2]!, mode: n[at + 3]!, uid: n[at + 4]!, gid: n[at + 5]!, mtime: n[at + 6]! };
+}
+
+export interface CloseSession {
+  kind: 'close';
+  session: number;
+}
+
+export type WriterMessage = OpenSession | WriteBatch | CloseSession;
+
+/** A batch that stopped at `index`: that file and the rest of the batch were not (fully) written. */
+export interface BatchFailure {
+  seq: number;
+  index: number;
+  message: string;
+  code?: string;
+  syscall?: string;
+}

@@ -1,0 +1,67 @@
+/**
+ * The file-writer thread: creates the small regular files of layers being unpacked, so that the kernel
+ * work of creating them (open, write, futimes, close: most of the cost of a layer of many small files)
+ * runs on a second core while the main thread parses the archive. Every job names a new file in a
+ * directory the main thread made and does not change until the batch is confirmed; the file is created
+ * with O_EXCL|O_NOFOLLOW, so nothing that exists is ever written through.
+ */
+import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
+import { parentPort, type MessagePort } from 'node:worker_threads';
+import { unpackJob, type BatchFailure, type FileJob, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
+
+interface Session {
+  port: MessagePort;
+  progress: Int32Array;
+}
+
+const sessions = new Map<number, Session>();
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
+parentPort!.on('message', (message: WriterMessage) => {
+  switch (message.kind) {
+    case 'open':
+      sessions.set(message.session, { port: message.port, progress: new Int32Array(message.progress) });
+      break;
+    case 'close':
+      sessions.get(message.session)?.port.close();
+      sessions.delete(message.session);
+      break;
+    case 'batch': {
+      const session = sessions.get(message.session);
+      if (session === undefined) break;
+      const failure = writeBatch(message);
+      // The failure is on the port before the count moves: whoever sees the count sees the failure.
+      if (failure) session.port.postMessage(failure);
+      Atomics.add(session.progress, 0, 1);
+      Atomics.notify(session.progress, 0);
+      break;
+    }
+  }
+});
+
+function writeBatch(batch: WriteBatch): BatchFailure | undefined {
+  const buffer = Buffer.from(batch.buffer);
+  for (let index = 0; index < batch.paths.length; index++) {
+    try {
+      writeFile(buffer, unpackJob(batch, index));
+    } catch (error) {
+      const { message, code, syscall } = error as NodeJS.ErrnoException;
+      return { seq: batch.seq, index, message: String(message), ...(code === undefined ? {} : { code }), ...(syscall === undefined ? {} : { syscall }) };
+    }
+  }
+  return undefined;
+}
+
+function writeFile(buffer: Buffer, job: FileJob): void {
+  const fd = openSync(job.path, CREATE_FLAGS, job.createMode);
+  try {
+    let written = 0;
+    while (written < job.size) written += writeSync(fd, buffer, job.offset + written, job.size - written);
+    if (job.uid !== -1) fchownSync(fd, job.uid, job.gid);
+    // chmod after chown: chown clears setuid/setgid.
+    if (job.createMode !== job.mode) fchmodSync(fd, job.mode);
+    futimesSync(fd, job.mtime, job.mtime);
+  } finally {
+    closeSync(fd);
+  }
+}

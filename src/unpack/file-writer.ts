@@ -1,0 +1,226 @@
+/**
+ * Hands the small regular files of a layer to a file-writer thread (file-writer-worker.ts), so that
+ * creating them — open, write, futimes, close, the kernel work that dominates a layer of many small
+ * files — runs on another core while the main thread goes on parsing the archive and hashing it.
+ *
+ * The extractor stays in charge of order and safety. A file goes to the writer only when its name is new
+ * in the layer and its parent is a real directory; the extractor waits for the writer (`settle`) before
+ * anything that could observe or disturb a file in flight: looking up or creating something at the
+ * same path, removing anything, or applying directory metadata at the end. Waiting is synchronous
+ * (Atomics.wait on a shared counter, failures read with receiveMessageOnPort), so the extractor's
+ * synchronous path resolution can wait wherever it needs to.
+ *
+ * DUCC_WRITER_THREADS sets the number of writer threads (0: write everything on the main thread).
+ */
+import { availableParallelism } from 'node:os';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { DuccError } from '../util/errors.ts';
+import { JOB_FIELDS, packJob, type BatchFailure, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
+
+/** Content bytes per batch; a file larger than this is written by the extractor itself. */
+const BATCH_BYTES = 1024 * 1024;
+/** Files per batch: keeps batches small enough that the writer starts early. */
+const BATCH_FILES = 256;
+/** Batches of one layer sent and not yet written; beyond this the extractor waits. */
+const MAX_IN_FLIGHT = 4;
+/** A writer that finishes no batch for this long is taken for dead (a liveness backstop, not a limit). */
+const STALL_MS = 5 * 60_000;
+
+export const WRITER_THREADS_VARIABLE = 'DUCC_WRITER_THREADS';
+
+/** Default: one writer per core beyond the main thread's, at least one, at most four. */
+function writerThreadCount(): number {
+  const cores = availableParallelism();
+  const raw = process.env[WRITER_THREADS_VARIABLE]?.trim();
+  if (raw === undefined || raw === '') return cores <= 1 ? 0 : Math.min(4, cores - 1);
+  if (!/^\d{1,3}$/.test(raw)) throw new DuccError('BOT_ERR_CONFIG', `${WRITER_THREADS_VARIABLE} must be a number of threads (0 or more), not ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+const WORKER_URL = new URL(`./file-writer-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
+/** Files handed to writer threads since the process started (for tests and diagnostics). */
+export const fileWriterStats = { filesHandedOver: 0 };
+
+let pool: Worker[] | undefined;
+let nextWorker = 0;
+let nextSession = 0;
+
+/** The writer threads, started on first use; they never keep the process alive. */
+function writers(): Worker[] {
+  if (pool === undefined) {
+    pool = [];
+    for (let i = 0; i < writerThreadCount(); i++) {
+      const worker = new Worker(WORKER_URL);
+      worker.unref();
+      // A thread that died leaves its sessions without progress: they end at the stall backstop. New
+      // sessions stop using it.
+      worker.on('error', () => {
+        pool = pool?.filter((w) => w !== worker);
+      });
+      worker.on('exit', () => {
+        pool = pool?.filter((w) => w !== worker);
+      });
+      pool.push(worker);
+    }
+  }
+  return pool;
+}
+
+interface Batch {
+  buffer: Buffer;
+  used: number;
+  paths: string[];
+  numbers: Float64Array;
+  /** `where` of each file, for errors. */
+  labels: string[];
+}
+
+/**
+ * One layer's stream of small files to a writer thread. Usage per file: `accepts(size)`, then `begin`,
+ * `write` for each chunk of content, `end`. `settle()` waits until everything handed over is on disk and
+ * throws the first failure; `close()` waits without throwing and ends the session.
+ */
+export class FileWriterSession {
+  /**
+   * undefined when there are no writer threads: the extractor writes everything itself. The threads
+   * start with the first file handed over, so a layer without small files never pays for them.
+   */
+  static open(): FileWriterSession | undefined {
+    return writerThreadCount() === 0 ? undefined : new FileWriterSession();
+  }
+
+  /** Bound to one thread on first use. */
+  private worker: Worker | undefined;
+  private readonly session = nextSession++;
+  private readonly progress = new Int32Array(new SharedArrayBuffer(4));
+  private port: MessagePort | undefined;
+  /** Batches sent, and the entry labels of those not yet known to be written (by send order). */
+  private sent = 0;
+  private readonly labelsInFlight = new Map<number, string[]>();
+  private batch: Batch | undefined;
+  private current: { path: string; offset: number; size: number; cursor: number } | undefined;
+  /** Paths handed over and not yet confirmed written. */
+  private readonly pending = new Set<string>();
+  private failure: DuccError | undefined;
+  private closed = false;
+
+  private constructor() {}
+
+  /** Whether a file of this size can be handed over. */
+  accepts(size: number): boolean {
+    return size <= BATCH_BYTES && !this.closed && (this.worker !== undefined || writers().length > 0);
+  }
+
+  private start(): void {
+    const available = writers();
+    this.worker = available[nextWorker++ % available.length]!;
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.post({ kind: 'open', session: this.session, port: port2, progress: this.progress.buffer as SharedArrayBuffer }, [port2]);
+  }
+
+  /** Whether a path was handed over and may not be on disk yet: settle before looking at it. */
+  isPending(path: string): boolean {
+    return this.pending.has(path);
+  }
+
+  begin(job: Omit<FileJob, 'offset'>, where: string): void {
+    this.throwIfFailed();
+    if (this.worker === undefined) this.start();
+    if (this.batch !== undefined && (this.batch.used + job.size > BATCH_BYTES || this.batch.paths.length >= BATCH_FILES)) this.send();
+    const batch = (this.batch ??= { buffer: Buffer.allocUnsafeSlow(BATCH_BYTES), used: 0, paths: [], numbers: new Float64Array(BATCH_FILES * JOB_FIELDS), labels: [] });
+    const full: FileJob = { ...job, offset: batch.used };
+    packJob(batch.numbers, batch.paths.length, full);
+    batch.used += job.size;
+    batch.paths.push(job.path);
+    batch.labels.push(where);
+    this.pending.add(job.path);
+    fileWriterStats.filesHandedOver++;
+    this.current = { path: job.path, offset: full.offset, size: job.size, cursor: 0 };
+  }
+
+  write(chunk: Buffer): void {
+    const current = this.current!;
+    if (current.cursor + chunk.length > current.size) throw new Error(`${current.path}: more content than the size announced`);
+    chunk.copy(this.batch!.buffer, current.offset + current.cursor);
+    current.cursor += chunk.length;
+  }
+
+  end(): void {
+    const current = this.current!;
+    this.current = undefined;
+    if (current.cursor !== current.size) throw new Error(`${current.path}: ${current.cursor} bytes of content, ${current.size} announced`);
+  }
+
+  /** Sends what is batched, waits until every file handed over is written, throws the first failure. */
+  settle(): void {
+    if (this.worker === undefined) return;
+    if (this.batch !== undefined) this.send();
+    this.waitUntilDone(this.sent);
+    this.pending.clear();
+    this.throwIfFailed();
+  }
+
+  /** Waits for the batches already sent (the unsent one is dropped) and ends the session. Never throws. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.batch = undefined;
+    if (this.worker === undefined) return;
+    try {
+      this.waitUntilDone(this.sent);
+    } catch {
+      // a dead writer: nothing more will be written
+    }
+    this.post({ kind: 'close', session: this.session });
+    this.port!.close();
+  }
+
+  private send(): void {
+    const batch = this.batch!;
+    this.batch = undefined;
+    // Never more than MAX_IN_FLIGHT batches queued: bounded memory, and failures surface early.
+    this.waitUntilDone(this.sent - MAX_IN_FLIGHT + 1);
+    this.labelsInFlight.set(this.sent, batch.labels);
+    this.sent++;
+    const buffer = batch.buffer.buffer as ArrayBuffer;
+    const numbers = batch.numbers.subarray(0, batch.paths.length * JOB_FIELDS).slice();
+    this.post({ kind: 'batch', session: this.session, seq: this.sent - 1, buffer, paths: batch.paths, numbers }, [buffer, numbers.buffer as ArrayBuffer]);
+  }
+
+  private post(message: WriterMessage, transfer: (ArrayBuffer | MessagePort)[] = []): void {
+    this.worker!.postMessage(message, transfer);
+  }
+
+  /** Blocks until at least `count` batches are written, collecting failures. */
+  private waitUntilDone(count: number): void {
+    let done = Atomics.load(this.progress, 0);
+    let lastProgress = Date.now();
+    while (done < count) {
+      const result = Atomics.wait(this.progress, 0, done, 1000);
+      const now = Atomics.load(this.progress, 0);
+      if (now !== done) lastProgress = Date.now();
+      else if (result === 'timed-out' && Date.now() - lastProgress > STALL_MS) {
+        throw new DuccError('BOT_ERR_PUBLISH', `the file-writer thread wrote nothing for ${STALL_MS / 1000} s`);
+      }
+      done = now;
+    }
+    this.collectFailures(done);
+  }
+
+  private collectFailures(done: number): void {
+    for (let received = receiveMessageOnPort(this.port!); received !== undefined; received = receiveMessageOnPort(this.port!)) {
+      const failure = received.message as BatchFailure;
+      if (this.failure !== undefined) continue;
+      const where = this.labelsInFlight.get(failure.seq)?.[failure.index] ?? 'a file of the layer';
+      const cause = Object.assign(new Error(failure.message), { code: failure.code, syscall: failure.syscall });
+      this.failure = new DuccError('BOT_ERR_PUBLISH', `${where}: ${failure.message}`, { cause });
+    }
+    for (const batch of [...this.labelsInFlight.keys()]) if (batch < done) this.labelsInFlight.delete(batch);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+}
