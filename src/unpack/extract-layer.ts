@@ -19,6 +19,9 @@ export interface ExtractOptions {
   writerThread?: boolean;
 }
 
+/** An entry's content stream (tar-stream does not export its type). */
+type PassThroughEntry = tarStream.ExtractEvents['entry'][1];
+
 interface DirMetadata {
   path: string;
   mode: number;
@@ -62,9 +65,9 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   const preserveOwnership = options.preserveOwnership ?? IS_ROOT;
   const result: LayerUnpackResult = { warnings: [], externalHardlinks: [] };
   const directories = new Map<string, DirMetadata>();
-  // Directories known to be real directories (not symlinks) in `target`, by relative path: saves an
-  // lstat per component for every entry. Cleared whenever something is replaced.
-  const knownDirs = new Set<string>(['']);
+  // Directories known to be real directories (not symlinks) in `target`: relative path -> full path.
+  // Saves an lstat per component for every entry. Cleared whenever something is replaced.
+  const knownDirs = new Map<string, string>([['', target]]);
   const implicitDirs = new Set<string>();
   // Small new files go to a writer thread (see file-writer.ts); everything else is done here, in order.
   // `names` holds every path created in this layer: only a name not in it can go to the writer (the
@@ -73,13 +76,33 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   const names = new Set<string>();
   let entries = 0;
   let bytes = 0;
+  let fail: (error: unknown) => void = () => undefined;
   /** The entry being written, or the last one read, for errors. */
   let where: string | undefined;
 
+  // Entries are handled in tar-stream's callback form rather than with `for await`: an archive can hold
+  // hundreds of thousands of entries, and each awaited entry and chunk costs promises and microtasks.
+  // Each entry is handled synchronously up to its content; `next()` asks for the following one.
   const extract = tarStream.extract();
+  /** The descriptor of a file being written here (closed if the layer fails half-way). */
+  let openFd: number | undefined;
+  let failed = false;
   const finished = new Promise<void>((resolve, reject) => {
+    fail = (error: unknown) => {
+      if (failed) return;
+      failed = true;
+      reject(error);
+    };
+    extract.on('entry', (header: tarStream.Header, entry: PassThroughEntry, next: () => void) => {
+      if (failed) return;
+      try {
+        handleEntry(header, entry, next);
+      } catch (error) {
+        fail(error);
+      }
+    });
     extract.on('finish', resolve);
-    extract.on('error', reject);
+    extract.on('error', fail);
     // Also when `tar` failed (or was destroyed) before we were called: finished() reports that at once.
     streamFinished(tar, { writable: false }, (error) => {
       if (error) extract.destroy(tar.errored ?? error);
@@ -90,128 +113,6 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   tar.pipe(extract);
 
   try {
-    for await (const entry of extract) {
-      const header = entry.header;
-      where = `${options.label}, entry '${header.name}'`;
-      if (++entries > limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${options.label}: more than ${limits.maxEntries} entries`);
-      const components = entryComponents(header.name, limits, where);
-      const name = components.at(-1);
-      if (name !== undefined) checkWhiteoutName(name, where);
-
-      // tar-stream has already folded PAX and GNU long-name records into this header.
-      const type = header.type;
-      const mode = (header.mode ?? 0o644) & 0o7777;
-      const uid = header.uid ?? 0;
-      const gid = header.gid ?? 0;
-      const mtime = header.mtime ?? new Date(0);
-
-      if (components.length === 0) {
-        // The layer root itself (`./`): its metadata applies to `target`. Nothing else may replace the
-        // root (umoci CVE-2021-29136: a symlink named `.` redirected every later layer).
-        if (type === 'directory') directories.set(target, { path: target, mode, uid, gid, mtime });
-        else result.warnings.push(`${where}: ${type ?? 'unknown entry'} named like the layer root ignored (the root stays a directory)`);
-        entry.resume();
-        continue;
-      }
-
-      if (type === 'character-device' || type === 'block-device' || type === 'fifo') {
-        result.warnings.push(`${where}: ${type} not created (device nodes and FIFOs are never created)`);
-        entry.resume();
-        continue;
-      }
-      if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory' && type !== 'symlink' && type !== 'link') {
-        result.warnings.push(`${where}: unsupported entry type '${type}' skipped`);
-        entry.resume();
-        continue;
-      }
-
-      const parent = ensureParent(components.slice(0, -1));
-      const path = join(parent, name!);
-
-      if (type === 'directory') {
-        const existing = lookup(path);
-        if (existing && !existing.isDirectory()) {
-          writer?.settle();
-          rmSync(path, { force: true });
-          knownDirs.clear();
-        }
-        if (!existing || !existing.isDirectory()) {
-          mkdirSync(path, { mode: 0o700 });
-          names.add(path);
-        }
-        implicitDirs.delete(relative(target, path));
-        // Permissions last, deepest first: a 0555 directory must still receive its children.
-        directories.set(path, { path, mode, uid, gid, mtime });
-        entry.resume();
-        continue;
-      }
-
-      if (type === 'symlink') {
-        // Symlink targets are stored verbatim; they are resolved (inside the root) only when used.
-        const linkTarget = header.linkname ?? '';
-        if (linkTarget.includes('\0')) throw unsafe(where, 'symlink target contains a NUL byte');
-        if (Buffer.byteLength(linkTarget) > limits.maxPathBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: symlink target longer than ${limits.maxPathBytes} bytes`);
-        replacing(path, () => symlinkSync(linkTarget, path));
-        if (preserveOwnership) lchownSync(path, uid, gid);
-        lutimesSync(path, mtime, mtime);
-        entry.resume();
-        continue;
-      }
-      if (type === 'link') {
-        const linkComponents = entryComponents(header.linkname ?? '', limits, `${where} (hard link target)`);
-        if (linkComponents.length === 0) throw unsafe(where, 'hard link to the layer root');
-        const source = resolveExisting(linkComponents);
-        if (source === undefined) {
-          // Target lives in a lower layer: keep the name as an empty file (as cvmfs_server ingest
-          // --tolerate-missing-hardlinks does) and let the flattener link it to the real file.
-          result.externalHardlinks.push({ path: components.join('/'), target: linkComponents.join('/') });
-          replacing(path, () => writeEmptyFile(path, mode, uid, gid, mtime));
-        } else {
-          const stat = lstatSync(source);
-          if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
-          replacing(path, () => linkSync(source, path));
-        }
-        entry.resume();
-        continue;
-      }
-
-      // Regular file: created fresh (O_EXCL, O_NOFOLLOW) so an existing link is never written through.
-      // Filesystem calls are synchronous on purpose: one awaited call costs ~50 µs of thread-pool
-      // round trip against ~3 µs done directly, and a layer can hold tens of thousands of small files.
-      // Each call is short, and the event loop still runs between the chunks of the archive.
-      const needsChown = preserveOwnership && (uid !== PROCESS_UID || gid !== PROCESS_GID);
-      // Created with its final mode when open(2) can give it exactly (no setuid/setgid/sticky bit, no bit
-      // the umask would drop, no chown to clear bits afterwards): saves an fchmod per file. A new file's
-      // descriptor is writable whatever its mode, and the staging directory is private meanwhile.
-      const createMode = (mode & 0o7000) === 0 && (mode & UMASK) === 0 && !needsChown ? mode : 0o600;
-      const size = header.size ?? 0;
-      if (writer?.accepts(size) && !names.has(path)) {
-        // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
-        writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where);
-        names.add(path);
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          bytes += chunk.length;
-          if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
-          writer.write(chunk);
-        }
-        writer.end();
-        continue;
-      }
-      const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
-      try {
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          bytes += chunk.length;
-          if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
-          writeAll(fd, chunk);
-        }
-        if (needsChown) fchownSync(fd, uid, gid);
-        // chmod after chown: chown clears setuid/setgid.
-        if (createMode !== mode) fchmodSync(fd, mode);
-        futimesSync(fd, mtime, mtime);
-      } finally {
-        closeSync(fd);
-      }
-    }
     await finished;
     where = undefined;
     // Everything handed to the writer is on disk before directory times are set (creating a file
@@ -223,8 +124,10 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     const ordered = [...directories.values()].sort((a, b) => b.path.length - a.path.length);
     for (const dir of ordered) applyDirectoryMetadata(dir, realTarget);
   } catch (error) {
+    failed = true;
     extract.destroy();
     tar.destroy();
+    if (openFd !== undefined) closeSync(openFd);
     // The writer must be done with the target before the caller removes it.
     writer?.close();
     throw layerError(error, options.label, where, entries);
@@ -232,6 +135,167 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   writer?.close();
   result.implicitDirectories = [...implicitDirs].sort();
   return result;
+
+  /** One archive entry; calls `next` (at once, or once its content is written) unless it throws. */
+  function handleEntry(header: tarStream.Header, entry: PassThroughEntry, next: () => void): void {
+    where = `${options.label}, entry '${header.name}'`;
+    if (++entries > limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${options.label}: more than ${limits.maxEntries} entries`);
+    const components = entryComponents(header.name, limits, where);
+    const name = components.at(-1);
+    if (name !== undefined) checkWhiteoutName(name, where);
+
+    // tar-stream has already folded PAX and GNU long-name records into this header.
+    const type = header.type;
+    const mode = (header.mode ?? 0o644) & 0o7777;
+    const uid = header.uid ?? 0;
+    const gid = header.gid ?? 0;
+    const mtime = header.mtime ?? new Date(0);
+
+    if (components.length === 0) {
+      // The layer root itself (`./`): its metadata applies to `target`. Nothing else may replace the
+      // root (umoci CVE-2021-29136: a symlink named `.` redirected every later layer).
+      if (type === 'directory') directories.set(target, { path: target, mode, uid, gid, mtime });
+      else result.warnings.push(`${where}: ${type ?? 'unknown entry'} named like the layer root ignored (the root stays a directory)`);
+      skip(entry, next);
+      return;
+    }
+
+    if (type === 'character-device' || type === 'block-device' || type === 'fifo') {
+      result.warnings.push(`${where}: ${type} not created (device nodes and FIFOs are never created)`);
+      skip(entry, next);
+      return;
+    }
+    if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory' && type !== 'symlink' && type !== 'link') {
+      result.warnings.push(`${where}: unsupported entry type '${type}' skipped`);
+      skip(entry, next);
+      return;
+    }
+
+    const parent = ensureParent(components.slice(0, -1));
+    const path = parent.endsWith('/') ? parent + name! : `${parent}/${name!}`;
+
+    if (type === 'directory') {
+      const existing = lookup(path);
+      if (existing && !existing.isDirectory()) {
+        writer?.settle();
+        rmSync(path, { force: true });
+        knownDirs.clear();
+      }
+      if (!existing || !existing.isDirectory()) {
+        mkdirSync(path, { mode: 0o700 });
+        names.add(path);
+      }
+      implicitDirs.delete(relative(target, path));
+      // Permissions last, deepest first: a 0555 directory must still receive its children.
+      directories.set(path, { path, mode, uid, gid, mtime });
+      skip(entry, next);
+      return;
+    }
+
+    if (type === 'symlink') {
+      // Symlink targets are stored verbatim; they are resolved (inside the root) only when used.
+      const linkTarget = header.linkname ?? '';
+      if (linkTarget.includes('\0')) throw unsafe(where, 'symlink target contains a NUL byte');
+      if (Buffer.byteLength(linkTarget) > limits.maxPathBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: symlink target longer than ${limits.maxPathBytes} bytes`);
+      replacing(path, () => symlinkSync(linkTarget, path));
+      if (preserveOwnership) lchownSync(path, uid, gid);
+      lutimesSync(path, mtime, mtime);
+      skip(entry, next);
+      return;
+    }
+    if (type === 'link') {
+      const linkComponents = entryComponents(header.linkname ?? '', limits, `${where} (hard link target)`);
+      if (linkComponents.length === 0) throw unsafe(where, 'hard link to the layer root');
+      const source = resolveExisting(linkComponents);
+      if (source === undefined) {
+        // Target lives in a lower layer: keep the name as an empty file (as cvmfs_server ingest
+        // --tolerate-missing-hardlinks does) and let the flattener link it to the real file.
+        result.externalHardlinks.push({ path: components.join('/'), target: linkComponents.join('/') });
+        replacing(path, () => writeEmptyFile(path, mode, uid, gid, mtime));
+      } else {
+        const stat = lstatSync(source);
+        if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
+        replacing(path, () => linkSync(source, path));
+      }
+      skip(entry, next);
+      return;
+    }
+
+    // Regular file: created fresh (O_EXCL, O_NOFOLLOW) so an existing link is never written through.
+    // Filesystem calls are synchronous on purpose: one awaited call costs ~50 µs of thread-pool
+    // round trip against ~3 µs done directly, and a layer can hold tens of thousands of small files.
+    // Each call is short, and the event loop still runs between the chunks of the archive.
+    const needsChown = preserveOwnership && (uid !== PROCESS_UID || gid !== PROCESS_GID);
+    // Created with its final mode when open(2) can give it exactly (no setuid/setgid/sticky bit, no bit
+    // the umask would drop, no chown to clear bits afterwards): saves an fchmod per file. A new file's
+    // descriptor is writable whatever its mode, and the staging directory is private meanwhile.
+    const createMode = (mode & 0o7000) === 0 && (mode & UMASK) === 0 && !needsChown ? mode : 0o600;
+    const size = header.size ?? 0;
+    if (writer?.accepts(size) && !names.has(path)) {
+      // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
+      writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where);
+      names.add(path);
+      consume(
+        entry,
+        (chunk) => writer.write(chunk),
+        () => {
+          writer.end();
+          next();
+        },
+      );
+      return;
+    }
+    const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
+    openFd = fd;
+    consume(
+      entry,
+      (chunk) => writeAll(fd, chunk),
+      () => {
+        openFd = undefined;
+        try {
+          if (needsChown) fchownSync(fd, uid, gid);
+          // chmod after chown: chown clears setuid/setgid.
+          if (createMode !== mode) fchmodSync(fd, mode);
+          futimesSync(fd, mtime, mtime);
+        } finally {
+          closeSync(fd);
+        }
+        next();
+      },
+    );
+  }
+
+  /** Drains an entry that has no content for us. */
+  function skip(entry: PassThroughEntry, next: () => void): void {
+    entry.on('error', fail);
+    entry.on('end', next);
+    entry.resume();
+  }
+
+  /** Feeds an entry's content to `write` chunk by chunk under the byte limit, then calls `end`. */
+  function consume(entry: PassThroughEntry, write: (chunk: Buffer) => void, end: () => void): void {
+    // A truncated archive fails the entry's stream.
+    entry.on('error', fail);
+    entry.on('data', (data: unknown) => {
+      if (failed) return;
+      const chunk = data as Buffer;
+      try {
+        bytes += chunk.length;
+        if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
+        write(chunk);
+      } catch (error) {
+        fail(error);
+      }
+    });
+    entry.on('end', () => {
+      if (failed) return;
+      try {
+        end();
+      } catch (error) {
+        fail(error);
+      }
+    });
+  }
 
   /**
    * Mode, owner and times of a directory entry, applied at the end. The path was recorded when the entry
@@ -274,11 +338,13 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
    */
   function ensureParent(parentComponents: string[]): string {
     const key = parentComponents.join('/');
-    if (knownDirs.has(key)) return join(target, key);
+    const known = knownDirs.get(key);
+    if (known !== undefined) return known;
     const resolved = resolveComponents(parentComponents, true);
     if (resolved === undefined) throw unsafe(`${options.label}`, `cannot create parent directory '${key}'`);
-    if (resolved.length === parentComponents.length && resolved.every((c, i) => c === parentComponents[i])) knownDirs.add(key);
-    return join(target, ...resolved);
+    const path = join(target, ...resolved);
+    if (resolved.length === parentComponents.length && resolved.every((c, i) => c === parentComponents[i])) knownDirs.set(key, path);
+    return path;
   }
 
   /** Path of an existing entry (final component not followed), or undefined when it does not exist. */

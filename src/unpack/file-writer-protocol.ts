@@ -33,8 +33,8 @@ export interface OpenSession {
 
 /**
  * A batch of files, packed for a cheap structured clone (one typed array instead of an object per
- * file): `paths[i]` with the FileJob numbers of file i at `numbers[i * JOB_FIELDS ...]`, in the order of
- * JOB_NUMBER_FIELDS.
+ * file): `paths[i]` with the FileJob numbers of file i at `numbers[i * JOB_FIELDS ...]`, in the order
+ * packJob writes them.
  */
 export interface WriteBatch {
   kind: 'batch';
@@ -46,12 +46,18 @@ export interface WriteBatch {
   numbers: Float64Array;
 }
 
-export const JOB_NUMBER_FIELDS = ['offset', 'size', 'createMode', 'mode', 'uid', 'gid', 'mtime'] as const satisfies readonly (keyof FileJob)[];
-export const JOB_FIELDS = JOB_NUMBER_FIELDS.length;
+/** Numbers per file: offset, size, createMode, mode, uid, gid, mtime. */
+export const JOB_FIELDS = 7;
 
-export function packJob(numbers: Float64Array, index: number, job: FileJob): void {
+export function packJob(numbers: Float64Array, index: number, offset: number, job: Omit<FileJob, 'offset'>): void {
   const at = index * JOB_FIELDS;
-  for (let i = 0; i < JOB_FIELDS; i++) numbers[at + i] = job[JOB_NUMBER_FIELDS[i]!];
+  numbers[at] = offset;
+  numbers[at + 1] = job.size;
+  numbers[at + 2] = job.createMode;
+  numbers[at + 3] = job.mode;
+  numbers[at + 4] = job.uid;
+  numbers[at + 5] = job.gid;
+  numbers[at + 6] = job.mtime;
 }
 
 export function unpackJob(batch: Pick<WriteBatch, 'paths' | 'numbers'>, index: number): FileJob {

@@ -17,8 +17,13 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { DuccError } from '../util/errors.ts';
 import { JOB_FIELDS, packJob, type BatchFailure, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
 
-/** Content bytes per batch; a file larger than this is written by the extractor itself. */
+/** Content bytes per batch. */
 const BATCH_BYTES = 1024 * 1024;
+/**
+ * Larger files are written by the extractor itself: for them the per-file calls matter less than the
+ * bytes, and handing them over would add a copy into the batch.
+ */
+const HANDED_OVER_MAX_BYTES = 64 * 1024;
 /** Files per batch: keeps batches small enough that the writer starts early. */
 const BATCH_FILES = 256;
 /** Batches of one layer sent and not yet written; beyond this the extractor waits. */
@@ -109,7 +114,7 @@ export class FileWriterSession {
 
   /** Whether a file of this size can be handed over. */
   accepts(size: number): boolean {
-    return size <= BATCH_BYTES && !this.closed && (this.worker !== undefined || writers().length > 0);
+    return size <= HANDED_OVER_MAX_BYTES && !this.closed && (this.worker !== undefined || writers().length > 0);
   }
 
   private start(): void {
@@ -130,14 +135,14 @@ export class FileWriterSession {
     if (this.worker === undefined) this.start();
     if (this.batch !== undefined && (this.batch.used + job.size > BATCH_BYTES || this.batch.paths.length >= BATCH_FILES)) this.send();
     const batch = (this.batch ??= { buffer: Buffer.allocUnsafeSlow(BATCH_BYTES), used: 0, paths: [], numbers: new Float64Array(BATCH_FILES * JOB_FIELDS), labels: [] });
-    const full: FileJob = { ...job, offset: batch.used };
-    packJob(batch.numbers, batch.paths.length, full);
+    const offset = batch.used;
+    packJob(batch.numbers, batch.paths.length, offset, job);
     batch.used += job.size;
     batch.paths.push(job.path);
     batch.labels.push(where);
     this.pending.add(job.path);
     fileWriterStats.filesHandedOver++;
-    this.current = { path: job.path, offset: full.offset, size: job.size, cursor: 0 };
+    this.current = { path: job.path, offset, size: job.size, cursor: 0 };
   }
 
   write(chunk: Buffer): void {
