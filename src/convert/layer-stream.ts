@@ -32,45 +32,73 @@ export function compressionOf(mediaType: string, label: string): LayerCompressio
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
+/** Bytes gathered before the decompressor sees them (see decompressionStages). */
+const INPUT_CHUNK_BYTES = 1024 * 1024;
+
 /**
  * Decompresses a layer blob stream in Node's own zlib (gzip or zstd), after checking that the first bytes
  * agree with the media type, so a mislabelled blob fails with a clear error instead of a tar parse error.
  * The first 4 bytes are gathered before deciding (a network read may deliver fewer). Returns the stages
  * to put into a `pipeline`.
+ *
+ * The compressed bytes reach the decompressor in chunks of 1 MiB, not the 16–64 KiB that network reads
+ * deliver: every chunk is one round trip to libuv's thread pool, and with small chunks those round trips
+ * cost more than the decompression (measured on the Debian bench image: zstd 0.71 s -> 0.32 s, gzip
+ * 0.93 s -> 0.57 s).
  */
 export function decompressionStages(compression: LayerCompression, label: string): Transform[] {
-  let head: Buffer | undefined = Buffer.alloc(0);
+  let decided = false;
+  let held: Buffer[] = [];
+  let heldBytes = 0;
   const decide = (data: Buffer): DuccError | undefined => {
     const actual: LayerCompression = data.subarray(0, 2).equals(GZIP_MAGIC) ? 'gzip' : data.subarray(0, 4).equals(ZSTD_MAGIC) ? 'zstd' : 'none';
     if (actual === compression) return undefined;
     return new DuccError('BOT_ERR_MEDIA_TYPE', `${label}: media type says ${compression} but the blob is ${actual === 'none' ? 'not compressed' : actual}`);
   };
-  /** Passes on the bytes held back so far, or fails if they contradict the media type. */
+  /** Passes on the bytes held back so far. */
   const release = (callback: TransformCallback): void => {
-    const data = head!;
-    head = undefined;
-    const error = decide(data);
-    if (error) callback(error);
-    else callback(null, data);
+    const data = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+    held = [];
+    heldBytes = 0;
+    callback(null, data);
   };
   const check = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      if (head === undefined) {
+      if (decided && compression === 'none') {
         callback(null, chunk);
         return;
       }
-      head = Buffer.concat([head, chunk]);
-      if (head.length < ZSTD_MAGIC.length) callback();
-      else release(callback);
+      held.push(chunk);
+      heldBytes += chunk.length;
+      if (!decided) {
+        if (heldBytes < ZSTD_MAGIC.length) {
+          callback();
+          return;
+        }
+        // Checked as soon as there are 4 bytes: a mislabelled blob fails at once.
+        decided = true;
+        const error = decide(held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes));
+        if (error) {
+          callback(error);
+          return;
+        }
+      }
+      if (compression === 'none' || heldBytes >= INPUT_CHUNK_BYTES) release(callback);
+      else callback();
     },
     flush(callback) {
-      // A blob shorter than 4 bytes (or empty): decided on what there is.
-      if (head === undefined || head.length === 0) callback();
+      if (heldBytes === 0) {
+        callback();
+        return;
+      }
+      // A blob shorter than 4 bytes: decided on what there is.
+      const error = decided ? undefined : decide(Buffer.concat(held, heldBytes));
+      if (error) callback(error);
       else release(callback);
     },
   });
   if (compression === 'none') return [check];
-  // Large output chunks: the default 16 KiB means ~65,000 hand-offs (and file writes) per GiB.
+  // Large output chunks too: the default 16 KiB means ~65,000 hand-offs (and file writes) per GiB.
   const chunkSize = 1024 * 1024;
   return [check, compression === 'gzip' ? createGunzip({ chunkSize }) : createZstdDecompress({ chunkSize })];
 }
