@@ -34,6 +34,8 @@ export interface ProfileSummary {
   phases: { name: string; ms: number; share: number }[];
   /** Same conversion with more libuv threads, to show how much is fs latency. */
   threadPool: { size: number; seconds: number }[];
+  /** The other JavaScript threads (the file writer): time not idle, and where it went. */
+  otherThreads: { busyMs: number; topSelf: { name: string; ms: number; share: number }[] }[];
 }
 
 /**
@@ -41,11 +43,13 @@ export interface ProfileSummary {
  * continuations start with a short stack, so this is "time in code of that area and what it calls
  * synchronously".)
  */
+// bin/ducc.js runs the compiled dist/ when it is current, the sources otherwise: both are matched.
 const PHASES: [string, RegExp][] = [
-  ['src/unpack/extract-layer.ts (unpacking layers)', /src\/unpack\/extract-layer\.ts/],
-  ['src/unpack/flatten.ts (reading layers back for the flat tree)', /src\/unpack\/flatten\.ts/],
-  ['src/publish/directory-publisher.ts (writing the flat tree, staging)', /src\/publish\/directory-publisher\.ts/],
-  ['src/convert/layer-stream.ts (digest check)', /src\/convert\/layer-stream\.ts/],
+  ['unpack/extract-layer (unpacking layers)', /(src|dist)\/unpack\/extract-layer\.[jt]s/],
+  ['unpack/file-writer (handing small files to the writer thread)', /(src|dist)\/unpack\/file-writer\.[jt]s/],
+  ['unpack/flatten (reading layers back for the flat tree)', /(src|dist)\/unpack\/flatten\.[jt]s/],
+  ['publish/directory-publisher (writing the flat tree, staging)', /(src|dist)\/publish\/directory-publisher\.[jt]s/],
+  ['convert/layer-stream (digest check)', /(src|dist)\/convert\/layer-stream\.[jt]s/],
   ['tar-stream + streamx (tar parsing)', /node_modules\/(tar-stream|streamx|b4a)\//],
   ['zlib (gunzip / zstd)', /node:zlib/],
   ['crypto hash (sha256)', /node:internal\/crypto\/hash/],
@@ -69,13 +73,13 @@ function areaOf(frame: CpuProfileNode['callFrame']): string {
   const url = frame.url.replace(/^file:\/\//, '');
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (pkg) return `npm: ${pkg[1]}`;
-  const src = /\/(src\/[^/]+\/[^/]+)$/.exec(url);
+  const src = /\/((?:src|dist)\/[^/]+\/[^/]+)$/.exec(url);
   if (src) return `ducc: ${src[1]}`;
   if (url.startsWith('node:')) return `node: ${url.slice(5).replace(/^internal\//, '')}`;
   return url;
 }
 
-export function summariseProfile(profile: CpuProfile): Omit<ProfileSummary, 'image' | 'seconds' | 'threadPool'> {
+export function summariseProfile(profile: CpuProfile): Omit<ProfileSummary, 'image' | 'seconds' | 'threadPool' | 'otherThreads'> {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
@@ -121,9 +125,17 @@ export async function profileConversion(image: BenchImage, ctx: ToolContext, thr
     const profiles = join(dir, 'cpuprofile');
     await run('sync', []);
     const measured = await measureCommand(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profiles}`, ...duccConvertArgs(wishlist, join(dir, 'cvmfs'))], { cwd: REPO_ROOT, env: duccEnv(ctx) });
-    const file = (await readdir(profiles)).find((name) => name.endsWith('.cpuprofile'));
-    if (file === undefined) throw new Error('node --cpu-prof wrote no profile');
-    const summary = summariseProfile(JSON.parse(await readFile(join(profiles, file), 'utf8')) as CpuProfile);
+    // One file per JavaScript thread, CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main one.
+    const files = (await readdir(profiles)).filter((name) => name.endsWith('.cpuprofile'));
+    const mainFile = files.find((name) => /\.\d+\.0\.\d+\.cpuprofile$/.test(name));
+    if (mainFile === undefined) throw new Error('node --cpu-prof wrote no profile of the main thread');
+    const summary = summariseProfile(JSON.parse(await readFile(join(profiles, mainFile), 'utf8')) as CpuProfile);
+    const otherThreads: ProfileSummary['otherThreads'] = [];
+    for (const name of files.filter((f) => f !== mainFile)) {
+      const other = summariseProfile(JSON.parse(await readFile(join(profiles, name), 'utf8')) as CpuProfile);
+      const idle = other.topSelf.find((x) => x.name === '(idle)')?.ms ?? 0;
+      otherThreads.push({ busyMs: other.profiledMs - idle, topSelf: other.topSelf.filter((x) => x.name !== '(idle)').slice(0, 6) });
+    }
     await rm(join(dir, 'cvmfs'), { recursive: true, force: true });
 
     const threadPool: ProfileSummary['threadPool'] = [];
@@ -133,7 +145,7 @@ export async function profileConversion(image: BenchImage, ctx: ToolContext, thr
       threadPool.push({ size, seconds: m.seconds });
       await rm(join(dir, `cvmfs-${size}`), { recursive: true, force: true });
     }
-    return { image: `${image.key} (${image.title})`, seconds: measured.seconds, ...summary, threadPool };
+    return { image: `${image.key} (${image.title})`, seconds: measured.seconds, ...summary, threadPool, otherThreads };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

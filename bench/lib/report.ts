@@ -279,6 +279,12 @@ export function renderReport(results: BenchResults): string {
     out.push(markdownTable(['Area', 'ms', 'Share'], p.areas.map((x) => [x.name, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]), ['l', 'r', 'r']), '');
     out.push('Top functions by self time:', '');
     out.push(markdownTable(['Function', 'ms', 'Share'], p.topSelf.map((x) => [`\`${x.name}\``, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]), ['l', 'r', 'r']), '');
+    for (const [i, thread] of (p.otherThreads ?? []).entries()) {
+      out.push(
+        `Writer thread ${i + 1} (small files, src/unpack/file-writer-worker.ts): busy ${thread.busyMs.toFixed(0)} ms; ${thread.topSelf.map((x) => `\`${x.name}\` ${x.ms.toFixed(0)} ms`).join(', ')}.`,
+        '',
+      );
+    }
     if (p.threadPool.length > 0) {
       out.push(`Same conversion with a bigger libuv thread pool (default 4), one run each: ${p.threadPool.map((t) => `UV_THREADPOOL_SIZE=${t.size}: ${formatSeconds(t.seconds)} s`).join(', ')}.`, '');
     }
