@@ -1,9 +1,10 @@
 /**
  * Messages between the layer extractor (main thread) and the file-writer thread (file-writer-worker.ts).
- * The extractor opens a session per layer, then sends batches of small files; the writer reports each
- * finished batch by incrementing `progress[0]` (an Int32Array over a SharedArrayBuffer) and, for a failed
- * batch, first posts a BatchFailure on the session's port. The extractor waits on `progress` with
- * Atomics.wait and reads failures with receiveMessageOnPort, so it never needs the event loop for this.
+ * The extractor opens a session per layer, then sends batches of small files; the writer answers each
+ * batch on the session's port with a BatchDone (giving the buffer back for reuse, and saying where it
+ * failed if it did), then increments `progress[0]` (an Int32Array over a SharedArrayBuffer). The
+ * extractor waits on `progress` with Atomics.wait and reads the answers with receiveMessageOnPort, so it
+ * never needs the event loop for this.
  */
 import type { MessagePort } from 'node:worker_threads';
 
@@ -73,11 +74,10 @@ export interface CloseSession {
 
 export type WriterMessage = OpenSession | WriteBatch | CloseSession;
 
-/** A batch that stopped at `index`: that file and the rest of the batch were not (fully) written. */
-export interface BatchFailure {
+/** A batch written, or stopped at `failure.index`: that file and the rest were not (fully) written. */
+export interface BatchDone {
   seq: number;
-  index: number;
-  message: string;
-  code?: string;
-  syscall?: string;
+  /** The batch's buffer, transferred back. */
+  buffer: ArrayBuffer;
+  failure?: { index: number; message: string; code?: string; syscall?: string };
 }

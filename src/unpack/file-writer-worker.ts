@@ -7,7 +7,7 @@
  */
 import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { unpackJob, type BatchFailure, type FileJob, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
+import { unpackJob, type BatchDone, type FileJob, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
 
 interface Session {
   port: MessagePort;
@@ -30,8 +30,9 @@ parentPort!.on('message', (message: WriterMessage) => {
       const session = sessions.get(message.session);
       if (session === undefined) break;
       const failure = writeBatch(message);
-      // The failure is on the port before the count moves: whoever sees the count sees the failure.
-      if (failure) session.port.postMessage(failure);
+      // The answer is on the port before the count moves: whoever sees the count sees the answer.
+      const done: BatchDone = { seq: message.seq, buffer: message.buffer, ...(failure ? { failure } : {}) };
+      session.port.postMessage(done, [message.buffer]);
       Atomics.add(session.progress, 0, 1);
       Atomics.notify(session.progress, 0);
       break;
@@ -39,14 +40,14 @@ parentPort!.on('message', (message: WriterMessage) => {
   }
 });
 
-function writeBatch(batch: WriteBatch): BatchFailure | undefined {
+function writeBatch(batch: WriteBatch): BatchDone['failure'] {
   const buffer = Buffer.from(batch.buffer);
   for (let index = 0; index < batch.paths.length; index++) {
     try {
       writeFile(buffer, unpackJob(batch, index));
     } catch (error) {
       const { message, code, syscall } = error as NodeJS.ErrnoException;
-      return { seq: batch.seq, index, message: String(message), ...(code === undefined ? {} : { code }), ...(syscall === undefined ? {} : { syscall }) };
+      return { index, message: String(message), ...(code === undefined ? {} : { code }), ...(syscall === undefined ? {} : { syscall }) };
     }
   }
   return undefined;
