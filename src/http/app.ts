@@ -163,10 +163,11 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
       res.destroy();
       return;
     }
-    if (status >= 500) logger.error({ err: error, route }, 'request failed');
-    const outcome = status === 413 ? 'too_large' : status === 415 ? 'unsupported_encoding' : status >= 500 ? 'error' : 'invalid';
+    const overloaded = err.type === 'bodies.overloaded';
+    if (status >= 500 && !overloaded) logger.error({ err: error, route }, 'request failed');
+    const outcome = overloaded ? 'overloaded' : status === 413 ? 'too_large' : status === 415 ? 'unsupported_encoding' : status >= 500 ? 'error' : 'invalid';
     // Body-reading errors (they carry a `type`) have safe messages; others could echo the URL.
-    const message = status >= 500 ? 'internal error' : typeof err.type === 'string' ? errorMessage(error) : 'bad request';
+    const message = typeof err.type === 'string' ? errorMessage(error) : status >= 500 ? 'internal error' : 'bad request';
     if (state.source === 'gitlab' && status < 500) {
       state.reason = message;
       replyEarly(res, 200, 'ignored', { outcome: 'ignored', reason: message });

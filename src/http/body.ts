@@ -1,7 +1,26 @@
 import type { Request, RequestHandler } from 'express';
+import { integerFromEnv } from '../registry/limits.ts';
+import { RETRY_AFTER_SECONDS } from './webhook-common.ts';
 
 /** GitHub caps webhook payloads at 25 MB; nothing we accept is larger. */
 export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
+
+/**
+ * Body bytes all webhook requests together may hold in memory. A GitHub body must be read whole before
+ * its signature can be checked, so without this many senders of well-formed but wrongly signed 25 MB
+ * bodies could make the server hold their sum. Beyond it a request gets 503 with Retry-After. Real
+ * deliveries are a few kB; the default lets two bodies of the maximum size in at once.
+ */
+export const BODIES_LIMIT_VARIABLE = 'DUCC_WEBHOOK_BODIES_MAX_BYTES';
+const DEFAULT_BODIES_LIMIT = 64 * 1024 * 1024;
+
+/** Bytes of webhook bodies held right now, over all requests. */
+let heldBodyBytes = 0;
+
+/** For tests and metrics: body bytes held by requests in progress. */
+export function webhookBodyBytesHeld(): number {
+  return heldBodyBytes;
+}
 
 /** Why a body is refused before it is read. */
 export interface BodyRejection {
@@ -42,10 +61,19 @@ function bodyError(status: number, type: string, message: string): Error {
  * keeps going would never get an answer.) A request that ends early (the sender went away) is reported
  * as `request.aborted`.
  */
-export const readRawBody: RequestHandler = (req, _res, next) => {
+export const readRawBody: RequestHandler = (req, res, next) => {
+  const limit = integerFromEnv(BODIES_LIMIT_VARIABLE, DEFAULT_BODIES_LIMIT);
   const chunks: Buffer[] = [];
   let size = 0;
   let settled = false;
+  // This request's share of heldBodyBytes, given back once its answer is sent (the handler still
+  // holds the body until then) or as soon as the body is dropped.
+  let held = 0;
+  const release = (): void => {
+    heldBodyBytes -= held;
+    held = 0;
+  };
+  res.once('close', release);
   const settle = (error?: Error): void => {
     if (settled) return;
     settled = true;
@@ -55,6 +83,7 @@ export const readRawBody: RequestHandler = (req, _res, next) => {
     req.off('close', onClose);
     if (error !== undefined) {
       chunks.length = 0;
+      release();
       // Whatever still arrives is dropped, not buffered, until the reply closes the connection.
       req.on('error', () => {});
       req.resume();
@@ -70,6 +99,13 @@ export const readRawBody: RequestHandler = (req, _res, next) => {
       settle(bodyError(413, 'entity.too.large', `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`));
       return;
     }
+    if (heldBodyBytes + chunk.length > limit) {
+      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      settle(bodyError(503, 'bodies.overloaded', `too many webhook bodies are being received at once (${BODIES_LIMIT_VARIABLE}); retry later`));
+      return;
+    }
+    heldBodyBytes += chunk.length;
+    held += chunk.length;
     chunks.push(chunk);
   };
   const onEnd = (): void => settle();

@@ -9,7 +9,8 @@ import { connect } from 'node:net';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { githubPush } from '../../support/bot-harness.ts';
 import { LINGER_MAX_MS } from '../../../src/http/webhook-common.ts';
-import { abuseConfig, distributionPush, githubSignature, postGitHub, rawPost, SECRETS, startAbuseBot } from './support.ts';
+import { BODIES_LIMIT_VARIABLE, webhookBodyBytesHeld } from '../../../src/http/body.ts';
+import { abuseConfig, distributionPush, githubSignature, postGitHub, rawPost, SECRETS, startAbuseBot, waitFor } from './support.ts';
 
 const MiB = 1024 * 1024;
 const LIMIT = 25 * MiB;
@@ -78,6 +79,43 @@ it('a chunked body that goes on past 25 MiB gets 413 and a closed connection, wi
   }
   assert.deepEqual(bot.accepted, []);
   // The server still works.
+  assert.equal((await postGitHub(bot, 'push', githubPush('cern/wishlist', 'unwatched', SHA))).status, 200);
+});
+
+it('the body bytes held by all requests together are capped: past the cap a request gets 503 with Retry-After, and the server goes on', async (t) => {
+  const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{}]));
+  process.env[BODIES_LIMIT_VARIABLE] = '4MiB';
+  t.after(() => delete process.env[BODIES_LIMIT_VARIABLE]);
+  const headers = { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-github-event': 'push', 'x-hub-signature-256': WELL_FORMED_SIGNATURE };
+  const chunk = Buffer.alloc(256 * 1024, 0x61);
+  // A sender of a wrongly signed body that pauses after 3 MiB: the server must hold it to check it.
+  let resume!: () => void;
+  const paused = new Promise<void>((resolve) => (resume = resolve));
+  const first = rawPost(bot.port, '/hooks/github', headers, async function* () {
+    for (let i = 0; i < 12; i++) yield chunk;
+    await paused;
+    yield chunk;
+  });
+  await waitFor(() => webhookBodyBytesHeld() >= 3 * MiB, 5000, 'the first body is held');
+  const second = await rawPost(
+    bot.port,
+    '/hooks/github',
+    headers,
+    async function* () {
+      for (;;) yield chunk;
+    },
+    { stopOnAnswer: true },
+  );
+  assert.equal(second.status, 503);
+  assert.equal(second.headers['retry-after'], '60');
+  assert.match(second.body, /too many webhook bodies .*DUCC_WEBHOOK_BODIES_MAX_BYTES/);
+  assert.ok(second.sent < 4 * MiB, `${second.sent} bytes sent before the answer`);
+  // The first one is unaffected: it ends, is checked (wrong signature: 401), and its bytes are given back.
+  resume();
+  assert.equal((await first).status, 401);
+  await waitFor(() => webhookBodyBytesHeld() === 0, 5000, 'all body bytes given back');
+  assert.deepEqual(bot.accepted, []);
+  assert.match(bot.logs(), /"outcome":"overloaded"/);
   assert.equal((await postGitHub(bot, 'push', githubPush('cern/wishlist', 'unwatched', SHA))).status, 200);
 });
 

@@ -216,6 +216,8 @@ export function distributionPush(target: Record<string, unknown>, request: Recor
 export interface RawResult {
   /** HTTP status, or undefined when the server closed the connection without answering. */
   status: number | undefined;
+  /** Response headers (empty without an answer). */
+  headers: Record<string, string | string[] | undefined>;
   body: string;
   /** Bytes of body the client managed to hand to the socket before it was closed. */
   sent: number;
@@ -240,6 +242,7 @@ export function rawPost(
   const started = performance.now();
   return new Promise((resolve) => {
     let status: number | undefined;
+    let responseHeaders: RawResult['headers'] = {};
     let text = '';
     let sent = 0;
     let answeredAfterMs: number | undefined;
@@ -249,10 +252,11 @@ export function rawPost(
       finished = true;
       const now = Math.round(performance.now() - started);
       req.destroy();
-      resolve({ status, body: text, sent, answeredAfterMs: answeredAfterMs ?? now, closedAfterMs: closed ? now : undefined });
+      resolve({ status, headers: responseHeaders, body: text, sent, answeredAfterMs: answeredAfterMs ?? now, closedAfterMs: closed ? now : undefined });
     };
     const req = request({ host: '127.0.0.1', port, method: 'POST', path, headers, agent: false }, (res) => {
       status = res.statusCode;
+      responseHeaders = res.headers;
       answeredAfterMs = Math.round(performance.now() - started);
       res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
       res.on('error', () => {});
