@@ -6,7 +6,17 @@ import { DirectoryPublisher } from '../publish/directory-publisher.ts';
 import type { Publisher } from '../publish/publisher.ts';
 
 /** Where converted images go. `directory` is the embedded default; `cvmfs` runs `cvmfs_server`. */
-export type PublisherConfig = { kind: 'directory'; root: string } | { kind: 'cvmfs'; mountRoot: string; cvmfsServer?: string };
+export type PublisherConfig =
+  | { kind: 'directory'; root: string }
+  | {
+      kind: 'cvmfs';
+      mountRoot: string;
+      cvmfsServer?: string;
+      /** Directory of the per-repository lock file (default /var/lock if writable, else the temp dir). */
+      lockDir?: string;
+      /** How long to wait for another process publishing to the same repository. */
+      lockWaitSeconds?: number;
+    };
 
 export const DEFAULT_PUBLISHER: PublisherConfig & { kind: 'directory' } = { kind: 'directory', root: './var/cvmfs' };
 
@@ -23,7 +33,21 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
   if (section === undefined) return DEFAULT_PUBLISHER;
   if (section['kind'] === 'directory') return { kind: 'directory', root: String(section['root'] ?? DEFAULT_PUBLISHER.root) };
   if (section['kind'] === 'cvmfs') {
-    return { kind: 'cvmfs', mountRoot: String(section['mountRoot'] ?? '/cvmfs'), ...(section['cvmfsServer'] ? { cvmfsServer: String(section['cvmfsServer']) } : {}) };
+    const wait = section['lockWaitSeconds'];
+    if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait <= 0)) {
+      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.lockWaitSeconds must be a positive number of seconds, not ${JSON.stringify(wait)}`);
+    }
+    const lockDir = section['lockDir'];
+    if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir === '')) {
+      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.lockDir must be a directory path`);
+    }
+    return {
+      kind: 'cvmfs',
+      mountRoot: String(section['mountRoot'] ?? '/cvmfs'),
+      ...(section['cvmfsServer'] ? { cvmfsServer: String(section['cvmfsServer']) } : {}),
+      ...(lockDir === undefined ? {} : { lockDir: resolve(lockDir) }),
+      ...(wait === undefined ? {} : { lockWaitSeconds: wait }),
+    };
   }
   throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.kind must be 'directory' or 'cvmfs'`);
 }
@@ -38,6 +62,8 @@ export async function createPublisher(config: PublisherConfig, cvmfsRepo: string
     ...(sub.length ? { subdirectory: sub.join('/') } : {}),
     mountRoot: config.mountRoot,
     ...(config.cvmfsServer ? { cvmfsServer: config.cvmfsServer } : {}),
+    ...(config.lockDir === undefined ? {} : { lockDir: config.lockDir }),
+    ...(config.lockWaitSeconds === undefined ? {} : { lockWaitMs: config.lockWaitSeconds * 1000 }),
     ...(logger ? { logger } : {}),
   });
 }

@@ -10,7 +10,6 @@ import { createReadStream } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { lstat, mkdir, readdir, readFile, readlink, utimes, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTar } from '../../support/build-tar.ts';
 import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
@@ -107,7 +106,9 @@ describe('crash safety', () => {
     const repo = join(mountRoot, REPO);
     await mkdir(repo, { recursive: true });
     const config = join(dir, 'ducc.yaml');
-    await writeFile(config, ['publisher:', '  kind: cvmfs', `  mountRoot: '${mountRoot}'`, `  cvmfsServer: '${FAKE_CVMFS_SERVER}'`, ''].join('\n'));
+    const lockDir = join(dir, 'lock');
+    await mkdir(lockDir);
+    await writeFile(config, ['publisher:', '  kind: cvmfs', `  mountRoot: '${mountRoot}'`, `  cvmfsServer: '${FAKE_CVMFS_SERVER}'`, `  lockDir: '${lockDir}'`, ''].join('\n'));
     const env = { CVMFS_FAKE_ROOT: mountRoot, CVMFS_FAKE_STATE: state };
     const wishlist = join(dir, 'wishlist.yaml');
     await writeFile(wishlist, wishlistYaml(REPO, [`http://${registry.host}/crash/big:big`]));
@@ -139,10 +140,12 @@ describe('crash safety', () => {
     assert.equal(await exists(join(repo, layerPath(layer), '.metadata')), false);
     assert.equal(await exists(join(repo, registry.host)), false, 'no public symlink');
     assert.equal(await exists(join(repo, '.metadata', registry.host)), false, 'no manifest.json');
-    // The dead process's repository lock would make the next run wait 20 s for it to go stale: age it.
-    const lock = ['/var/lock', tmpdir()].map((d) => join(d, `ducc-gitops-${REPO}.lock`));
+    // The dead process's repository lock (in the configured lockDir) would make the next run wait 20 s
+    // for it to go stale: age it.
+    const lock = join(lockDir, `ducc-gitops-${REPO}.lock`);
+    assert.ok((await lstat(lock)).isDirectory(), 'the killed run left its lock in publisher.lockDir');
     const past = new Date(Date.now() - 60_000);
-    for (const path of lock) await utimes(path, past, past).catch(() => undefined);
+    await utimes(lock, past, past);
 
     const again = expectExit(await runCli(args, { env, timeoutMs: 30_000 }), 0);
 
