@@ -7,7 +7,12 @@ import type { Publisher } from '../publish/publisher.ts';
 
 /** Where converted images go. `directory` is the embedded default; `cvmfs` runs `cvmfs_server`. */
 export type PublisherConfig =
-  | { kind: 'directory'; root: string }
+  | {
+      kind: 'directory';
+      root: string;
+      /** Flush each layer, tree and metadata file to disk before it gets its final name (default true). */
+      sync?: boolean;
+    }
   | {
       kind: 'cvmfs';
       mountRoot: string;
@@ -31,7 +36,11 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
   }
   const section = (raw as { publisher?: Record<string, unknown> } | null)?.publisher;
   if (section === undefined) return DEFAULT_PUBLISHER;
-  if (section['kind'] === 'directory') return { kind: 'directory', root: String(section['root'] ?? DEFAULT_PUBLISHER.root) };
+  if (section['kind'] === 'directory') {
+    const sync = section['sync'];
+    if (sync !== undefined && typeof sync !== 'boolean') throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.sync must be true or false, not ${JSON.stringify(sync)}`);
+    return { kind: 'directory', root: String(section['root'] ?? DEFAULT_PUBLISHER.root), ...(sync === undefined ? {} : { sync }) };
+  }
   if (section['kind'] === 'cvmfs') {
     const wait = section['lockWaitSeconds'];
     if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait <= 0)) {
@@ -54,7 +63,7 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
 
 /** The publisher for one `cvmfs_repo` (which may carry a sub-directory, `repo/subdir`). */
 export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: import('pino').Logger): Promise<Publisher> {
-  if (config.kind === 'directory') return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo });
+  if (config.kind === 'directory') return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo, ...(config.sync === undefined ? {} : { sync: config.sync }) });
   const { CvmfsServerPublisher } = await import('../publish/cvmfs-publisher.ts');
   const [repository, ...sub] = cvmfsRepo.split('/');
   return new CvmfsServerPublisher({

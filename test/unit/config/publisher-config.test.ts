@@ -18,6 +18,11 @@ test('without a file or a publisher section: the directory publisher', (t) => {
   assert.deepEqual(loadPublisherConfig(configFile(t, 'listen: 127.0.0.1:9000\n')), DEFAULT_PUBLISHER);
 });
 
+test('directory publisher without flushing to disk', (t) => {
+  const file = configFile(t, 'publisher:\n  kind: directory\n  root: /srv/images\n  sync: false\n');
+  assert.deepEqual(loadPublisherConfig(file), { kind: 'directory', root: '/srv/images', sync: false });
+});
+
 test('cvmfs publisher with its lock directory and wait', (t) => {
   const file = configFile(t, ['publisher:', '  kind: cvmfs', '  mountRoot: /srv/cvmfs', '  lockDir: run/locks', '  lockWaitSeconds: 90', ''].join('\n'));
   assert.deepEqual(loadPublisherConfig(file), { kind: 'cvmfs', mountRoot: '/srv/cvmfs', lockDir: resolve('run/locks'), lockWaitSeconds: 90 });
@@ -30,6 +35,7 @@ test('bad lock settings and kinds are config errors naming the file and key', (t
     ['publisher:\n  kind: cvmfs\n  lockWaitSeconds: soon\n', /publisher\.lockWaitSeconds .* not "soon"/],
     ['publisher:\n  kind: cvmfs\n  lockDir: ""\n', /publisher\.lockDir must be a directory path/],
     ['publisher:\n  kind: s3\n', /publisher\.kind must be 'directory' or 'cvmfs'/],
+    ['publisher:\n  kind: directory\n  sync: maybe\n', /publisher\.sync must be true or false, not "maybe"/],
   ] as const) {
     const file = configFile(t, yaml);
     assert.throws(() => loadPublisherConfig(file), (error: Error & { code?: string }) => {
