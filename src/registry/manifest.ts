@@ -132,11 +132,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
 
   if (kind === 'manifest') {
     if (!looksLikeManifest) throw invalid(what, 'image manifest without "config" and "layers"');
-    const layerCount = (doc['layers'] as unknown[]).length;
-    const layerLimit = maxImageLayers();
-    if (layerCount > layerLimit) {
-      throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${layerCount} layers, more than the limit of ${layerLimit} (DUCC_LIMIT_IMAGE_LAYERS)`);
-    }
+    assertWithinLimit(what, doc['layers'] as unknown[], 'layers', maxImageLayers(), 'DUCC_LIMIT_IMAGE_LAYERS');
     const manifest: ImageManifest = {
       schemaVersion: 2,
       config: validateDescriptor(doc['config'], `${what} config descriptor`),
@@ -148,11 +144,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
     return { kind, mediaType, manifest };
   }
   if (!looksLikeIndex) throw invalid(what, 'index without a "manifests" array');
-  const entryCount = (doc['manifests'] as unknown[]).length;
-  const entryLimit = maxIndexEntries();
-  if (entryCount > entryLimit) {
-    throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${entryCount} manifests, more than the limit of ${entryLimit} (DUCC_LIMIT_INDEX_ENTRIES)`);
-  }
+  assertWithinLimit(what, doc['manifests'] as unknown[], 'manifests', maxIndexEntries(), 'DUCC_LIMIT_INDEX_ENTRIES');
   const index: ImageIndex = {
     schemaVersion: 2,
     manifests: (doc['manifests'] as unknown[]).map((m, i) => validateDescriptor(m, `${what} entry ${i}`)),
@@ -188,4 +180,9 @@ export function parseImageConfig(bytes: Buffer, what: string): ImageConfig {
   }
   if (doc['config'] === null) delete doc['config'];
   return doc as ImageConfig;
+}
+
+/** Refuses a manifest's layer list or an index's manifest list longer than its limit (before any of it is used). */
+function assertWithinLimit(what: string, list: unknown[], noun: string, limit: number, variable: string): void {
+  if (list.length > limit) throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${list.length} ${noun}, more than the limit of ${limit} (${variable})`);
 }

@@ -30,8 +30,8 @@ export interface RunningCli {
 }
 
 /** Starts `node bin/ducc.js ARGS` with `env` on top of this process's environment (never through a shell). */
-export function startCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], {
+export function startCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; nodeOptions?: string[] } = {}): RunningCli {
+  const child = spawn(process.execPath, [...(options.nodeOptions ?? []), CLI, ...args], {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.cwd ? { cwd: options.cwd } : {}),

@@ -3,28 +3,22 @@
  * waiting for a kill point, and comparing published trees with a clean run's.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { snapshotTree, type SnapshotEntry } from '../../support/tree-snapshot.ts';
 import { waitFor as sharedWaitFor } from '../../support/wait-for.ts';
+import { startCli as startCliProcess, type CliResult } from '../cli/cli-support.ts';
+export { FAKE_CVMFS_SERVER, type CliResult } from '../cli/cli-support.ts';
 
-export const CLI = fileURLToPath(new URL('../../../bin/ducc.js', import.meta.url));
 export const STALL_HOOK = fileURLToPath(new URL('./stall-hook.ts', import.meta.url));
-export const FAKE_CVMFS_SERVER = fileURLToPath(new URL('../../support/fake-cvmfs-server/cvmfs_server', import.meta.url));
-
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 export interface RunningCli {
   child: ChildProcess;
   done: Promise<CliResult>;
+  /** stdout and stderr so far, for failure messages. */
   output(): string;
 }
 
@@ -41,24 +35,24 @@ export interface StallSpec {
 
 /** Starts `node [--import stall-hook] bin/ducc.js ARGS` (no shell). Killed when the test ends if still running. */
 export function startCli(t: { after(fn: () => unknown): void }, args: string[], options: { env?: Record<string, string>; stall?: StallSpec } = {}): RunningCli {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  const env: Record<string, string> = { ...options.env };
   if (options.stall) {
     const { match, nth, ...rest } = options.stall;
     env['DUCC_TEST_STALL'] = JSON.stringify({ ...rest, match: match.source, nth: nth ?? 1 });
   }
-  const child = spawn(process.execPath, [...(options.stall ? ['--import', STALL_HOOK] : []), CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  const running = startCliProcess(args, { env, ...(options.stall ? { nodeOptions: ['--import', STALL_HOOK] } : {}) });
+  const child = running.child;
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  return { child, done, output: () => `--- stdout\n${stdout}--- stderr\n${stderr}` };
+  return {
+    child,
+    done: running.done,
+    output: () => {
+      const { stdout, stderr } = running.output();
+      return `--- stdout\n${stdout}--- stderr\n${stderr}`;
+    },
+  };
 }
 
 /** Runs the CLI to its end and fails with its output unless it exits with `expected`. */
