@@ -88,13 +88,7 @@ export function validateDescriptor(value: unknown, what: string): Descriptor {
  * types are rejected with BOT_ERR_MEDIA_TYPE.
  */
 export function parseManifestDocument(bytes: Buffer, contentType: string | string[] | undefined, what: string): ManifestDocument {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw invalid(what, 'not valid JSON');
-  }
-  if (!isRecord(doc)) throw invalid(what, 'not a JSON object');
+  const doc = parseJsonObject(bytes, what);
   const declared = typeof doc['mediaType'] === 'string' && doc['mediaType'] !== '' ? doc['mediaType'] : undefined;
   const served = baseContentType(contentType);
   if (
@@ -157,13 +151,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
 
 /** Parses a config blob (already digest-verified). */
 export function parseImageConfig(bytes: Buffer, what: string): ImageConfig {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw invalid(what, 'not valid JSON');
-  }
-  if (!isRecord(doc)) throw invalid(what, 'not a JSON object');
+  const doc = parseJsonObject(bytes, what);
   if (doc['config'] !== undefined && doc['config'] !== null && !isRecord(doc['config'])) {
     throw invalid(what, '"config" is not an object');
   }
@@ -185,4 +173,16 @@ export function parseImageConfig(bytes: Buffer, what: string): ImageConfig {
 /** Refuses a manifest's layer list or an index's manifest list longer than its limit (before any of it is used). */
 function assertWithinLimit(what: string, list: unknown[], noun: string, limit: number, variable: string): void {
   if (list.length > limit) throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${list.length} ${noun}, more than the limit of ${limit} (${variable})`);
+}
+
+/** The bytes as a JSON object; otherwise an "invalid <what>" error. */
+function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw invalid(what, 'not valid JSON');
+  }
+  if (!isRecord(doc)) throw invalid(what, 'not a JSON object');
+  return doc;
 }

@@ -17,6 +17,7 @@ import { tempDir } from '../../support/tmp-dir.ts';
 import { parseWishlist } from '../../../src/wishlist/wishlist.ts';
 import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
+import { withEnv } from '../../support/with-env.ts';
 
 const quietLogger = createLogger({ level: 'silent' });
 const USER = 'puller';
@@ -32,18 +33,6 @@ const BIG_SHA = createHash('sha256').update(BIG_CONTENT).digest('hex');
 const blobPath = (digest: string) => new RegExp(`/blobs/${digest}$`);
 const manifestPath = (repository: string, reference: string) => new RegExp(`^/v2/${repository}/manifests/${reference.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
 
-async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
-  Object.assign(process.env, vars);
-  try {
-    return await fn();
-  } finally {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  }
-}
 
 describe('registry faults during ducc convert', () => {
   let registry: TestRegistry;

@@ -16,22 +16,10 @@ import { extractLayer } from '../../../src/unpack/extract-layer.ts';
 import { extractLimits } from '../../../src/unpack/entry-path.ts';
 import { parseManifestDocument } from '../../../src/registry/manifest.ts';
 import { arena, extractInto } from './arena.ts';
+import { withEnv } from '../../support/with-env.ts';
 
 const MiB = 1024 * 1024;
 
-/** Sets environment variables for the duration of `fn` (each test file runs in its own process). */
-async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
-  Object.assign(process.env, vars);
-  try {
-    return await fn();
-  } finally {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  }
-}
 
 async function diskUsage(dir: string): Promise<number> {
   let total = 0;
