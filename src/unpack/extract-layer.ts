@@ -17,7 +17,16 @@ export interface ExtractOptions {
   preserveOwnership?: boolean;
   /** Hand small files to a writer thread (file-writer.ts) when there is one; default true. */
   writerThread?: boolean;
+  /** Regular files written here before the small ones go to the writer thread (default WRITER_THREAD_AFTER_FILES). */
+  writerThreadAfterFiles?: number;
 }
+
+/**
+ * A layer's first regular files are written directly: most layers are small (a config change, an
+ * application), and for them a writer thread's start-up (~35 MB, tens of ms) and round trips cost more
+ * than they save. Only a layer that goes on past this many files hands its small files over.
+ */
+export const WRITER_THREAD_AFTER_FILES = 256;
 
 /** An entry's content stream (tar-stream does not export its type). */
 type PassThroughEntry = tarStream.ExtractEvents['entry'][1];
@@ -74,6 +83,8 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   // target starts empty, so such a name is free), and a name in it is replaced here, after settling.
   const writer = options.writerThread === false ? undefined : FileWriterSession.open();
   const names = new Set<string>();
+  const handOverAfter = options.writerThreadAfterFiles ?? WRITER_THREAD_AFTER_FILES;
+  let regularFiles = 0;
   let entries = 0;
   let bytes = 0;
   let fail: (error: unknown) => void = () => undefined;
@@ -231,7 +242,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     // descriptor is writable whatever its mode, and the staging directory is private meanwhile.
     const createMode = (mode & 0o7000) === 0 && (mode & UMASK) === 0 && !needsChown ? mode : 0o600;
     const size = header.size ?? 0;
-    if (writer?.accepts(size) && !names.has(path)) {
+    if (writer !== undefined && ++regularFiles > handOverAfter && writer.accepts(size) && !names.has(path)) {
       // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
       writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where);
       names.add(path);

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { extractLayer } from '../../../src/unpack/extract-layer.ts';
+import { extractLayer, WRITER_THREAD_AFTER_FILES } from '../../../src/unpack/extract-layer.ts';
 import { fileWriterStats } from '../../../src/unpack/file-writer.ts';
 import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
 import { arena, extraTarget, type Arena } from '../hardening/arena.ts';
@@ -40,7 +40,8 @@ async function describeTree(root: string): Promise<string[]> {
 }
 
 async function extract(target: string, tar: Buffer, writerThread: boolean): Promise<string[]> {
-  const result = await extractLayer(Readable.from([tar]), target, { label: 'layer sha256:feed', writerThread });
+  // writerThreadAfterFiles 0: every small file goes to the thread, however few the archive holds.
+  const result = await extractLayer(Readable.from([tar]), target, { label: 'layer sha256:feed', writerThread, writerThreadAfterFiles: 0 });
   return result.warnings;
 }
 
@@ -64,6 +65,17 @@ async function bothWays(a: Arena, tar: Buffer): Promise<{ threaded: string; dire
 const mtime = (n: number) => new Date(Date.UTC(2020, 0, 1, 0, 0, n));
 
 describe('the writer thread changes nothing observable', () => {
+  it('a layer hands files over only once it has more than WRITER_THREAD_AFTER_FILES of them', async (t) => {
+    const a = await arena(t);
+    const few = await buildTar(Array.from({ length: WRITER_THREAD_AFTER_FILES }, (_, i) => ({ name: `f${i}`, content: `${i}` })));
+    const many = await buildTar(Array.from({ length: WRITER_THREAD_AFTER_FILES + 10 }, (_, i) => ({ name: `f${i}`, content: `${i}` })));
+    const before = fileWriterStats.filesHandedOver;
+    await extractLayer(Readable.from([few]), await extraTarget(a, 1), { label: 'layer sha256:feed' });
+    assert.equal(fileWriterStats.filesHandedOver - before, 0);
+    await extractLayer(Readable.from([many]), await extraTarget(a, 2), { label: 'layer sha256:feed' });
+    assert.equal(fileWriterStats.filesHandedOver - before, 10);
+  });
+
   it('many small files across batches, a large file, empty files and special modes give the same tree', async (t) => {
     const a = await arena(t);
     const entries: TarEntrySpec[] = [{ name: 'big/', type: 'directory', mode: 0o555 }];
