@@ -1,6 +1,6 @@
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { integerFromEnv } from '../registry/limits.ts';
-import { RETRY_AFTER_SECONDS } from './webhook-common.ts';
+import { locals, replyEarly, RETRY_AFTER_SECONDS } from './webhook-common.ts';
 
 /** GitHub caps webhook payloads at 25 MB; nothing we accept is larger. */
 export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
@@ -23,7 +23,7 @@ export function webhookBodyBytesHeld(): number {
 }
 
 /** Why a body is refused before it is read. */
-export interface BodyRejection {
+interface BodyRejection {
   status: 413 | 415;
   outcome: 'too_large' | 'unsupported_encoding';
   reason: string;
@@ -34,7 +34,7 @@ export interface BodyRejection {
  * over the limit (→ 413) and any `Content-Encoding` other than identity (→ 415; no webhook sender we
  * support compresses, and inflating would let a small request become a large body).
  */
-export function checkBodyHeaders(req: Request): BodyRejection | undefined {
+function checkBodyHeaders(req: Request): BodyRejection | undefined {
   const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
   if (encoding !== '' && encoding !== 'identity') {
     return { status: 415, outcome: 'unsupported_encoding', reason: 'Content-Encoding is not supported; send the body uncompressed' };
@@ -44,6 +44,20 @@ export function checkBodyHeaders(req: Request): BodyRejection | undefined {
     return { status: 413, outcome: 'too_large', reason: `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes` };
   }
   return undefined;
+}
+
+/**
+ * Answers a request whose headers refuse its body (see checkBodyHeaders) without reading the body: with
+ * the refusal's status, or for GitLab (`asIgnored`, see gitlab-hook.ts) with 200 "ignored". Returns
+ * whether it answered.
+ */
+export function refusedByBodyHeaders(req: Request, res: Response, asIgnored = false): boolean {
+  const rejection = checkBodyHeaders(req);
+  if (rejection === undefined) return false;
+  locals(res).reason = rejection.reason;
+  if (asIgnored) replyEarly(res, 200, 'ignored', { outcome: 'ignored', reason: rejection.reason });
+  else replyEarly(res, rejection.status, rejection.outcome, { error: rejection.reason });
+  return true;
 }
 
 /** An error for the app's error handler, shaped like body-parser's (`status`, `type`, a safe message). */

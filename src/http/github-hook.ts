@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { parseGitHubWebhook } from '../forge/parse-github.ts';
 import { GitHubSignature } from './auth.ts';
-import { checkBodyHeaders, rawBodyOf, readRawBody } from './body.ts';
+import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
 import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
 
 /**
@@ -15,12 +15,7 @@ import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, 
  */
 export function githubHookHandlers(context: WebhookContext, signature: GitHubSignature): RequestHandler[] {
   const guard: RequestHandler = (req, res, next) => {
-    const rejection = checkBodyHeaders(req);
-    if (rejection !== undefined) {
-      locals(res).reason = rejection.reason;
-      replyEarly(res, rejection.status, rejection.outcome, { error: rejection.reason });
-      return;
-    }
+    if (refusedByBodyHeaders(req, res)) return;
     const presented = header(req, 'x-hub-signature-256');
     if (!GitHubSignature.wellFormed(presented)) {
       locals(res).reason = presented === undefined ? 'missing X-Hub-Signature-256' : 'malformed X-Hub-Signature-256';

@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { parseGitLabWebhook } from '../forge/parse-gitlab.ts';
 import type { SharedSecret } from './auth.ts';
-import { checkBodyHeaders, rawBodyOf, readRawBody } from './body.ts';
+import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
 import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
 
 /**
@@ -27,14 +27,8 @@ export function gitlabHookHandlers(context: WebhookContext, token: SharedSecret)
     next();
   };
   const guard: RequestHandler = (req, res, next) => {
-    const rejection = checkBodyHeaders(req);
-    if (rejection !== undefined) {
-      locals(res).reason = rejection.reason;
-      // Not a 4xx: see above. The reason is in the body and in the log.
-      replyEarly(res, 200, 'ignored', { outcome: 'ignored', reason: rejection.reason });
-      return;
-    }
-    next();
+    // Not a 4xx: see above. The reason is in the body and in the log.
+    if (!refusedByBodyHeaders(req, res, true)) next();
   };
   const handle = (req: Request, res: Response): void => {
     const body = rawBodyOf(req);

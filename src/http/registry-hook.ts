@@ -3,7 +3,7 @@ import type { RegistryHookConfig } from '../config/bot-config.ts';
 import type { Delivery } from '../forge/events.ts';
 import { parseDistributionNotification, parseDockerHub, parseHarbor, parseQuay } from '../forge/parse-registry.ts';
 import { authorizationCandidates, type SharedSecret } from './auth.ts';
-import { checkBodyHeaders, rawBodyOf, readRawBody } from './body.ts';
+import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
 import { acceptDelivery, header, locals, replyEarly, track, type WebhookContext } from './webhook-common.ts';
 
 /** A configured registry hook with its secrets. */
@@ -57,13 +57,7 @@ export function registryHookHandlers(context: WebhookContext, hooks: ReadonlyMap
     next();
   };
   const guard: RequestHandler = (req, res, next) => {
-    const rejection = checkBodyHeaders(req);
-    if (rejection !== undefined) {
-      locals(res).reason = rejection.reason;
-      replyEarly(res, rejection.status, rejection.outcome, { error: rejection.reason });
-      return;
-    }
-    next();
+    if (!refusedByBodyHeaders(req, res)) next();
   };
   const handle = (req: Request, res: Response): void => {
     const hook = res.locals['hook'] as RegistryHook;

@@ -87,7 +87,6 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   let regularFiles = 0;
   let entries = 0;
   let bytes = 0;
-  let fail: (error: unknown) => void = () => undefined;
   /** The entry being written, or the last one read, for errors. */
   let where: string | undefined;
 
@@ -97,13 +96,16 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   const extract = tarStream.extract();
   /** The descriptor of a file being written here (closed if the layer fails half-way). */
   let openFd: number | undefined;
+  /** Set by the first failure; later events are ignored. */
   let failed = false;
+  let rejectFinished!: (error: unknown) => void;
+  const fail = (error: unknown): void => {
+    if (failed) return;
+    failed = true;
+    rejectFinished(error);
+  };
   const finished = new Promise<void>((resolve, reject) => {
-    fail = (error: unknown) => {
-      if (failed) return;
-      failed = true;
-      reject(error);
-    };
+    rejectFinished = reject;
     extract.on('entry', (header: tarStream.Header, entry: PassThroughEntry, next: () => void) => {
       if (failed) return;
       try {
