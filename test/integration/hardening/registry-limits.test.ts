@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { buffer } from 'node:stream/consumers';
 import { RegistryClient } from '../../../src/registry/client.ts';
 import type { RepositoryRef } from '../../../src/registry/types.ts';
+import { listenOnLoopback } from '../../support/loopback-server.ts';
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -20,15 +21,8 @@ async function serve(t: TestContext, handler: (req: IncomingMessage, res: Server
     requests.push(req);
     handler(req, res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { host: `127.0.0.1:${(server.address() as { port: number }).port}`, requests };
+  const { host } = await listenOnLoopback(t, server);
+  return { host, requests };
 }
 
 const refOn = (host: string): RepositoryRef => ({ scheme: 'http', registry: host, repository: 'team/app' });

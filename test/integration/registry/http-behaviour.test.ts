@@ -19,16 +19,11 @@ import { gzipSync } from 'node:zlib';
 import { RegistryClient } from '../../../src/registry/client.ts';
 import { CredentialStore } from '../../../src/registry/credentials.ts';
 import type { Descriptor, RepositoryRef } from '../../../src/registry/types.ts';
-import { DuccError } from '../../../src/util/errors.ts';
 import { buildTar } from '../../support/build-tar.ts';
+import { hasCode } from '../../support/ducc-error.ts';
+import { listenOnLoopback } from '../../support/loopback-server.ts';
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-const hasCode = (code: string, re?: RegExp) => (e: unknown) => {
-  assert.ok(e instanceof DuccError, `expected a DuccError, got ${String(e)}`);
-  assert.equal(e.code, code, e.message);
-  if (re !== undefined) assert.match(e.message, re);
-  return true;
-};
 
 interface Recorded {
   method: string;
@@ -53,16 +48,7 @@ async function serve(t: TestContext, handler: (req: IncomingMessage, res: Server
       res.writeHead(599).end(String(error));
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const port = (server.address() as { port: number }).port;
-  return { host: `127.0.0.1:${port}`, port, requests };
+  return { ...(await listenOnLoopback(t, server)), requests };
 }
 
 /** A one-layer OCI image held in memory. */
@@ -453,14 +439,10 @@ test('https registry: works with a trusted CA, and a redirect down to plain http
     }
     if (!serveImage(image, req, res)) res.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
+  const { host: tlsHost } = await listenOnLoopback(t, server);
   const agent = new Agent({ connect: { ca: cert } });
   t.after(() => agent.close());
-  const ref: RepositoryRef = { scheme: 'https', registry: `127.0.0.1:${(server.address() as { port: number }).port}`, repository: 'team/app' };
+  const ref: RepositoryRef = { scheme: 'https', registry: tlsHost, repository: 'team/app' };
 
   const untrusting = new RegistryClient({ retryBaseMs: 1, maxRetries: 0 });
   await assert.rejects(untrusting.resolveImage(ref, 'v1'), hasCode('BOT_ERR_REGISTRY_UNREACHABLE', /127\.0\.0\.1/));

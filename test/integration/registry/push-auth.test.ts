@@ -12,19 +12,12 @@ import { Agent, type Dispatcher } from 'undici';
 import { RegistryClient } from '../../../src/registry/client.ts';
 import { CredentialStore } from '../../../src/registry/credentials.ts';
 import type { RepositoryRef } from '../../../src/registry/types.ts';
-import { DuccError } from '../../../src/util/errors.ts';
 import { buildTar } from '../../support/build-tar.ts';
 import { pushOciLayout, runSkopeo, writeOciLayout } from '../../support/oci-image.ts';
 import { startRegistry } from '../../support/registry.ts';
+import { hasCode } from '../../support/ducc-error.ts';
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-const hasCode = (code: string, re?: RegExp, secret?: string) => (e: unknown) => {
-  assert.ok(e instanceof DuccError, `expected a DuccError, got ${String(e)}`);
-  assert.equal(e.code, code, e.message);
-  if (re !== undefined) assert.match(e.message, re);
-  if (secret !== undefined) assert.ok(!e.message.includes(secret), 'the secret is not in the message');
-  return true;
-};
 
 /** A dispatcher that records every request (method and path) it sends. */
 function recordingDispatcher(t: { after(fn: () => unknown): void }): { dispatcher: Dispatcher; requests: string[] } {

@@ -13,22 +13,16 @@ import { gunzipSync } from 'node:zlib';
 import { RegistryClient } from '../../../src/registry/client.ts';
 import { parsePlatform } from '../../../src/registry/platform.ts';
 import type { RepositoryRef } from '../../../src/registry/types.ts';
-import { DuccError } from '../../../src/util/errors.ts';
 import { buildTar } from '../../support/build-tar.ts';
 import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
 import { freePort, startRegistry } from '../../support/registry.ts';
+import { hasCode } from '../../support/ducc-error.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-const hasCode = (code: string, re?: RegExp) => (e: unknown) => {
-  assert.ok(e instanceof DuccError, `expected a DuccError, got ${String(e)}`);
-  assert.equal(e.code, code, e.message);
-  if (re !== undefined) assert.match(e.message, re);
-  return true;
-};
 
 /** Flips one byte in the middle of a blob's data file in the registry's filesystem storage. */
 async function corruptBlob(storageDir: string, digest: string): Promise<void> {
