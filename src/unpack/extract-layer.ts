@@ -2,11 +2,11 @@ import { constants as fsConstants } from 'node:fs';
 import { closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeSync, type Stats } from 'node:fs';
 import { join, relative } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
-import tarStream from 'tar-stream';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from '../publish/publisher.ts';
 import { checkWhiteoutName, entryComponents, extractLimits, unsafe, type ExtractLimits } from './entry-path.ts';
 import { FileWriterSession } from './file-writer.ts';
+import { TarReader, type TarHeader } from './tar-reader.ts';
 
 export interface ExtractOptions {
   /** Names the layer in errors, e.g. `layer sha256:ab12…`. */
@@ -27,9 +27,6 @@ export interface ExtractOptions {
  * than they save. Only a layer that goes on past this many files hands its small files over.
  */
 export const WRITER_THREAD_AFTER_FILES = 256;
-
-/** An entry's content stream (tar-stream does not export its type). */
-type PassThroughEntry = tarStream.ExtractEvents['entry'][1];
 
 interface DirMetadata {
   path: string;
@@ -83,6 +80,10 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   // target starts empty, so such a name is free), and a name in it is replaced here, after settling.
   const writer = options.writerThread === false ? undefined : FileWriterSession.open();
   const names = new Set<string>();
+  // Set once anything was removed to make room for a later entry. Until then no recorded directory can
+  // have been replaced by a symlink or a file (a name in a fresh target only ever gets created), so the
+  // checks that guard against that are skipped.
+  let removedSomething = false;
   const handOverAfter = options.writerThreadAfterFiles ?? WRITER_THREAD_AFTER_FILES;
   let regularFiles = 0;
   let entries = 0;
@@ -90,13 +91,35 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   /** The entry being written, or the last one read, for errors. */
   let where: string | undefined;
 
-  // Entries are handled in tar-stream's callback form rather than with `for await`: an archive can hold
-  // hundreds of thousands of entries, and each awaited entry and chunk costs promises and microtasks.
-  // Each entry is handled synchronously up to its content; `next()` asks for the following one.
-  const extract = tarStream.extract();
-  /** The descriptor of a file being written here (closed if the layer fails half-way). */
+  // The archive is read by TarReader (tar-reader.ts), which hands each entry and its content to these
+  // callbacks synchronously: an archive can hold hundreds of thousands of entries, and a stream or a
+  // promise per entry would cost more than creating the file. Everything below is synchronous; a throw
+  // fails the reader's write, and with it the layer.
+  /** Where the current entry's content goes, if anywhere. */
+  let sink: ((chunk: Buffer) => void) | undefined;
+  /** Called at the end of the current entry's content. */
+  let finish: (() => void) | undefined;
+  const extract = new TarReader({
+    entry(header) {
+      handleEntry(header);
+    },
+    data(chunk) {
+      if (sink === undefined) return;
+      bytes += chunk.length;
+      if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
+      sink(chunk);
+    },
+    end() {
+      const done = finish;
+      sink = undefined;
+      finish = undefined;
+      done?.();
+    },
+  });
+  /** The descriptor of a file being written here (closed if the layer fails half-way), and its metadata. */
   let openFd: number | undefined;
-  /** Set by the first failure; later events are ignored. */
+  let direct: { needsChown: boolean; uid: number; gid: number; createMode: number; mode: number; mtime: Date } | undefined;
+  /** Set by the first failure. */
   let failed = false;
   let rejectFinished!: (error: unknown) => void;
   const fail = (error: unknown): void => {
@@ -106,14 +129,6 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   };
   const finished = new Promise<void>((resolve, reject) => {
     rejectFinished = reject;
-    extract.on('entry', (header: tarStream.Header, entry: PassThroughEntry, next: () => void) => {
-      if (failed) return;
-      try {
-        handleEntry(header, entry, next);
-      } catch (error) {
-        fail(error);
-      }
-    });
     extract.on('finish', resolve);
     extract.on('error', fail);
     // Also when `tar` failed (or was destroyed) before we were called: finished() reports that at once.
@@ -133,7 +148,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     writer?.settle();
 
     // Deepest first, so that a read-only parent does not block its children's metadata.
-    const realTarget = realpathSync(target);
+    const realTarget = removedSomething ? realpathSync(target) : undefined;
     const ordered = [...directories.values()].sort((a, b) => b.path.length - a.path.length);
     for (const dir of ordered) applyDirectoryMetadata(dir, realTarget);
   } catch (error) {
@@ -149,38 +164,35 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   result.implicitDirectories = [...implicitDirs].sort();
   return result;
 
-  /** One archive entry; calls `next` (at once, or once its content is written) unless it throws. */
-  function handleEntry(header: tarStream.Header, entry: PassThroughEntry, next: () => void): void {
+  /** One archive entry; sets `sink` and `finish` when its content is to be written. */
+  function handleEntry(header: TarHeader): void {
     where = `${options.label}, entry '${header.name}'`;
     if (++entries > limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${options.label}: more than ${limits.maxEntries} entries`);
     const components = entryComponents(header.name, limits, where);
     const name = components.at(-1);
     if (name !== undefined) checkWhiteoutName(name, where);
 
-    // tar-stream has already folded PAX and GNU long-name records into this header.
+    // The reader has already folded PAX and GNU long-name records into this header.
     const type = header.type;
-    const mode = (header.mode ?? 0o644) & 0o7777;
-    const uid = header.uid ?? 0;
-    const gid = header.gid ?? 0;
-    const mtime = header.mtime ?? new Date(0);
+    const mode = header.mode & 0o7777;
+    const uid = header.uid;
+    const gid = header.gid;
+    const mtime = header.mtime;
 
     if (components.length === 0) {
       // The layer root itself (`./`): its metadata applies to `target`. Nothing else may replace the
       // root (umoci CVE-2021-29136: a symlink named `.` redirected every later layer).
       if (type === 'directory') directories.set(target, { path: target, mode, uid, gid, mtime });
       else result.warnings.push(`${where}: ${type ?? 'unknown entry'} named like the layer root ignored (the root stays a directory)`);
-      skip(entry, next);
       return;
     }
 
     if (type === 'character-device' || type === 'block-device' || type === 'fifo') {
       result.warnings.push(`${where}: ${type} not created (device nodes and FIFOs are never created)`);
-      skip(entry, next);
       return;
     }
     if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory' && type !== 'symlink' && type !== 'link') {
       result.warnings.push(`${where}: unsupported entry type '${type}' skipped`);
-      skip(entry, next);
       return;
     }
 
@@ -192,6 +204,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       if (existing && !existing.isDirectory()) {
         writer?.settle();
         rmSync(path, { force: true });
+        removedSomething = true;
         knownDirs.clear();
       }
       if (!existing || !existing.isDirectory()) {
@@ -201,7 +214,6 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       implicitDirs.delete(relative(target, path));
       // Permissions last, deepest first: a 0555 directory must still receive its children.
       directories.set(path, { path, mode, uid, gid, mtime });
-      skip(entry, next);
       return;
     }
 
@@ -213,7 +225,6 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       replacing(path, () => symlinkSync(linkTarget, path));
       if (preserveOwnership) lchownSync(path, uid, gid);
       lutimesSync(path, mtime, mtime);
-      skip(entry, next);
       return;
     }
     if (type === 'link') {
@@ -230,7 +241,6 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
         if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
         replacing(path, () => linkSync(source, path));
       }
-      skip(entry, next);
       return;
     }
 
@@ -243,71 +253,46 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     // the umask would drop, no chown to clear bits afterwards): saves an fchmod per file. A new file's
     // descriptor is writable whatever its mode, and the staging directory is private meanwhile.
     const createMode = (mode & 0o7000) === 0 && (mode & UMASK) === 0 && !needsChown ? mode : 0o600;
-    const size = header.size ?? 0;
+    const size = header.size;
     if (writer !== undefined && ++regularFiles > handOverAfter && writer.accepts(size) && !names.has(path)) {
       // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
       writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where);
       names.add(path);
-      consume(
-        entry,
-        (chunk) => writer.write(chunk),
-        () => {
-          writer.end();
-          next();
-        },
-      );
+      sink = writeToWriter;
+      finish = endWriterFile;
       return;
     }
-    const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
-    openFd = fd;
-    consume(
-      entry,
-      (chunk) => writeAll(fd, chunk),
-      () => {
-        openFd = undefined;
-        try {
-          if (needsChown) fchownSync(fd, uid, gid);
-          // chmod after chown: chown clears setuid/setgid.
-          if (createMode !== mode) fchmodSync(fd, mode);
-          futimesSync(fd, mtime, mtime);
-        } finally {
-          closeSync(fd);
-        }
-        next();
-      },
-    );
+    openFd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
+    direct = { needsChown, uid, gid, createMode, mode, mtime };
+    sink = writeDirect;
+    finish = endDirectFile;
   }
 
-  /** Drains an entry that has no content for us. */
-  function skip(entry: PassThroughEntry, next: () => void): void {
-    entry.on('error', fail);
-    entry.on('end', next);
-    entry.resume();
+  function writeToWriter(chunk: Buffer): void {
+    writer!.write(chunk);
   }
 
-  /** Feeds an entry's content to `write` chunk by chunk under the byte limit, then calls `end`. */
-  function consume(entry: PassThroughEntry, write: (chunk: Buffer) => void, end: () => void): void {
-    // A truncated archive fails the entry's stream.
-    entry.on('error', fail);
-    entry.on('data', (data: unknown) => {
-      if (failed) return;
-      const chunk = data as Buffer;
-      try {
-        bytes += chunk.length;
-        if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
-        write(chunk);
-      } catch (error) {
-        fail(error);
-      }
-    });
-    entry.on('end', () => {
-      if (failed) return;
-      try {
-        end();
-      } catch (error) {
-        fail(error);
-      }
-    });
+  function endWriterFile(): void {
+    writer!.end();
+  }
+
+  function writeDirect(chunk: Buffer): void {
+    writeAll(openFd!, chunk);
+  }
+
+  function endDirectFile(): void {
+    const fd = openFd!;
+    const { needsChown, uid, gid, createMode, mode, mtime } = direct!;
+    openFd = undefined;
+    direct = undefined;
+    try {
+      if (needsChown) fchownSync(fd, uid, gid);
+      // chmod after chown: chown clears setuid/setgid.
+      if (createMode !== mode) fchmodSync(fd, mode);
+      futimesSync(fd, mtime, mtime);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /**
@@ -317,17 +302,21 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
    * reaches a directory without any symlink (its real path is itself), and through its own descriptor
    * opened with O_NOFOLLOW.
    */
-  function applyDirectoryMetadata(dir: DirMetadata, realTarget: string): void {
-    const rel = relative(target, dir.path);
-    const expected = rel === '' ? realTarget : join(realTarget, rel);
-    let real: string;
-    try {
-      real = realpathSync.native(dir.path);
-    } catch (error) {
-      if (isGone(error)) return;
-      throw error;
+  function applyDirectoryMetadata(dir: DirMetadata, realTarget: string | undefined): void {
+    // Without realTarget nothing was removed in this layer: every recorded path is still the directory
+    // it was (and resolving ~1,000 paths costs one readlink per component of each).
+    if (realTarget !== undefined) {
+      const rel = relative(target, dir.path);
+      const expected = rel === '' ? realTarget : join(realTarget, rel);
+      let real: string;
+      try {
+        real = realpathSync.native(dir.path);
+      } catch (error) {
+        if (isGone(error)) return;
+        throw error;
+      }
+      if (real !== expected) return;
     }
-    if (real !== expected) return;
     let fd: number;
     try {
       fd = openSync(dir.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
@@ -432,11 +421,17 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     // by a symlink, a file in flight would be created through it.
     writer?.settle();
     rmSync(path, { recursive: true, force: true });
+    removedSomething = true;
     knownDirs.clear();
   }
 
-  /** lstat of a path of the target, once any write of that very path handed to the writer is done. */
+  /**
+   * lstat of a path of the target, once any write of that very path handed to the writer is done. A
+   * path never created in this layer does not exist (the target starts empty): no lstat, and no thrown
+   * ENOENT, which costs more than the call.
+   */
   function lookup(path: string): Stats | undefined {
+    if (!names.has(path)) return undefined;
     if (writer?.isPending(path)) writer.settle();
     return lstatOrUndefined(path);
   }
@@ -462,7 +457,7 @@ function isGone(error: unknown): boolean {
 /**
  * Any failure as a DuccError naming the layer and the entry: our own errors pass unchanged, filesystem
  * errors (ENOSPC, ENAMETOOLONG, ...) name the entry being written, and the tar parser's and
- * decompressors' errors say the archive is invalid (tar-stream refuses PAX / GNU long-name records over
+ * decompressors' errors say the archive is invalid (the reader refuses PAX / GNU long-name records over
  * 4 MiB, which becomes a limit error).
  */
 function layerError(error: unknown, label: string, where: string | undefined, entries: number): DuccError {

@@ -403,6 +403,14 @@ describe('malformed archives', () => {
     await assert.rejects(extractInto(a, tar), { code: 'BOT_ERR_ARCHIVE', message: /layer sha256:feed: .*(invalid|corrupt)/i });
   });
 
+  it('directory-with-size-does-not-stall: a directory header that claims content is unpacked and the next entry follows', async (t) => {
+    // With tar-stream's extractor such an entry's content stream never ended, and the layer hung.
+    const tar = Buffer.concat([rawHeader({ name: 'dir/', typeflag: '5', size: 100 }), rawHeader({ name: 'dir/file', typeflag: '0', size: 4 }), rawData(Buffer.from('data')), endOfArchive()]);
+    const { a } = await hostile(t, tar);
+    await extractInto(a, tar);
+    assert.equal(await readFile(join(a.target, 'dir/file'), 'utf8'), 'data');
+  });
+
   it('truncated-archive-names-layer: an archive that ends inside an entry is a clear archive error', async (t) => {
     const full = await buildTar([{ name: 'big', content: Buffer.alloc(4096, 1) }]);
     const tar = full.subarray(0, 512 + 1000);
