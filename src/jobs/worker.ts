@@ -21,6 +21,13 @@ export interface JobWorkerOptions {
   /** After stop() aborts a job, how long to wait for its handler to give up before resolving anyway (ms). Default 1000. */
   abortGraceMs?: number;
   /**
+   * After poke(), the next job starts only once no poke came for this long (ms; default 25), and at the latest
+   * `maxQuietWaitMs` (default 250) after the first of them: a burst of webhook deliveries is acknowledged
+   * before the jobs it queued start competing with it for the event loop. 0 starts at once.
+   */
+  quietMs?: number;
+  maxQuietWaitMs?: number;
+  /**
    * Called once per attempt after the store was updated: 'done', 'failed' (for good) or 'retry' (requeued after
    * an error, or interrupted by stop()). The bot finalises the commit statuses of failed jobs here. Errors are
    * logged and otherwise ignored.
@@ -65,7 +72,12 @@ export class JobWorker {
   readonly #maxAttempts: number;
   readonly #now: () => number;
   readonly #abortGraceMs: number;
+  readonly #quietMs: number;
+  readonly #maxQuietWaitMs: number;
   readonly #onJobFinished: JobWorkerOptions['onJobFinished'];
+  /** performance.now() of the last poke, and of the first one since a job was last claimed. */
+  #lastPoke = 0;
+  #pokedSince: number | undefined;
 
   #loop: Loop | undefined;
   #current: Run | undefined;
@@ -81,6 +93,8 @@ export class JobWorker {
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 3);
     this.#now = options.now ?? Date.now;
     this.#abortGraceMs = options.abortGraceMs ?? 1000;
+    this.#quietMs = Math.max(0, options.quietMs ?? 25);
+    this.#maxQuietWaitMs = Math.max(0, options.maxQuietWaitMs ?? 250);
     this.#onJobFinished = options.onJobFinished;
   }
 
@@ -101,8 +115,14 @@ export class JobWorker {
     loop.done = this.#runLoop(loop);
   }
 
-  /** Wakes the loop now (called after enqueue so jobs start without waiting for the poll). */
+  /**
+   * Wakes the loop (called after enqueue so jobs start without waiting for the poll); the job starts once
+   * the pokes have been quiet for `quietMs` (see JobWorkerOptions).
+   */
   poke(): void {
+    const now = performance.now();
+    this.#lastPoke = now;
+    this.#pokedSince ??= now;
     this.#poked = true;
     this.#wake?.();
   }
@@ -138,6 +158,8 @@ export class JobWorker {
 
   async #runLoop(loop: Loop): Promise<void> {
     while (!loop.stopping) {
+      await this.#untilQuiet(loop);
+      if (loop.stopping) break;
       let job: Job | undefined;
       try {
         job = this.#store.claimNext(this.#now());
@@ -237,6 +259,26 @@ export class JobWorker {
     } catch (hookError) {
       log.error({ err: hookError, outcome }, 'onJobFinished failed');
     }
+  }
+
+  /** Waits while pokes keep coming (see JobWorkerOptions.quietMs), or until stopped. */
+  async #untilQuiet(loop: Loop): Promise<void> {
+    while (this.#pokedSince !== undefined && !loop.stopping) {
+      const now = performance.now();
+      const wait = Math.min(this.#lastPoke + this.#quietMs, this.#pokedSince + this.#maxQuietWaitMs) - now;
+      if (wait <= 0) break;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          if (this.#wake === done) this.#wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, wait);
+        // stop() wakes it; a poke does too, and the wait is computed again.
+        this.#wake = done;
+      });
+    }
+    this.#pokedSince = undefined;
   }
 
   /** Waits `pollMs`, or less if poked or stopped. */

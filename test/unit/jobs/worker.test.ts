@@ -201,6 +201,41 @@ test('poke starts queued work at once instead of waiting for the poll', { timeou
   assert.ok(performance.now() - stopStarted < 1000, 'stop wakes a sleeping loop');
 });
 
+test('a burst of pokes postpones the next job until the pokes have been quiet for quietMs', { timeout: 5000 }, async (t) => {
+  const store = openStore(t);
+  let startedAt: number | undefined;
+  const worker = makeWorker(t, { store, pollMs: 60_000, quietMs: 80, maxQuietWaitMs: 5000, handle: async () => void (startedAt ??= performance.now()) });
+  worker.start();
+  await worker.onIdle();
+  store.enqueue(sync('a'));
+  let lastPoke = 0;
+  for (let i = 0; i < 15; i++) {
+    worker.poke();
+    lastPoke = performance.now();
+    await sleep(10);
+  }
+  await worker.onIdle();
+  assert.ok(startedAt !== undefined, 'the job ran');
+  // Timers fire late, never early: the job cannot start before the quiet period after the last poke.
+  assert.ok(startedAt - lastPoke >= 70, `started ${(startedAt - lastPoke).toFixed(0)} ms after the last poke`);
+});
+
+test('pokes that never stop delay the next job by at most maxQuietWaitMs', { timeout: 5000 }, async (t) => {
+  const store = openStore(t);
+  let startedAt: number | undefined;
+  const worker = makeWorker(t, { store, pollMs: 60_000, quietMs: 80, maxQuietWaitMs: 100, handle: async () => void (startedAt ??= performance.now()) });
+  worker.start();
+  await worker.onIdle();
+  store.enqueue(sync('a'));
+  const firstPoke = performance.now();
+  while (performance.now() - firstPoke < 800) {
+    worker.poke();
+    await sleep(10);
+  }
+  await worker.onIdle();
+  assert.ok(startedAt !== undefined && startedAt - firstPoke < 600, `started ${((startedAt ?? Infinity) - firstPoke).toFixed(0)} ms after the first poke, while the pokes went on`);
+});
+
 test('onIdle resolves at once when nothing is runnable, even before start', { timeout: 3000 }, async (t) => {
   const store = openStore(t);
   store.enqueue(sync('later'), { notBefore: Date.now() + 3_600_000 });
