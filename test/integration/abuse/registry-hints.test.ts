@@ -81,8 +81,10 @@ it('registry notifications never make the bot fetch from target.url or a host th
   assert.deepEqual(forbidden, []);
   const queue = await bot.queue();
   assert.equal(queue.queued + queue.running + queue.failed, 0);
-  // Hints about the same image while one is queued are merged into it; every hint was handled.
-  assert.ok(queue.done >= 1 + 3 && queue.done <= 1 + hints.length, JSON.stringify(queue));
+  // The hints name two images (sci/a:1 at 169.254.169.254 and at the trap): each was handled at least
+  // once. Hints about an image that is still queued are merged into its job, and the worker waits for
+  // deliveries to pause before it starts one, so how many merge depends on timing.
+  assert.ok(queue.done >= 1 + 2 && queue.done <= 1 + hints.length, JSON.stringify(queue));
 });
 
 it('repository, tag and host names that would form paths outside the repository are dropped at the edge', async (t) => {
