@@ -267,16 +267,8 @@ export class JobWorker {
       const now = performance.now();
       const wait = Math.min(this.#lastPoke + this.#quietMs, this.#pokedSince + this.#maxQuietWaitMs) - now;
       if (wait <= 0) break;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          if (this.#wake === done) this.#wake = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, wait);
-        // stop() wakes it; a poke does too, and the wait is computed again.
-        this.#wake = done;
-      });
+      // A poke wakes it too, and the wait is computed again.
+      await this.#nap(wait);
     }
     this.#pokedSince = undefined;
   }
@@ -287,14 +279,20 @@ export class JobWorker {
       this.#poked = false;
       return Promise.resolve();
     }
+    return this.#nap(this.#pollMs).then(() => {
+      this.#poked = false;
+    });
+  }
+
+  /** Waits `ms`, or less if poked or stopped (both call #wake). */
+  #nap(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         if (this.#wake === done) this.#wake = undefined;
-        this.#poked = false;
         resolve();
       };
-      const timer = setTimeout(done, this.#pollMs);
+      const timer = setTimeout(done, ms);
       this.#wake = done;
     });
   }

@@ -116,9 +116,8 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       done?.();
     },
   });
-  /** The descriptor of a file being written here (closed if the layer fails half-way), and its metadata. */
-  let openFd: number | undefined;
-  let direct: { needsChown: boolean; uid: number; gid: number; createMode: number; mode: number; mtime: Date } | undefined;
+  /** The file being written here: its descriptor (closed if the layer fails half-way) and metadata. */
+  let direct: { fd: number; needsChown: boolean; uid: number; gid: number; createMode: number; mode: number; mtime: Date } | undefined;
   /** Set by the first failure. */
   let failed = false;
   let rejectFinished!: (error: unknown) => void;
@@ -155,7 +154,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     failed = true;
     extract.destroy();
     tar.destroy();
-    if (openFd !== undefined) closeSync(openFd);
+    if (direct !== undefined) closeSync(direct.fd);
     // The writer must be done with the target before the caller removes it.
     writer?.close();
     throw layerError(error, options.label, where, entries);
@@ -262,8 +261,8 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       finish = endWriterFile;
       return;
     }
-    openFd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
-    direct = { needsChown, uid, gid, createMode, mode, mtime };
+    const fd = replacing(path, () => openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, createMode));
+    direct = { fd, needsChown, uid, gid, createMode, mode, mtime };
     sink = writeDirect;
     finish = endDirectFile;
   }
@@ -277,13 +276,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   }
 
   function writeDirect(chunk: Buffer): void {
-    writeAll(openFd!, chunk);
+    writeAll(direct!.fd, chunk);
   }
 
   function endDirectFile(): void {
-    const fd = openFd!;
-    const { needsChown, uid, gid, createMode, mode, mtime } = direct!;
-    openFd = undefined;
+    const { fd, needsChown, uid, gid, createMode, mode, mtime } = direct!;
     direct = undefined;
     try {
       if (needsChown) fchownSync(fd, uid, gid);

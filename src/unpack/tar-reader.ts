@@ -71,7 +71,6 @@ export class TarReader extends Writable {
   /** The long record being gathered. */
   #longType = 0;
   #longParts: Buffer[] = [];
-  #longBytes = 0;
   #longName: string | undefined;
   #longLinkName: string | undefined;
   #pax: Record<string, string> | undefined;
@@ -167,7 +166,6 @@ export class TarReader extends Writable {
       if (size > MAX_LONG_HEADER_BYTES) throw new Error('Header exceeds max size');
       this.#longType = flag;
       this.#longParts = [];
-      this.#longBytes = size;
       this.#remaining = size;
       this.#padding = padding(size);
       if (size === 0) this.#endLongHeader();
@@ -209,14 +207,10 @@ export class TarReader extends Writable {
     };
     this.#visitor.entry(header);
     // A directory has no content to read, whatever its size field says (as in tar-stream).
-    if (header.size === 0) {
-      this.#padding = 0;
-      this.#endEntry();
-      return;
-    }
     this.#remaining = header.size;
     this.#padding = padding(header.size);
-    this.#state = State.Data;
+    if (header.size === 0) this.#endEntry();
+    else this.#state = State.Data;
   }
 
   #endEntry(): void {
@@ -225,7 +219,7 @@ export class TarReader extends Writable {
   }
 
   #endLongHeader(): void {
-    const record = this.#longParts.length === 1 ? this.#longParts[0]! : Buffer.concat(this.#longParts, this.#longBytes);
+    const record = this.#longParts.length === 1 ? this.#longParts[0]! : Buffer.concat(this.#longParts);
     this.#longParts = [];
     switch (this.#longType) {
       case GNU_LONG_NAME:
