@@ -15,7 +15,7 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { DuccError } from '../util/errors.ts';
-import { JOB_FIELDS, packJob, type BatchDone, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
+import { JOB_FIELDS, packJob, PROGRESS_DONE, PROGRESS_SLOTS, PROGRESS_STOPPED, type BatchDone, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
 
 /** Content bytes per batch. */
 const BATCH_BYTES = 1024 * 1024;
@@ -28,7 +28,10 @@ const HANDED_OVER_MAX_BYTES = 64 * 1024;
 const BATCH_FILES = 256;
 /** Batches of one layer sent and not yet written; beyond this the extractor waits. */
 const MAX_IN_FLIGHT = 4;
-/** A writer that finishes no batch for this long is taken for dead (a liveness backstop, not a limit). */
+/**
+ * A writer that finishes no batch for this long is taken for dead: a liveness backstop for a thread that
+ * stopped without running its exit handler (killed for memory), not a limit.
+ */
 const STALL_MS = 5 * 60_000;
 
 export const WRITER_THREADS_VARIABLE = 'DUCC_WRITER_THREADS';
@@ -47,6 +50,11 @@ const WORKER_URL = new URL(`./file-writer-worker${import.meta.url.endsWith('.ts'
 /** Files handed to writer threads since the process started (for tests and diagnostics). */
 export const fileWriterStats = { filesHandedOver: 0 };
 
+/** Makes every writer thread throw, as a bug in it would (tests only). */
+export function failWriterThreadsForTest(): void {
+  for (const worker of pool ?? []) worker.postMessage({ kind: 'fail-for-test' } satisfies WriterMessage);
+}
+
 /**
  * Batch buffers the writer gave back, for the next batches: a layer of 50,000 small files would otherwise
  * leave ~160 MiB of spent buffers for the garbage collector, which frees them late (they are outside
@@ -55,6 +63,8 @@ export const fileWriterStats = { filesHandedOver: 0 };
 const spareBuffers: ArrayBuffer[] = [];
 
 let pool: Worker[] | undefined;
+/** Why a writer thread stopped, once its 'error' event has arrived (it may not have yet when a session notices). */
+let lastWriterError: Error | undefined;
 let nextWorker = 0;
 let nextSession = 0;
 
@@ -65,9 +75,9 @@ function writers(): Worker[] {
     for (let i = 0; i < writerThreadCount(); i++) {
       const worker = new Worker(WORKER_URL);
       worker.unref();
-      // A thread that died leaves its sessions without progress: they end at the stall backstop. New
-      // sessions stop using it.
-      worker.on('error', () => {
+      // A thread that stopped has already told its sessions (PROGRESS_STOPPED). New sessions do not use it.
+      worker.on('error', (error) => {
+        lastWriterError = error;
         pool = pool?.filter((w) => w !== worker);
       });
       worker.on('exit', () => {
@@ -105,7 +115,7 @@ export class FileWriterSession {
   /** Bound to one thread on first use. */
   private worker: Worker | undefined;
   private readonly session = nextSession++;
-  private readonly progress = new Int32Array(new SharedArrayBuffer(4));
+  private readonly progress = new Int32Array(new SharedArrayBuffer(PROGRESS_SLOTS * Int32Array.BYTES_PER_ELEMENT));
   private port: MessagePort | undefined;
   /** Batches sent, and the entry labels of those not yet known to be written (by send order). */
   private sent = 0;
@@ -212,11 +222,15 @@ export class FileWriterSession {
 
   /** Blocks until at least `count` batches are written, collecting failures. */
   private waitUntilDone(count: number): void {
-    let done = Atomics.load(this.progress, 0);
+    let done = Atomics.load(this.progress, PROGRESS_DONE);
     let lastProgress = Date.now();
     while (done < count) {
-      const result = Atomics.wait(this.progress, 0, done, 1000);
-      const now = Atomics.load(this.progress, 0);
+      if (Atomics.load(this.progress, PROGRESS_STOPPED) === 1) {
+        const why = lastWriterError === undefined ? '' : `: ${lastWriterError.message}`;
+        throw new DuccError('BOT_ERR_PUBLISH', `the file-writer thread stopped with files of this layer not yet written${why}`);
+      }
+      const result = Atomics.wait(this.progress, PROGRESS_DONE, done, 1000);
+      const now = Atomics.load(this.progress, PROGRESS_DONE);
       if (now !== done) lastProgress = Date.now();
       else if (result === 'timed-out' && Date.now() - lastProgress > STALL_MS) {
         throw new DuccError('BOT_ERR_PUBLISH', `the file-writer thread wrote nothing for ${STALL_MS / 1000} s`);
