@@ -28,6 +28,9 @@ export interface ExtractOptions {
  */
 export const WRITER_THREAD_AFTER_FILES = 256;
 
+/** In the extractor's map of names: created by the extractor itself (writer tickets start at 1). */
+const CREATED_HERE = 0;
+
 interface DirMetadata {
   path: string;
   mode: number;
@@ -76,10 +79,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   const knownDirs = new Map<string, string>([['', target]]);
   const implicitDirs = new Set<string>();
   // Small new files go to a writer thread (see file-writer.ts); everything else is done here, in order.
-  // `names` holds every path created in this layer: only a name not in it can go to the writer (the
-  // target starts empty, so such a name is free), and a name in it is replaced here, after settling.
+  // `names` holds every path created in this layer, with the writer's ticket for a file handed over
+  // (CREATED_HERE otherwise): only a name not in it can go to the writer (the target starts empty, so
+  // such a name is free), and a name in it is replaced here, after settling if its ticket is pending.
   const writer = options.writerThread === false ? undefined : FileWriterSession.open();
-  const names = new Set<string>();
+  const names = new Map<string, number>();
   // Set once anything was removed to make room for a later entry. Until then no recorded directory can
   // have been replaced by a symlink or a file (a name in a fresh target only ever gets created), so the
   // checks that guard against that are skipped.
@@ -208,7 +212,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       }
       if (!existing || !existing.isDirectory()) {
         mkdirSync(path, { mode: 0o700 });
-        names.add(path);
+        names.set(path, CREATED_HERE);
       }
       implicitDirs.delete(relative(target, path));
       // Permissions last, deepest first: a 0555 directory must still receive its children.
@@ -255,8 +259,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     const size = header.size;
     if (writer !== undefined && ++regularFiles > handOverAfter && writer.accepts(size) && !names.has(path)) {
       // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
-      writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where);
-      names.add(path);
+      names.set(path, writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where));
       sink = writeToWriter;
       finish = endWriterFile;
       return;
@@ -375,7 +378,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       if (stat === undefined) {
         if (!create) return undefined;
         mkdirSync(path, { mode: 0o755 });
-        names.add(path);
+        names.set(path, CREATED_HERE);
         resolved.push(part);
         implicitDirs.add(resolved.join('/'));
       } else if (stat.isSymbolicLink()) {
@@ -400,8 +403,8 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
    * for the common case of a new name.
    */
   function replacing<T>(path: string, create: () => T): T {
-    if (writer?.isPending(path)) writer.settle();
-    names.add(path);
+    settleIfPending(names.get(path));
+    names.set(path, CREATED_HERE);
     try {
       return create();
     } catch (error) {
@@ -428,9 +431,15 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
    * ENOENT, which costs more than the call.
    */
   function lookup(path: string): Stats | undefined {
-    if (!names.has(path)) return undefined;
-    if (writer?.isPending(path)) writer.settle();
+    const ticket = names.get(path);
+    if (ticket === undefined) return undefined;
+    settleIfPending(ticket);
     return lstatOrUndefined(path);
+  }
+
+  /** Waits for the writer if the name's file was handed over and may not be on disk yet. */
+  function settleIfPending(ticket: number | undefined): void {
+    if (ticket !== undefined && ticket !== CREATED_HERE && writer!.isPending(ticket)) writer!.settle();
   }
 
   function writeEmptyFile(path: string, mode: number, uid: number, gid: number, mtime: Date): void {

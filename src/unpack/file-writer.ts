@@ -122,8 +122,10 @@ export class FileWriterSession {
   private readonly labelsInFlight = new Map<number, string[]>();
   private batch: Batch | undefined;
   private current: { path: string; offset: number; size: number; cursor: number } | undefined;
-  /** Paths handed over and not yet confirmed written. */
-  private readonly pending = new Set<string>();
+  /** Files handed over so far; `begin` numbers them 1, 2, ... (their tickets). */
+  private handedOver = 0;
+  /** Files known to be on disk: every ticket up to this one (updated by settle). */
+  private settledThrough = 0;
   private failure: DuccError | undefined;
   private closed = false;
 
@@ -142,12 +144,17 @@ export class FileWriterSession {
     this.post({ kind: 'open', session: this.session, port: port2, progress: this.progress.buffer as SharedArrayBuffer }, [port2]);
   }
 
-  /** Whether a path was handed over and may not be on disk yet: settle before looking at it. */
-  isPending(path: string): boolean {
-    return this.pending.has(path);
+  /**
+   * Whether the file with this ticket (from `begin`) may not be on disk yet: settle before looking at
+   * it. A ticket instead of a set of paths: the extractor already keeps every name of the layer, and
+   * stores the ticket with it.
+   */
+  isPending(ticket: number): boolean {
+    return ticket > this.settledThrough;
   }
 
-  begin(job: Omit<FileJob, 'offset'>, where: string): void {
+  /** Hands over one file; returns its ticket (1, 2, ... in this session). */
+  begin(job: Omit<FileJob, 'offset'>, where: string): number {
     this.throwIfFailed();
     if (this.worker === undefined) this.start();
     if (this.batch !== undefined && (this.batch.used + job.size > BATCH_BYTES || this.batch.paths.length >= BATCH_FILES)) this.send();
@@ -162,9 +169,9 @@ export class FileWriterSession {
     batch.used += job.size;
     batch.paths.push(job.path);
     batch.labels.push(where);
-    this.pending.add(job.path);
     fileWriterStats.filesHandedOver++;
     this.current = { path: job.path, offset, size: job.size, cursor: 0 };
+    return ++this.handedOver;
   }
 
   write(chunk: Buffer): void {
@@ -185,7 +192,7 @@ export class FileWriterSession {
     if (this.worker === undefined) return;
     if (this.batch !== undefined) this.send();
     this.waitUntilDone(this.sent);
-    this.pending.clear();
+    this.settledThrough = this.handedOver;
     this.throwIfFailed();
   }
 
