@@ -2,9 +2,9 @@
  * Messages between the layer extractor (main thread) and the file-writer thread (file-writer-worker.ts).
  * The extractor opens a session per layer, then sends batches of small files; the writer answers each
  * batch on the session's port with a BatchDone (giving the buffer back for reuse, and saying where it
- * failed if it did), then increments `progress[PROGRESS_DONE]` (an Int32Array over a SharedArrayBuffer).
- * The extractor waits on `progress` with Atomics.wait and reads the answers with receiveMessageOnPort, so
- * it never needs the event loop for this. A thread that stops sets `progress[PROGRESS_STOPPED]`.
+ * failed if it did), then increments `progress[0]` (an Int32Array over a SharedArrayBuffer). The
+ * extractor waits on `progress` with Atomics.wait and reads the answers with receiveMessageOnPort, so it
+ * never needs the event loop for this.
  */
 import type { MessagePort } from 'node:worker_threads';
 
@@ -24,11 +24,6 @@ export interface FileJob {
   /** Modification (and access) time, in seconds since the epoch. */
   mtime: number;
 }
-
-/** Slots of a session's `progress` array: batches written, and 1 once the thread has stopped. */
-export const PROGRESS_DONE = 0;
-export const PROGRESS_STOPPED = 1;
-export const PROGRESS_SLOTS = 2;
 
 export interface OpenSession {
   kind: 'open';

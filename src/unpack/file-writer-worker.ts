@@ -7,7 +7,7 @@
  */
 import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { PROGRESS_DONE, PROGRESS_STOPPED, unpackJob, type BatchDone, type FileJob, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
+import { unpackJob, type BatchDone, type FileJob, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
 
 interface Session {
   port: MessagePort;
@@ -16,15 +16,6 @@ interface Session {
 
 const sessions = new Map<number, Session>();
 const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-
-// A thread that stops (an uncaught error, or process.exit) tells every open session at once: the
-// extractor blocks in Atomics.wait and would otherwise only notice at its stall backstop.
-process.on('exit', () => {
-  for (const { progress } of sessions.values()) {
-    Atomics.store(progress, PROGRESS_STOPPED, 1);
-    Atomics.notify(progress, PROGRESS_DONE);
-  }
-});
 
 parentPort!.on('message', (message: WriterMessage) => {
   switch (message.kind) {
@@ -42,8 +33,8 @@ parentPort!.on('message', (message: WriterMessage) => {
       // The answer is on the port before the count moves: whoever sees the count sees the answer.
       const done: BatchDone = { seq: message.seq, buffer: message.buffer, ...(failure ? { failure } : {}) };
       session.port.postMessage(done, [message.buffer]);
-      Atomics.add(session.progress, PROGRESS_DONE, 1);
-      Atomics.notify(session.progress, PROGRESS_DONE);
+      Atomics.add(session.progress, 0, 1);
+      Atomics.notify(session.progress, 0);
       break;
     }
     case 'fail-for-test':

@@ -15,7 +15,7 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { DuccError } from '../util/errors.ts';
-import { JOB_FIELDS, packJob, PROGRESS_DONE, PROGRESS_SLOTS, PROGRESS_STOPPED, type BatchDone, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
+import { JOB_FIELDS, packJob, type BatchDone, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
 
 /** Content bytes per batch. */
 const BATCH_BYTES = 1024 * 1024;
@@ -47,12 +47,44 @@ function writerThreadCount(): number {
 
 const WORKER_URL = new URL(`./file-writer-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 
+/**
+ * A writer thread starts as these few lines, which then import the module. They report the thread's
+ * end in shared memory (a flag, and the error's message if there was one), whatever ends it: an error
+ * in the module, or the module failing to load at all, when nothing of it runs. A session blocked in
+ * Atomics.wait cannot receive the 'error' event; it reads this between waits.
+ */
+const BOOTSTRAP = `
+const { workerData } = require('node:worker_threads');
+const flag = new Int32Array(workerData.report, 0, 2);
+const text = new Uint8Array(workerData.report, 8);
+process.on('uncaughtExceptionMonitor', (error) => {
+  if (Atomics.load(flag, 1) === 0) Atomics.store(flag, 1, new TextEncoder().encodeInto(String(error?.message ?? error), text).written);
+});
+process.on('exit', () => Atomics.store(flag, 0, 1));
+import(workerData.module);
+`;
+/** Bytes of a stopped thread's error message kept in its report. */
+const REPORT_TEXT_BYTES = 1024;
+
+interface WriterThread {
+  worker: Worker;
+  /** [0]: 1 once the thread has stopped; [1]: bytes of the error message that follow at byte 8. */
+  report: Int32Array;
+}
+
+/** Why the thread stopped, or undefined while it runs. */
+function stoppedBecause(thread: WriterThread): string | undefined {
+  if (Atomics.load(thread.report, 0) === 0) return undefined;
+  const length = Atomics.load(thread.report, 1);
+  return length === 0 ? 'it ended' : Buffer.from(thread.report.buffer, 8, Math.min(length, REPORT_TEXT_BYTES)).toString('utf8');
+}
+
 /** Files handed to writer threads since the process started (for tests and diagnostics). */
 export const fileWriterStats = { filesHandedOver: 0 };
 
 /** Makes every writer thread throw, as a bug in it would (tests only). */
 export function failWriterThreadsForTest(): void {
-  for (const worker of pool ?? []) worker.postMessage({ kind: 'fail-for-test' } satisfies WriterMessage);
+  for (const { worker } of pool ?? []) worker.postMessage({ kind: 'fail-for-test' } satisfies WriterMessage);
 }
 
 /**
@@ -62,31 +94,30 @@ export function failWriterThreadsForTest(): void {
  */
 const spareBuffers: ArrayBuffer[] = [];
 
-let pool: Worker[] | undefined;
-/** Why a writer thread stopped, once its 'error' event has arrived (it may not have yet when a session notices). */
-let lastWriterError: Error | undefined;
+let pool: WriterThread[] | undefined;
 let nextWorker = 0;
 let nextSession = 0;
 
 /** The writer threads, started on first use; they never keep the process alive. */
-function writers(): Worker[] {
+function writers(): WriterThread[] {
   if (pool === undefined) {
     pool = [];
     for (let i = 0; i < writerThreadCount(); i++) {
-      const worker = new Worker(WORKER_URL);
+      const report = new SharedArrayBuffer(8 + REPORT_TEXT_BYTES);
+      const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { module: WORKER_URL.href, report } });
       worker.unref();
-      // A thread that stopped has already told its sessions (PROGRESS_STOPPED). New sessions do not use it.
-      worker.on('error', (error) => {
-        lastWriterError = error;
-        pool = pool?.filter((w) => w !== worker);
-      });
-      worker.on('exit', () => {
-        pool = pool?.filter((w) => w !== worker);
-      });
-      pool.push(worker);
+      const thread: WriterThread = { worker, report: new Int32Array(report, 0, 2) };
+      // Sessions bound to a stopped thread learn it from its report; new sessions do not use it.
+      const forget = (): void => {
+        pool = pool?.filter((t) => t !== thread);
+      };
+      worker.on('error', forget);
+      worker.on('exit', forget);
+      pool.push(thread);
     }
   }
-  return pool;
+  // A thread may have stopped before its 'exit' event has come through.
+  return pool.filter((thread) => stoppedBecause(thread) === undefined);
 }
 
 interface Batch {
@@ -113,9 +144,9 @@ export class FileWriterSession {
   }
 
   /** Bound to one thread on first use. */
-  private worker: Worker | undefined;
+  private thread: WriterThread | undefined;
   private readonly session = nextSession++;
-  private readonly progress = new Int32Array(new SharedArrayBuffer(PROGRESS_SLOTS * Int32Array.BYTES_PER_ELEMENT));
+  private readonly progress = new Int32Array(new SharedArrayBuffer(4));
   private port: MessagePort | undefined;
   /** Batches sent, and the entry labels of those not yet known to be written (by send order). */
   private sent = 0;
@@ -133,12 +164,12 @@ export class FileWriterSession {
 
   /** Whether a file of this size can be handed over. */
   accepts(size: number): boolean {
-    return size <= HANDED_OVER_MAX_BYTES && !this.closed && (this.worker !== undefined || writers().length > 0);
+    return size <= HANDED_OVER_MAX_BYTES && !this.closed && (this.thread !== undefined || writers().length > 0);
   }
 
   private start(): void {
     const available = writers();
-    this.worker = available[nextWorker++ % available.length]!;
+    this.thread = available[nextWorker++ % available.length]!;
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.post({ kind: 'open', session: this.session, port: port2, progress: this.progress.buffer as SharedArrayBuffer }, [port2]);
@@ -156,7 +187,7 @@ export class FileWriterSession {
   /** Hands over one file; returns its ticket (1, 2, ... in this session). */
   begin(job: Omit<FileJob, 'offset'>, where: string): number {
     this.throwIfFailed();
-    if (this.worker === undefined) this.start();
+    if (this.thread === undefined) this.start();
     if (this.batch !== undefined && (this.batch.used + job.size > BATCH_BYTES || this.batch.paths.length >= BATCH_FILES)) this.send();
     if (this.batch === undefined) {
       this.collectReplies();
@@ -189,7 +220,7 @@ export class FileWriterSession {
 
   /** Sends what is batched, waits until every file handed over is written, throws the first failure. */
   settle(): void {
-    if (this.worker === undefined) return;
+    if (this.thread === undefined) return;
     if (this.batch !== undefined) this.send();
     this.waitUntilDone(this.sent);
     this.settledThrough = this.handedOver;
@@ -201,7 +232,7 @@ export class FileWriterSession {
     if (this.closed) return;
     this.closed = true;
     this.batch = undefined;
-    if (this.worker === undefined) return;
+    if (this.thread === undefined) return;
     try {
       this.waitUntilDone(this.sent);
     } catch {
@@ -224,20 +255,19 @@ export class FileWriterSession {
   }
 
   private post(message: WriterMessage, transfer: (ArrayBuffer | MessagePort)[] = []): void {
-    this.worker!.postMessage(message, transfer);
+    this.thread!.worker.postMessage(message, transfer);
   }
 
   /** Blocks until at least `count` batches are written, collecting failures. */
   private waitUntilDone(count: number): void {
-    let done = Atomics.load(this.progress, PROGRESS_DONE);
+    let done = Atomics.load(this.progress, 0);
     let lastProgress = Date.now();
     while (done < count) {
-      if (Atomics.load(this.progress, PROGRESS_STOPPED) === 1) {
-        const why = lastWriterError === undefined ? '' : `: ${lastWriterError.message}`;
-        throw new DuccError('BOT_ERR_PUBLISH', `the file-writer thread stopped with files of this layer not yet written${why}`);
-      }
-      const result = Atomics.wait(this.progress, PROGRESS_DONE, done, 1000);
-      const now = Atomics.load(this.progress, PROGRESS_DONE);
+      const stopped = stoppedBecause(this.thread!);
+      if (stopped !== undefined) throw new DuccError('BOT_ERR_PUBLISH', `the file-writer thread stopped with files of this layer not yet written: ${stopped}`);
+      // Short waits: a thread that stopped says so in its report, which is not a wake-up.
+      const result = Atomics.wait(this.progress, 0, done, 100);
+      const now = Atomics.load(this.progress, 0);
       if (now !== done) lastProgress = Date.now();
       else if (result === 'timed-out' && Date.now() - lastProgress > STALL_MS) {
         throw new DuccError('BOT_ERR_PUBLISH', `the file-writer thread wrote nothing for ${STALL_MS / 1000} s`);
