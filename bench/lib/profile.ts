@@ -43,7 +43,7 @@ export interface ProfileSummary {
  * continuations start with a short stack, so this is "time in code of that area and what it calls
  * synchronously".)
  */
-// bin/ducc.js runs the compiled dist/ when it is current, the sources otherwise: both are matched.
+// The profile runs tsc's per-module dist/ (bench/lib/run-modules.ts); the sources are matched too.
 const PHASES: [string, RegExp][] = [
   ['unpack/extract-layer (unpacking layers)', /(src|dist)\/unpack\/extract-layer\.[jt]s/],
   ['unpack/file-writer (handing small files to the writer thread)', /(src|dist)\/unpack\/file-writer\.[jt]s/],
@@ -125,7 +125,7 @@ export async function profileConversion(image: BenchImage, ctx: ToolContext, thr
     await writeFile(wishlist, wishlistYaml([imageUrl(ctx.registryHost, image)]));
     const profiles = join(dir, 'cpuprofile');
     await run('sync', []);
-    const measured = await measureCommand(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profiles}`, ...duccConvertArgs(wishlist, join(dir, 'cvmfs'))], { cwd: REPO_ROOT, env: duccEnv(ctx) });
+    const measured = await measureCommand(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profiles}`, ...duccConvertArgs(wishlist, join(dir, 'cvmfs'), [], true)], { cwd: REPO_ROOT, env: duccEnv(ctx) });
     // One file per JavaScript thread, CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main one.
     const files = (await readdir(profiles)).filter((name) => name.endsWith('.cpuprofile'));
     const mainFile = files.find((name) => /\.\d+\.0\.\d+\.cpuprofile$/.test(name));

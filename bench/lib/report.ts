@@ -181,7 +181,7 @@ export function renderReport(results: BenchResults): string {
     // The measured commands keep every core busy themselves: only a load above that means other work.
     const busy = results.load.median > m.cores + 0.5;
     out.push(`- 1-minute load average during the run (${m.cores} cores): min ${results.load.min.toFixed(2)}, median ${results.load.median.toFixed(2)}, max ${results.load.max.toFixed(2)} (${results.load.count} samples).${busy ? ' Other processes were competing for the CPU: wall times are noisier than usual; the CPU-time column is less affected.' : ' The measured commands use all cores themselves, so a load up to the number of cores is expected.'}`);
-    out.push('- `dist/` was built at the start of the run, so `bin/ducc.js` ran the compiled JavaScript.');
+    out.push('- `dist/` was built at the start of the run, so `bin/ducc.js` ran the compiled JavaScript (the bundle in `dist/bundle/`).');
   }
   out.push('');
   out.push('## Machine', '');
@@ -306,7 +306,7 @@ export function renderReport(results: BenchResults): string {
     [
       '- Registry: Debian\'s docker-registry on loopback (test/support/registry.ts), filesystem storage on the same disk as the outputs; images pushed once per bench run with skopeo `--preserve-digests`.',
       '- Every command runs under `/usr/bin/time -f "%e %M %U %S"`: wall time from a monotonic clock around the spawn; peak RSS (the largest process of the command) and CPU time (user + system) from GNU time.',
-      '- `ducc convert`: `node bin/ducc.js convert WISHLIST --repo-root FRESH_DIR --skip-thin-image` (directory publisher), a new repository directory every run; `--skip-flat` for layers only. Node start-up (~0.16 s with the compiled dist/, which the bench builds first) is included.',
+      '- `ducc convert`: `node bin/ducc.js convert WISHLIST --repo-root FRESH_DIR --skip-thin-image` (directory publisher), a new repository directory every run; `--skip-flat` for layers only. Node start-up (~0.1 s with the compiled bundle, which the bench builds first) is included.',
       '- skopeo+umoci: `skopeo copy docker://… oci:DIR:TAG` then `umoci unpack --image DIR:TAG BUNDLE`; times summed, RSS the larger.',
       '- Floor: for each layer blob already on disk, `gzip -dc BLOB | tar -x -f - -C DIR` (zstd -dcq for zstd), spawned without a shell with a pipe between the two; layers one after another; time summed; RSS the larger of decompressor and tar.',
       `- \`sync\` (not timed) before every measurement; outputs are removed after each (not timed). Tool order rotates between runs. Blobs stay in the page cache (${m.memory} of RAM): the numbers are CPU, syscall and write-back costs, not disk reads.`,

@@ -47,9 +47,13 @@ export function imageUrl(registryHost: string, image: { repository: string; tag:
   return `http://${registryHost}/${image.repository}:${image.tag}`;
 }
 
-/** The `ducc convert` command line (run with process.execPath). */
-export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = []): string[] {
-  return ['--disable-warning=ExperimentalWarning', join(REPO_ROOT, 'bin/ducc.js'), 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+/**
+ * The `ducc convert` command line (run with process.execPath). `perModule`: run tsc's per-module output
+ * (bench/lib/run-modules.ts) instead of bin/ducc.js and its bundle, for a profile by module.
+ */
+export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = [], perModule = false): string[] {
+  const entry = perModule ? join(REPO_ROOT, 'bench/lib/run-modules.ts') : join(REPO_ROOT, 'bin/ducc.js');
+  return ['--disable-warning=ExperimentalWarning', entry, 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
 }
 
 export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {
