@@ -43,7 +43,7 @@ export interface ProfileSummary {
  * continuations start with a short stack, so this is "time in code of that area and what it calls
  * synchronously".)
  */
-// The profile runs tsc's per-module dist/ (bench/lib/run-modules.ts); the sources are matched too.
+// The profile runs tsc's per-module dist/ (bench/lib/run-modules.js); the sources are matched too.
 const PHASES: [string, RegExp][] = [
   ['unpack/extract-layer (unpacking layers)', /(src|dist)\/unpack\/extract-layer\.[jt]s/],
   ['unpack/file-writer (handing small files to the writer thread)', /(src|dist)\/unpack\/file-writer\.[jt]s/],

@@ -49,10 +49,10 @@ export function imageUrl(registryHost: string, image: { repository: string; tag:
 
 /**
  * The `ducc convert` command line (run with process.execPath). `perModule`: run tsc's per-module output
- * (bench/lib/run-modules.ts) instead of bin/ducc.js and its bundle, for a profile by module.
+ * (bench/lib/run-modules.js) instead of bin/ducc.js and its bundle, for a profile by module.
  */
 export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = [], perModule = false): string[] {
-  const entry = perModule ? join(REPO_ROOT, 'bench/lib/run-modules.ts') : join(REPO_ROOT, 'bin/ducc.js');
+  const entry = perModule ? join(REPO_ROOT, 'bench/lib/run-modules.js') : join(REPO_ROOT, 'bin/ducc.js');
   return ['--disable-warning=ExperimentalWarning', entry, 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
 }
 
