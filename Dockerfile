@@ -1,11 +1,13 @@
 # syntax=docker/dockerfile:1
-# ducc-gitops: the build stage compiles the TypeScript to dist/; the runtime stage runs it on Node 22.
+# ducc-gitops: the build stage compiles and bundles the TypeScript into dist/; the runtime stage runs it on Node 22.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 RUN npm ci --no-audit --no-fund
 COPY src ./src
-# Compiled JavaScript starts faster than type-stripped TypeScript; then drop the build-only packages.
+COPY scripts/bundle.ts ./scripts/
+# The bundle (dist/bundle/, run by bin/ducc.js) starts faster than type-stripped TypeScript; then drop
+# the build-only packages (tsc, esbuild).
 RUN npm run build && npm prune --omit=dev
 
 FROM node:22-bookworm-slim

@@ -17,6 +17,19 @@ it('the Dockerfile lints clean, is multi-stage on a slim Node 22 base and runs d
   assert.doesNotMatch(dockerfile, /SECRET|TOKEN|PASS/);
 });
 
+it("the Dockerfile's build stage copies every file and config that `npm run build` uses", () => {
+  const dockerfile = read('Dockerfile');
+  const buildStage = dockerfile.slice(0, dockerfile.indexOf('\nFROM ', dockerfile.indexOf('FROM ') + 1));
+  const copied = [...buildStage.matchAll(/^COPY (.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+  const build = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts['build']!;
+  // Scripts run with node, and tsc's project files (tsconfig.build.json extends tsconfig.json).
+  const needed = [...build.matchAll(/\bnode (\S+\.[jt]s)\b/g), ...build.matchAll(/-p (\S+\.json)/g)].map((m) => m[1]!);
+  assert.ok(needed.length >= 2, `found only ${needed.join(', ')} in the build script: ${build}`);
+  for (const file of [...needed, 'tsconfig.json', 'src']) {
+    assert.ok(copied.some((c) => c === file || file.startsWith(`${c.replace(/\/$/, '')}/`)), `the build stage does not copy ${file} (copies: ${copied.join(' ')})`);
+  }
+});
+
 it('the systemd units run commands that exist and read the variables they set', () => {
   const mainHelp = read('src/cli/main.ts');
   const units = readdirSync(new URL('../../../systemd/', import.meta.url));
