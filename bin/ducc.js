@@ -2,7 +2,7 @@
 // The `ducc` command.
 //
 // It runs the bundle that `npm run build` makes in dist/bundle/ when that build is newer than every
-// source file: loading TypeScript costs ~0.5 s and ~30 MB at every start (Node's type stripping), and
+// source file and package-lock.json: loading TypeScript costs ~0.5 s and ~30 MB at every start (Node's type stripping), and
 // the bundle loads in a handful of files instead of ~280 modules (scripts/bundle.ts). Without a current
 // build, e.g. while developing, it runs the TypeScript sources directly (Node >= 22.18).
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -26,10 +26,22 @@ function newestMtime(dir) {
   return newest;
 }
 
+/** Modification time of a file, 0 if it is missing. */
+function mtimeOf(path) {
+  try {
+    return statSync(new URL(path, root)).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+// The bundle holds the npm packages too: after a dependency update (package-lock.json changed, e.g. by
+// a git pull or npm update) it is out of date like after a source change, until `npm run build`.
 let entry = new URL('src/cli/main.ts', root);
 try {
   const built = statSync(new URL('dist/.build-stamp', root)).mtimeMs;
-  if (built >= newestMtime(new URL('src/', root))) entry = new URL('dist/bundle/main.js', root);
+  const inputs = Math.max(newestMtime(new URL('src/', root)), mtimeOf('package-lock.json'), mtimeOf('scripts/bundle.ts'));
+  if (built >= inputs) entry = new URL('dist/bundle/main.js', root);
 } catch {
   // No build: run the sources.
 }
