@@ -6,6 +6,9 @@
  * - `skopeo-umoci`:  skopeo copy docker://… oci:DIR:TAG, then umoci unpack --image DIR:TAG BUNDLE
  * - `floor`:         for each layer blob (already on disk): gzip -dc BLOB | tar -x -C DIR (zstd -dc for zstd)
  *
+ * and, for information, `node-verify` (node-verify.js): Node reading the same blobs, checking both
+ * digests and decompressing, writing nothing — the least a converter in Node that verifies must spend.
+ *
  * Every measurement starts with the page cache's dirty pages flushed (`sync`, not timed) and a fresh,
  * empty output directory, which is removed afterwards (not timed).
  */
@@ -16,14 +19,15 @@ import type { BenchImage } from './images.ts';
 import { measureCommand, measurePipeline, type Measurement } from './measure.ts';
 import { REPO_ROOT, run } from './util.ts';
 
-export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor';
-export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor'];
+export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor' | 'node-verify';
+export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor', 'node-verify'];
 
 export const TOOL_TITLES: Record<ToolKey, string> = {
   ducc: 'ducc convert (layers + flat)',
   'ducc-layers': 'ducc convert --skip-flat (layers only)',
   'skopeo-umoci': 'skopeo copy + umoci unpack',
   floor: 'decompress | tar -x (floor)',
+  'node-verify': 'Node: read + verify + decompress only',
 };
 
 /** The tool cannot handle this image at all (e.g. umoci 0.4 and zstd layers): reported as n/a, not as a failure. */
@@ -76,6 +80,8 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
         return await measureSkopeoUmoci(image, ctx, out);
       case 'floor':
         return await measureFloor(image, out);
+      case 'node-verify':
+        return await measureNodeVerify(image, out);
     }
   } finally {
     await rm(out, { recursive: true, force: true });
@@ -150,4 +156,10 @@ async function measureFloor(image: BenchImage, out: string): Promise<Measurement
     steps.push({ name: `layer ${index + 1}`, ...step });
   }
   return { seconds: steps.reduce((s, x) => s + x.seconds, 0), maxRssKiB: Math.max(...steps.map((s) => s.maxRssKiB)), cpuSeconds: steps.reduce((s, x) => s + x.cpuSeconds, 0), steps };
+}
+
+async function measureNodeVerify(image: BenchImage, out: string): Promise<Measurement> {
+  const layers = join(out, 'layers.json');
+  await writeFile(layers, JSON.stringify(image.layout.layers.map(({ blobPath, digest, diffId, compression }) => ({ blobPath, digest, diffId, compression }))));
+  return await measureCommand(process.execPath, [join(REPO_ROOT, 'bench/lib/node-verify.js'), layers]);
 }
