@@ -2,14 +2,15 @@
 // The `ducc` command.
 //
 // It runs the bundle that `npm run build` makes in dist/bundle/ when that build is newer than every
-// source file and package-lock.json: loading TypeScript costs ~0.5 s and ~30 MB at every start (Node's type stripping), and
-// the bundle loads in a handful of files instead of ~280 modules (scripts/bundle.ts). Without a current
-// build, e.g. while developing, it runs the TypeScript sources directly (Node >= 22.18).
+// source file and package-lock.json: loading TypeScript costs ~0.5 s and ~30 MB at every start (Node's
+// type stripping), and the bundle loads in a handful of files instead of ~280 modules
+// (scripts/bundle.ts). Without a current build, e.g. while developing, it runs the TypeScript sources
+// directly (Node >= 22.18).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import module from 'node:module';
 import { homedir } from 'node:os';
 
-// V8's code cache for our modules and its dependencies: start-up compiles less (~40 ms of ~200). It is
+// V8's code cache for our modules and its dependencies: start-up compiles less. It is
 // kept in the user's own ~/.cache, never in a shared temp directory where another user could plant
 // code; without a home directory, or if it cannot be written, Node goes on without it.
 // NODE_DISABLE_COMPILE_CACHE=1 turns it off.

@@ -1,5 +1,5 @@
 /**
- * `npm run build`, second step: bundles the compiled program into dist/bundle/, which bin/ducc.js runs.
+ * `npm run build`, second step: bundles the program (from src/) into dist/bundle/, which bin/ducc.js runs.
  *
  * Why a bundle: `ducc convert` loads ~280 modules (undici alone ~110, yaml ~70). Finding, reading and
  * compiling them one by one took ~120 ms of every start, the largest part of start-up; from a handful
