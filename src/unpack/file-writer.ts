@@ -107,7 +107,8 @@ function writers(): WriterThread[] {
       const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { module: WORKER_URL.href, report } });
       worker.unref();
       const thread: WriterThread = { worker, report: new Int32Array(report, 0, 2) };
-      // Sessions bound to a stopped thread learn it from its report; new sessions do not use it.
+      // Sessions bound to a stopped thread learn it from its report; new sessions do not use it. The
+      // 'error' listener is also what keeps the thread's error from being thrown in this process.
       const forget = (): void => {
         pool = pool?.filter((t) => t !== thread);
       };
