@@ -130,7 +130,21 @@ export class DigestingStream extends Transform {
     this.on('error', () => undefined);
   }
 
+  /**
+   * Each chunk is taken on in the next tick, not at once. This stage follows the decompressor, and Node's
+   * zlib hands on a chunk (push) before it queues the next one for its thread pool: taken on at once,
+   * this chunk's hashing, tar parsing and file writing would run inside that push, with the pool idle.
+   * Deferred, the pool decompresses the next chunk meanwhile. Measured on the bench images, layers only,
+   * medians of 6-12 interleaved runs: 50,000 small files 1.30 s -> 1.20 s, Debian gzip 1.62 s -> 1.55 s,
+   * Debian zstd 1.45 s -> 1.34 s.
+   */
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    process.nextTick(() => {
+      if (!this.destroyed) this.#hashAndPass(chunk, callback);
+    });
+  }
+
+  #hashAndPass(chunk: Buffer, callback: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.maxBytes) {
       callback(

@@ -40,6 +40,25 @@ describe('layer stream', () => {
     assert.throws(() => compressionOf('application/vnd.oci.image.layer.v1.tar+bzip2', 'layer x'), { code: 'BOT_ERR_MEDIA_TYPE' });
   });
 
+  it('chunk-taken-on-after-the-write-returns: the decompressor queues its next chunk before this one is hashed and parsed', async () => {
+    // Node's zlib writes a chunk downstream and only then queues the next one for its thread pool. If the
+    // digest stage did its work inside that write, the pool would sit idle meanwhile.
+    const digesting = new DigestingStream(undefined, 'layer sha256:test');
+    const seen: number[] = [];
+    digesting.on('data', (chunk: Buffer) => seen.push(chunk.length));
+    digesting.write(tar);
+    assert.equal(digesting.bytes, 0, 'hashed inside write()');
+    assert.deepEqual(seen, []);
+    await new Promise((resolve) => process.nextTick(resolve));
+    assert.equal(digesting.bytes, tar.length);
+    assert.deepEqual(seen, [tar.length]);
+    // A stream destroyed before its turn drops the chunk quietly.
+    digesting.write(tar);
+    digesting.destroy();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(digesting.bytes, tar.length);
+  });
+
   it('diff-id-over-whole-stream: bytes after the tar end still count; a mismatch fails the stream', async () => {
     const withTrailer = Buffer.concat([tar, Buffer.from('appended after the end')]);
     await assert.rejects(decompress(gzipSync(withTrailer), 'gzip', sha256(tar)), { code: 'BOT_ERR_DIGEST_MISMATCH', message: /image config says/ });
