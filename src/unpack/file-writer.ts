@@ -26,8 +26,13 @@ const BATCH_BYTES = 1024 * 1024;
 const HANDED_OVER_MAX_BYTES = 64 * 1024;
 /** Files per batch: keeps batches small enough that the writer starts early. */
 const BATCH_FILES = 256;
-/** Batches of one layer sent and not yet written; beyond this the extractor waits. */
-const MAX_IN_FLIGHT = 4;
+/**
+ * Batches of one layer sent and not yet written; beyond this the extractor waits. Enough for the writer
+ * not to run dry while the extractor is held up (waiting for the next decompressed chunk, hashing, a
+ * garbage collection): 16 MiB, some 4,000 small files. Measured, 50,000 small files, layers only, median
+ * of 10 interleaved runs: 4 batches 1.22 s, 8 1.15 s, 16 1.15 s, 32 1.10 s.
+ */
+const MAX_IN_FLIGHT = 16;
 /**
  * A writer that finishes no batch for this long is taken for dead: a liveness backstop for a thread that
  * stopped without running its exit handler (killed for memory), not a limit.
