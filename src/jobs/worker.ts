@@ -168,6 +168,7 @@ export class JobWorker {
       }
       if (job) {
         await this.#run(job);
+        this.#checkpoint();
         continue;
       }
       this.#resolveIdleIfIdle();
@@ -212,6 +213,18 @@ export class JobWorker {
     } finally {
       if (this.#current === run) this.#current = undefined;
       finish();
+    }
+  }
+
+  /**
+   * After a job: webhooks were quiet when it started (see `quietMs`), so this is when the store's log
+   * is copied into the database, not inside a webhook's write (see SqliteStateStore.open).
+   */
+  #checkpoint(): void {
+    try {
+      this.#store.checkpoint();
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'cannot checkpoint the state database');
     }
   }
 

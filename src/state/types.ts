@@ -79,6 +79,13 @@ export interface QueueCounts {
  * every method is synchronous because SQLite (node:sqlite) is.
  */
 export interface StateStore {
+  /**
+   * Copies the write-ahead log into the database file now, at a quiet moment, instead of inside some
+   * later write (a webhook's answer would wait for it). Returns the log's size in frames and how many
+   * of them are copied.
+   */
+  checkpoint(): { walFrames: number; checkpointed: number };
+
   /** Records a delivery id; false if it was seen before (then the delivery must be ignored). */
   recordDelivery(id: string, now?: number): boolean;
   /** Forgets delivery ids older than `maxAgeMs` (kept at least 3 days by the caller). */

@@ -74,6 +74,22 @@ test('runs queued jobs one at a time, oldest first', { timeout: 3000 }, async (t
   await worker.stop(1000);
 });
 
+test('the state database is checkpointed after each job, once its outcome is recorded', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const ids = ['a', 'b'].map((sha) => store.enqueue(sync(sha)).job.id);
+  const checkpoints: string[] = [];
+  const checkpoint = store.checkpoint.bind(store);
+  store.checkpoint = () => {
+    checkpoints.push(ids.map((id) => store.getJob(id)?.status).join(','));
+    return checkpoint();
+  };
+  const worker = makeWorker(t, { store, handle: async () => {} });
+  worker.start();
+  await worker.onIdle();
+  assert.deepEqual(checkpoints, ['done,queued', 'done,done']);
+  await worker.stop(1000);
+});
+
 test('a failing job is retried with backoff, then failed after maxAttempts', { timeout: 3000 }, async (t) => {
   const store = openStore(t);
   let clock = 1_000_000;

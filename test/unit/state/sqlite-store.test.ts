@@ -273,3 +273,16 @@ test('published images: upsert, list per wish list, remove', (t) => {
   assert.equal(store.listPublished('other').length, 1);
   assert.deepEqual(store.listPublished('none'), []);
 });
+
+test('deliveries do not checkpoint the log by themselves; checkpoint() does, at a moment of our choosing', (t) => {
+  const store = openTemp(t);
+  // SQLite's default would checkpoint (and fsync) inside the write that takes the log past 1,000 pages.
+  for (let i = 0; i < 1000; i++) store.recordDelivery(`delivery-${i}`, 1_000 + i);
+  const before = store.checkpoint();
+  assert.ok(before.walFrames > 1_100, `the log was checkpointed during the deliveries: ${before.walFrames} frames left`);
+  assert.equal(before.checkpointed, before.walFrames);
+  // Still all there, and new writes start the log over.
+  assert.equal(store.recordDelivery('delivery-0'), false);
+  store.recordDelivery('delivery-new');
+  assert.ok(store.checkpoint().walFrames < before.walFrames);
+});
