@@ -58,6 +58,15 @@ export class Bot implements Intake {
   // ---------------------------------------------------------------------------------------------------
 
   accept(delivery: Delivery): IntakeResult {
+    // One transaction: the delivery id is recorded together with the jobs it queues or not at all, so a
+    // failure half-way loses nothing (the sender's retry is not taken for a duplicate), and the answer
+    // waits for one commit instead of several.
+    const result = this.deps.store.atomically(() => this.decide(delivery));
+    if (result.outcome === 'queued') this.deps.onEnqueued?.();
+    return result;
+  }
+
+  private decide(delivery: Delivery): IntakeResult {
     const { store, config } = this.deps;
     // Overload is checked before the delivery id is recorded, so the sender's retry is not taken for a duplicate.
     if (store.queuedCount() + delivery.events.length > config.maxQueuedJobs) return { outcome: 'overloaded' };
@@ -71,7 +80,6 @@ export class Bot implements Intake {
     }
     if (payloads.length === 0) return { outcome: 'ignored', reason: reasons.join('; ') || 'no events' };
     const ids = payloads.map(({ payload, dedupKey, notBefore }) => store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now }).job.id);
-    this.deps.onEnqueued?.();
     return { outcome: 'queued', jobs: ids };
   }
 

@@ -232,7 +232,13 @@ export class SqliteStateStore implements StateStore {
     this.#db.close();
   }
 
+  atomically<T>(work: () => T): T {
+    return this.#transaction(work);
+  }
+
+  /** Runs `fn` in a transaction; inside one already, as part of it (the outermost commits or rolls back). */
   #transaction<T>(fn: () => T): T {
+    if (this.#db.isTransaction) return fn();
     this.#stmt.begin.run();
     try {
       const result = fn();

@@ -86,6 +86,9 @@ export interface StateStore {
    */
   checkpoint(): { walFrames: number; checkpointed: number };
 
+  /** Runs `work` as one transaction: all of its writes are kept, or none if it throws. */
+  atomically<T>(work: () => T): T;
+
   /** Records a delivery id; false if it was seen before (then the delivery must be ignored). */
   recordDelivery(id: string, now?: number): boolean;
   /** Forgets delivery ids older than `maxAgeMs` (kept at least 3 days by the caller). */
