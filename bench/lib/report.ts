@@ -258,7 +258,7 @@ export function renderReport(results: BenchResults): string {
     const p99s = w.bursts.map((b) => percentile(b.latenciesMs, 99));
     const maxes = w.bursts.map((b) => Math.max(...b.latenciesMs));
     const walls = w.bursts.map((b) => b.wallMs);
-    out.push(`Bot in-process (test harness), GitHub API double, wish list of ${w.wishes} published wishes. Each burst: ${w.concurrency} signed push deliveries with distinct delivery ids (same commit, so the queue deduplicates them) sent at once from a separate process, each on its own connection, after 3 warm-up deliveries.`, '');
+    out.push(`Bot in-process (test harness), logging as \`ducc serve\` does (JSON lines at info, one write(2) each, to /dev/null), GitHub API double, wish list of ${w.wishes} published wishes. Each burst: ${w.concurrency} signed push deliveries with distinct delivery ids (same commit, so the queue deduplicates them) sent at once from a separate process, each on its own connection, after 3 warm-up deliveries.`, '');
     out.push(
       markdownTable(
         ['Measurement', 'Median', 'Runs'],

@@ -9,12 +9,16 @@
  *   until the `ducc-gitops/publish` success status reaches the forge double.
  */
 import { spawn } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { botConfig, githubPush, postGitHub, startTestBot, GITHUB_SECRET } from '../../test/support/bot-harness.ts';
 import { githubRepoDouble, startApiDouble } from '../../test/support/forge-api-double.ts';
 import { createGitRepo } from '../../test/support/git-repo.ts';
+import { createLogger } from '../../src/util/logger.ts';
 import type { Cleanup } from '../../test/support/tmp-dir.ts';
 import { wishlistYaml } from './tools.ts';
 import { BENCH_DIR, log, percentile, secondsSince } from './util.ts';
@@ -39,6 +43,27 @@ export interface WebhookResult {
   pushToStatus: PushToStatus[];
 }
 
+/**
+ * The logging `ducc serve` does, so that its cost is in the latencies: JSON lines at level info (one per
+ * webhook, more per job), each written at once with a write(2), as to the journal's pipe on stderr. The
+ * lines go to /dev/null.
+ */
+function servesLogging(): { logger: Logger; close: () => void } {
+  let fd: number | undefined = openSync('/dev/null', 'w');
+  const lines = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      // Lines the bot writes while it stops, after close, are dropped (cleanups may run in either order).
+      if (fd !== undefined) writeSync(fd, chunk);
+      callback();
+    },
+  });
+  const close = (): void => {
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
+  };
+  return { logger: createLogger({ level: 'info', human: false, stream: lines }), close };
+}
+
 const PROJECT = 'cern/wishlist';
 const CONTEXT = 'ducc-gitops/publish';
 
@@ -49,7 +74,9 @@ export async function measureWebhooks(cleanup: Cleanup, entries: string[], runs:
   const github = githubRepoDouble(api, { owner: 'cern', repo: 'wishlist', botLogin: 'ducc-bot' });
   const repo = await createGitRepo(cleanup);
   const sha = await repo.commit({ 'recipe.yaml': wishlistYaml(entries) });
-  const bot = await startTestBot(cleanup, (root) => botConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url, project: PROJECT }]));
+  const logging = servesLogging();
+  const bot = await startTestBot(cleanup, (root) => botConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url, project: PROJECT }]), logging.logger);
+  cleanup.after(logging.close);
 
   log(`webhooks: first publication of ${entries.length} wishes through the bot`);
   let started = process.hrtime.bigint();

@@ -2,6 +2,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../../src/config/bot-config.ts';
 import { startServer, type RunningServer } from '../../src/bot/serve.ts';
 import { createLogger } from '../../src/util/logger.ts';
@@ -57,11 +58,14 @@ export interface TestBot extends RunningServer {
   root: string;
 }
 
-/** Starts `ducc serve` in this process on a free loopback port; stopped when the test ends. */
-export async function startTestBot(t: TestContext | Cleanup, config: (root: string) => BotConfig): Promise<TestBot> {
+/**
+ * Starts `ducc serve` in this process on a free loopback port; stopped when the test ends. Logs nothing
+ * unless DUCC_TEST_LOG names a level, or a logger is given.
+ */
+export async function startTestBot(t: TestContext | Cleanup, config: (root: string) => BotConfig, logger?: Logger): Promise<TestBot> {
   // One cleanup that stops the bot before removing its directory (after-hooks run in registration order).
   const root = await mkdtemp(join(tmpdir(), 'ducc-bot-'));
-  const running = await startServer(config(root), BOT_ENV, createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
+  const running = await startServer(config(root), BOT_ENV, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
   t.after(async () => {
     await running.stop(5000);
     await rm(root, { recursive: true, force: true });
