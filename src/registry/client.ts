@@ -1,6 +1,6 @@
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import type { Hash } from 'node:crypto';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import { DuccError, errorMessage } from '../util/errors.ts';
@@ -12,6 +12,7 @@ import { assertValidRef, classifyReference, refName } from './names.ts';
 import { DEFAULT_PLATFORM, formatPlatform, isIgnoredIndexEntry, selectPlatformEntry } from './platform.ts';
 import { backoffDelay, isRetryableStatus, isTransientNetworkError, networkErrorCode, parseRetryAfter, sleep } from './retry.ts';
 import { countFromEnv, durationFromEnv, integerFromEnv } from './limits.ts';
+import { Agent, request } from './undici-parts.ts';
 import {
   MANIFEST_ACCEPT,
   MANIFEST_MEDIA_TYPES,
