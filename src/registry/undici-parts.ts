@@ -2,7 +2,7 @@
  * The two parts of undici the registry client uses, each imported from its own file instead of the
  * package's index. The index loads everything undici has — fetch, WebSocket, EventSource, mocks,
  * caches, every kind of dispatcher — and that took ~25 ms at every start of `ducc`, a fifth of a
- * conversion with nothing to do (an empty wish list: ~119 ms -> ~91 ms, 6 interleaved runs each; the
+ * conversion with nothing to do (an empty wish list: 116 ms -> 92 ms, median of 8 interleaved runs each; the
  * 50,000-small-files conversion 1.07 s -> 1.04 s, 8 runs). undici has no exports map, so these paths are
  * reachable; a release that moves them makes every registry test fail at once, and
  * test/unit/registry/undici-parts.test.ts checks that the index stays unloaded.
