@@ -5,7 +5,7 @@ import { DuccError } from '../util/errors.ts';
 import type { Job, JobPayload, JobStatus, OwnedStatus, PublishedImage, QueueCounts, StateStore } from './types.ts';
 
 /** WAL pages after which a write checkpoints by itself (SQLite's default is 1,000). */
-export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
 /**
  * Schema migrations, in order: migration `i` brings the database from version `i` to version `i + 1`
