@@ -52,6 +52,23 @@ export function entryComponents(name: string, limits: ExtractLimits, where: stri
   return components;
 }
 
+/** A name that needs normalising: an empty (leading '/', '//'), '.' or '..' component, or nothing at all. */
+const NOT_PLAIN = /(?:^|\/)\.{0,2}(?:\/|$)/;
+
+/**
+ * `name` without its trailing '/', when it is plain — components that are neither empty, '.' nor '..',
+ * no NUL — and so short that it is within the byte and depth limits whatever its characters: then its
+ * components are exactly what entryComponents would give, joined by '/'. Otherwise undefined (call
+ * entryComponents, which normalises or rejects it).
+ */
+export function plainEntryName(name: string, limits: ExtractLimits): string | undefined {
+  const trimmed = name.endsWith('/') ? name.slice(0, -1) : name;
+  // At most 3 UTF-8 bytes per UTF-16 unit (with the '/' dropped); at most (length + 1) / 2 components.
+  if ((trimmed.length + 1) * 3 > limits.maxPathBytes || trimmed.length >= 2 * limits.maxDepth) return undefined;
+  if (trimmed.includes('\0') || NOT_PLAIN.test(trimmed)) return undefined;
+  return trimmed;
+}
+
 export function unsafe(where: string, why: string): DuccError {
   return new DuccError('BOT_ERR_UNSAFE_ENTRY', `${where}: ${why}`);
 }
@@ -60,11 +77,16 @@ export function unsafe(where: string, why: string): DuccError {
 export const OPAQUE_WHITEOUT = '.wh..wh..opq';
 export const WHITEOUT_PREFIX = '.wh.';
 
+// Shared answers: classifyName runs for every entry of every layer, and most names are plain.
+const PLAIN = Object.freeze({ kind: 'plain' as const });
+const OPAQUE = Object.freeze({ kind: 'opaque' as const });
+const AUFS_META = Object.freeze({ kind: 'aufs-meta' as const });
+
 /** Classifies a file name: a whiteout of `target`, the opaque marker, other `.wh..wh.` metadata (aufs), or a plain name. */
-export function classifyName(name: string): { kind: 'whiteout'; target: string } | { kind: 'opaque' } | { kind: 'aufs-meta' } | { kind: 'plain' } {
-  if (!name.startsWith(WHITEOUT_PREFIX)) return { kind: 'plain' };
-  if (name === OPAQUE_WHITEOUT) return { kind: 'opaque' };
-  if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return { kind: 'aufs-meta' };
+export function classifyName(name: string): { kind: 'whiteout'; target: string } | { readonly kind: 'opaque' } | { readonly kind: 'aufs-meta' } | { readonly kind: 'plain' } {
+  if (!name.startsWith(WHITEOUT_PREFIX)) return PLAIN;
+  if (name === OPAQUE_WHITEOUT) return OPAQUE;
+  if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return AUFS_META;
   return { kind: 'whiteout', target: name.slice(WHITEOUT_PREFIX.length) };
 }
 

@@ -1,10 +1,10 @@
 import { constants as fsConstants } from 'node:fs';
 import { closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeSync, type Stats } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from '../publish/publisher.ts';
-import { checkWhiteoutName, entryComponents, extractLimits, unsafe, type ExtractLimits } from './entry-path.ts';
+import { checkWhiteoutName, entryComponents, extractLimits, plainEntryName, unsafe, WHITEOUT_PREFIX, type ExtractLimits } from './entry-path.ts';
 import { FileWriterSession } from './file-writer.ts';
 import { TarReader, type TarHeader } from './tar-reader.ts';
 
@@ -69,7 +69,10 @@ function readUmask(): number {
  * directory without any symlink). Streaming: file content goes to disk chunk by chunk, under limits.
  * Every error is a DuccError naming the layer and, where there is one, the entry.
  */
-export async function extractLayer(tar: Readable, target: string, options: ExtractOptions): Promise<LayerUnpackResult> {
+export async function extractLayer(tar: Readable, targetDir: string, options: ExtractOptions): Promise<LayerUnpackResult> {
+  // Normalised, so that `${target}/${name}` of a plain name is the path join() gives (names are keyed by it).
+  const target = resolve(targetDir);
+  const targetPrefix = target.endsWith('/') ? target : `${target}/`;
   const limits: ExtractLimits = extractLimits(options.limits);
   const preserveOwnership = options.preserveOwnership ?? IS_ROOT;
   const result: LayerUnpackResult = { warnings: [], externalHardlinks: [] };
@@ -99,19 +102,19 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   // callbacks synchronously: an archive can hold hundreds of thousands of entries, and a stream or a
   // promise per entry would cost more than creating the file. Everything below is synchronous; a throw
   // fails the reader's write, and with it the layer.
-  /** Where the current entry's content goes, if anywhere. */
-  let sink: ((chunk: Buffer) => void) | undefined;
+  /** Where the current entry's content goes (`chunk[start..end)`), if anywhere. */
+  let sink: ((chunk: Buffer, start: number, end: number) => void) | undefined;
   /** Called at the end of the current entry's content. */
   let finish: (() => void) | undefined;
   const extract = new TarReader({
     entry(header) {
       handleEntry(header);
     },
-    data(chunk) {
+    data(chunk, start, end) {
       if (sink === undefined) return;
-      bytes += chunk.length;
+      bytes += end - start;
       if (bytes > limits.maxBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: layer larger than ${limits.maxBytes} uncompressed bytes`);
-      sink(chunk);
+      sink(chunk, start, end);
     },
     end() {
       const done = finish;
@@ -171,9 +174,22 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
   function handleEntry(header: TarHeader): void {
     where = `${options.label}, entry '${header.name}'`;
     if (++entries > limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${options.label}: more than ${limits.maxEntries} entries`);
-    const components = entryComponents(header.name, limits, where);
-    const name = components.at(-1);
-    if (name !== undefined) checkWhiteoutName(name, where);
+    // Most names are plain ('usr/bin/ls', 'etc/') and their directory is already resolved: they are
+    // placed without splitting them into components (an array and a string per component).
+    let path: string | undefined;
+    let components: string[] | undefined;
+    const plain = plainEntryName(header.name, limits);
+    if (plain !== undefined) {
+      const slash = plain.lastIndexOf('/');
+      if (plain.startsWith(WHITEOUT_PREFIX, slash + 1)) checkWhiteoutName(plain.slice(slash + 1), where);
+      // A known directory's path is `${target}/${key}` (nothing on the way is a symlink).
+      if (knownDirs.has(slash < 0 ? '' : plain.slice(0, slash))) path = targetPrefix + plain;
+      else components = plain.split('/');
+    } else {
+      components = entryComponents(header.name, limits, where);
+      const name = components.at(-1);
+      if (name !== undefined) checkWhiteoutName(name, where);
+    }
 
     // The reader has already folded PAX and GNU long-name records into this header.
     const type = header.type;
@@ -182,7 +198,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     const gid = header.gid;
     const mtime = header.mtime;
 
-    if (components.length === 0) {
+    if (components?.length === 0) {
       // The layer root itself (`./`): its metadata applies to `target`. Nothing else may replace the
       // root (umoci CVE-2021-29136: a symlink named `.` redirected every later layer).
       if (type === 'directory') directories.set(target, { path: target, mode, uid, gid, mtime });
@@ -199,8 +215,11 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       return;
     }
 
-    const parent = ensureParent(components.slice(0, -1));
-    const path = parent.endsWith('/') ? parent + name! : `${parent}/${name!}`;
+    if (path === undefined) {
+      const parent = ensureParent(components!.slice(0, -1));
+      const name = components!.at(-1)!;
+      path = parent.endsWith('/') ? parent + name : `${parent}/${name}`;
+    }
 
     if (type === 'directory') {
       const existing = lookup(path);
@@ -237,7 +256,7 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
       if (source === undefined) {
         // Target lives in a lower layer: keep the name as an empty file (as cvmfs_server ingest
         // --tolerate-missing-hardlinks does) and let the flattener link it to the real file.
-        result.externalHardlinks.push({ path: components.join('/'), target: linkComponents.join('/') });
+        result.externalHardlinks.push({ path: plain ?? components!.join('/'), target: linkComponents.join('/') });
         replacing(path, () => writeEmptyFile(path, mode, uid, gid, mtime));
       } else {
         const stat = lstatSync(source);
@@ -270,16 +289,16 @@ export async function extractLayer(tar: Readable, target: string, options: Extra
     finish = endDirectFile;
   }
 
-  function writeToWriter(chunk: Buffer): void {
-    writer!.write(chunk);
+  function writeToWriter(chunk: Buffer, start: number, end: number): void {
+    writer!.write(chunk, start, end);
   }
 
   function endWriterFile(): void {
     writer!.end();
   }
 
-  function writeDirect(chunk: Buffer): void {
-    writeAll(direct!.fd, chunk);
+  function writeDirect(chunk: Buffer, start: number, end: number): void {
+    writeAll(direct!.fd, chunk, start, end);
   }
 
   function endDirectFile(): void {
@@ -481,10 +500,10 @@ function layerError(error: unknown, label: string, where: string | undefined, en
   return new DuccError('BOT_ERR_ARCHIVE', `${label}: ${what} ${position}: ${message}`, { cause: error });
 }
 
-/** Writes a whole buffer (writeSync may write less than asked). */
-function writeAll(fd: number, chunk: Buffer): void {
-  let offset = 0;
-  while (offset < chunk.length) offset += writeSync(fd, chunk, offset, chunk.length - offset);
+/** Writes `chunk[start..end)` whole (writeSync may write less than asked). */
+function writeAll(fd: number, chunk: Buffer, start: number, end: number): void {
+  let offset = start;
+  while (offset < end) offset += writeSync(fd, chunk, offset, end - offset);
 }
 
 function lstatOrUndefined(path: string): Stats | undefined {

@@ -211,11 +211,13 @@ export class FileWriterSession {
     return ++this.handedOver;
   }
 
-  write(chunk: Buffer): void {
+  /** Adds `chunk[start..end)` to the current file's content. */
+  write(chunk: Buffer, start: number, end: number): void {
     const current = this.current!;
-    if (current.cursor + chunk.length > current.size) throw new Error(`${current.path}: more content than the size announced`);
-    chunk.copy(this.batch!.buffer, current.offset + current.cursor);
-    current.cursor += chunk.length;
+    const length = end - start;
+    if (current.cursor + length > current.size) throw new Error(`${current.path}: more content than the size announced`);
+    chunk.copy(this.batch!.buffer, current.offset + current.cursor, start, end);
+    current.cursor += length;
   }
 
   end(): void {

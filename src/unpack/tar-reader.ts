@@ -36,8 +36,12 @@ export interface TarHeader {
 /** Receives the archive: each entry, then its content (in one or more chunks), then its end. */
 export interface TarVisitor {
   entry(header: TarHeader): void;
-  /** A piece of the current entry's content; valid only during the call (it may share memory with the input). */
-  data(chunk: Buffer): void;
+  /**
+   * A piece of the current entry's content: `chunk[start..end)`, valid only during the call (it is the
+   * input's memory). Offsets instead of a slice: a Buffer per piece costs more than the piece of a
+   * small file.
+   */
+  data(chunk: Buffer, start: number, end: number): void;
   end(): void;
 }
 
@@ -64,6 +68,7 @@ export class TarReader extends Writable {
   #state: State = State.Header;
   /** A header block split across input chunks. */
   readonly #block = Buffer.alloc(BLOCK);
+  readonly #blockView = new DataView(this.#block.buffer, this.#block.byteOffset, BLOCK);
   #blockFilled = 0;
   /** Content bytes of the current entry (or long record) still to come, then padding bytes to skip. */
   #remaining = 0;
@@ -99,11 +104,13 @@ export class TarReader extends Writable {
   #consume(chunk: Buffer): void {
     let at = 0;
     const length = chunk.length;
+    // For the header checksum, which reads four bytes at a time.
+    const view = new DataView(chunk.buffer, chunk.byteOffset, length);
     while (at < length) {
       switch (this.#state) {
         case State.Header: {
           if (this.#blockFilled === 0 && length - at >= BLOCK) {
-            this.#header(chunk, at);
+            this.#header(chunk, view, at);
             at += BLOCK;
           } else {
             const take = Math.min(BLOCK - this.#blockFilled, length - at);
@@ -112,14 +119,14 @@ export class TarReader extends Writable {
             at += take;
             if (this.#blockFilled === BLOCK) {
               this.#blockFilled = 0;
-              this.#header(this.#block, 0);
+              this.#header(this.#block, this.#blockView, 0);
             }
           }
           break;
         }
         case State.Data: {
           const take = Math.min(this.#remaining, length - at);
-          this.#visitor.data(chunk.subarray(at, at + take));
+          this.#visitor.data(chunk, at, at + take);
           at += take;
           this.#remaining -= take;
           if (this.#remaining === 0) this.#endEntry();
@@ -145,11 +152,9 @@ export class TarReader extends Writable {
     }
   }
 
-  /** One 512-byte header block at `b[o]`. */
-  #header(b: Buffer, o: number): void {
-    let sum = 8 * SPACE;
-    for (let i = o; i < o + 148; i++) sum += b[i]!;
-    for (let i = o + 156; i < o + BLOCK; i++) sum += b[i]!;
+  /** One 512-byte header block at `b[o]` (`view` is a DataView of `b`). */
+  #header(b: Buffer, view: DataView, o: number): void {
+    const sum = checksum(view, o);
     // A block of zeros (the end-of-archive marker, and padding after it): skipped.
     if (sum === 8 * SPACE) return;
     if (sum !== decodeNumber(b, o + 148, 8)) throw new Error('Invalid tar header. Maybe the tar is corrupted or it needs to be gunzipped?');
@@ -262,6 +267,26 @@ function typeOf(flag: number): TarEntryType | null {
     default:
       return null;
   }
+}
+
+/**
+ * The header checksum: the sum of its 512 bytes, the checksum field itself (148..155) counted as spaces.
+ * Read four bytes at a time, added in two 16-bit lanes (bytes 0 and 2, bytes 1 and 3 of each word): a
+ * lane gathers at most 89 words * 2 * 255 < 65536, so no lane overflows into the other. A third of the
+ * time of adding byte by byte, which is felt at 50,000 headers.
+ */
+function checksum(view: DataView, o: number): number {
+  let lanes = 0;
+  for (let i = o; i < o + 148; i += 4) {
+    const word = view.getUint32(i, true);
+    lanes += (word & 0xff00ff) + ((word >>> 8) & 0xff00ff);
+  }
+  let rest = 0;
+  for (let i = o + 156; i < o + BLOCK; i += 4) {
+    const word = view.getUint32(i, true);
+    rest += (word & 0xff00ff) + ((word >>> 8) & 0xff00ff);
+  }
+  return 8 * SPACE + (lanes & 0xffff) + (lanes >>> 16) + (rest & 0xffff) + (rest >>> 16);
 }
 
 /** Bytes that pad content of `size` bytes to a whole block. */

@@ -61,7 +61,7 @@ it('a writer module that cannot be loaded fails the files handed over within a s
   assert.throws(() => {
     for (let i = 0; i < 2000; i++) {
       session.begin({ path: join(target, `f${i}`), size: 3, createMode: 0o644, mode: 0o644, uid: -1, gid: -1, mtime: 0 }, `entry f${i}`);
-      session.write(Buffer.from('abc'));
+      session.write(Buffer.from('abc'), 0, 3);
       session.end();
     }
     session.settle();
