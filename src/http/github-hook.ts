@@ -2,7 +2,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { parseGitHubWebhook } from '../forge/parse-github.ts';
 import { GitHubSignature } from './auth.ts';
 import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
+import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
 
 /**
  * `POST /hooks/github`. Order matters: size and encoding from the headers, and the presence and shape of
@@ -29,19 +29,19 @@ export function githubHookHandlers(context: WebhookContext, signature: GitHubSig
     if (!(await signature.verify(body, header(req, 'x-hub-signature-256')))) {
       locals(res).outcome = 'unauthorized';
       locals(res).reason = 'signature does not match';
-      res.status(401).json({ error: UNAUTHORIZED_MESSAGE });
+      sendJson(res, 401, { error: UNAUTHORIZED_MESSAGE });
       return;
     }
     const eventName = header(req, 'x-github-event');
     if (eventName === undefined || !/^[a-z_]{1,64}$/.test(eventName)) {
       locals(res).outcome = 'invalid';
-      res.status(400).json({ error: 'missing or invalid X-GitHub-Event' });
+      sendJson(res, 400, { error: 'missing or invalid X-GitHub-Event' });
       return;
     }
     const payload = parsePayload(req, body);
     if (payload === undefined) {
       locals(res).outcome = 'invalid';
-      res.status(400).json({ error: 'body is not JSON' });
+      sendJson(res, 400, { error: 'body is not JSON' });
       return;
     }
     const deliveryId = safeDeliveryId(header(req, 'x-github-delivery')) ?? sha256Hex(body);

@@ -2,7 +2,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { parseGitLabWebhook } from '../forge/parse-gitlab.ts';
 import type { SharedSecret } from './auth.ts';
 import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
+import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
 
 /**
  * `POST /hooks/gitlab`. GitLab disables a hook for good after a few 4xx answers (until someone sends a
@@ -40,7 +40,7 @@ export function gitlabHookHandlers(context: WebhookContext, token: SharedSecret)
       locals(res).deliveryId = `gitlab:${deliveryId}`;
       locals(res).outcome = 'ignored';
       locals(res).reason = 'body is not JSON';
-      res.status(200).json({ outcome: 'ignored', reason: 'body is not JSON' });
+      sendJson(res, 200, { outcome: 'ignored', reason: 'body is not JSON' });
       return;
     }
     const delivery = parseGitLabWebhook(header(req, 'x-gitlab-event') ?? '', deliveryId, payload, botUsernameFor(context, payload));

@@ -15,6 +15,7 @@ test('a signed push is parsed and queued: 202', async (t) => {
   assert.ok(Date.now() - started < 1000);
   assert.equal(reply.status, 202);
   assert.deepEqual(reply.body, { outcome: 'queued', jobs: [1] });
+  assertJsonAnswer(reply.headers);
   assert.deepEqual(server.intake.deliveries, [
     { id: 'github:72d3162e-cc78-11e3-81ab-4c9367dc0958', events: [{ kind: 'push', repo, branch: 'master', after: '6113728f27ae82c7b1a177c8d03f9e96e0adf246' }] },
   ]);
@@ -109,7 +110,19 @@ test('a full queue answers 503 with Retry-After', async (t) => {
   assert.equal(reply.status, 503);
   assert.equal(reply.body.outcome, 'overloaded');
   assert.ok(Number(reply.headers.get('retry-after')) > 0);
+  assertJsonAnswer(reply.headers);
+  const refused = await postGitHub(server, 'push', githubExample('push', (p) => p['ref'] === 'refs/heads/master'), { secret: 'not the secret' });
+  assert.equal(refused.status, 401);
+  assertJsonAnswer(refused.headers);
 });
+
+/** Webhook answers are JSON, never sniffed or cached, with an exact length. */
+function assertJsonAnswer(headers: Headers): void {
+  assert.equal(headers.get('content-type'), 'application/json; charset=utf-8');
+  assert.equal(headers.get('x-content-type-options'), 'nosniff');
+  assert.equal(headers.get('cache-control'), 'no-store');
+  assert.match(headers.get('content-length') ?? '', /^\d+$/);
+}
 
 test('form-encoded deliveries (payload=<json>) are verified over the raw body and parsed', async (t) => {
   const server = await startTestServer(t);
