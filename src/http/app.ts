@@ -1,16 +1,18 @@
-import express, { type ErrorRequestHandler, type Express } from 'express';
+import type { RequestListener } from 'node:http';
+import express, { type ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Intake } from '../bot/intake.ts';
 import type { BotConfig } from '../config/bot-config.ts';
 import type { PublishedImage, StateStore } from '../state/types.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { GitHubSignature, SharedSecret, secretsFromEnv } from './auth.ts';
-import { githubHookHandlers } from './github-hook.ts';
-import { gitlabHookHandlers } from './gitlab-hook.ts';
+import { githubHook } from './github-hook.ts';
+import { gitlabHook } from './gitlab-hook.ts';
+import { matchHookRoute } from './hook-routes.ts';
 import { createMetrics } from './metrics.ts';
-import { REGISTRY_ROUTE, REGISTRY_ROUTE_WITH_SECRET, registryHookHandlers, type RegistryHook } from './registry-hook.ts';
+import { registryHook, type RegistryHook } from './registry-hook.ts';
 import { renderStatusPage } from './status-page.ts';
-import { locals, replyEarly, track, type WebhookContext } from './webhook-common.ts';
+import { answerError, locals, replyEarly, track, type HookHandler, type HookResponse, type WebhookContext } from './webhook-common.ts';
 
 export interface AppDeps {
   config: BotConfig;
@@ -35,13 +37,16 @@ const JOB_LIST_LIMIT = 50;
  * The HTTP face of `ducc serve` (no `listen` here: see `listen()` in server.ts).
  *
  * - `POST /hooks/github`, `POST /hooks/gitlab`, `POST /hooks/registry/:kind/:name[/:secret]`: verify,
- *   parse, hand to the intake, answer — no network call, no conversion inside a request.
- * - `GET /healthz`, `GET /readyz`, `GET /status`, `GET /metrics`, `GET /` (HTML status page).
+ *   parse, hand to the intake, answer — no network call, no conversion inside a request. These are
+ *   dispatched before express, on the plain node:http request and response: express's own work per
+ *   request (its request and response prototypes, routing) cost as much CPU as everything else a
+ *   delivery needs, and a burst of deliveries is answered one after another (see hook-routes.ts).
+ * - `GET /healthz`, `GET /readyz`, `GET /status`, `GET /metrics`, `GET /` (HTML status page): express.
  *
  * Secrets are read from `env` once, here. A webhook endpoint whose secret is not set is disabled
  * (404), and it is an error (BOT_ERR_CONFIG, thrown here) when a wish list or registry hook needs it.
  */
-export function buildApp(deps: AppDeps): Express {
+export function buildApp(deps: AppDeps): RequestListener {
   const { config, env, store, logger } = deps;
   const problems: string[] = [];
   const read = (name: string): string[] => {
@@ -78,21 +83,24 @@ export function buildApp(deps: AppDeps): Express {
   const context: WebhookContext = { config, intake: deps.intake, logger, metrics };
   const shuttingDown = () => deps.isShuttingDown?.() ?? false;
 
+  // Webhooks. Each reads its own raw body: no body parser may run before a signature check.
+  const notConfigured =
+    (message: string): HookHandler =>
+    (_req, res) =>
+      replyEarly(res, 404, 'not_configured', { error: message });
+  const hooks: Record<'github' | 'gitlab' | 'registry', HookHandler> = {
+    github: githubSignature.configured ? githubHook(context, githubSignature) : notConfigured('GitHub webhooks are not configured'),
+    gitlab: gitlabToken.configured ? gitlabHook(context, gitlabToken) : notConfigured('GitLab webhooks are not configured'),
+    registry: registryHook(context, registryHooks),
+  };
+
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
   app.use((_req, res, next) => {
-    res.set({ 'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store' });
+    setCommonHeaders(res);
     next();
   });
-
-  // Webhooks. Each route reads its own raw body: no global body parser may run before a signature check.
-  if (githubSignature.configured) app.post('/hooks/github', ...githubHookHandlers(context, githubSignature));
-  else app.post('/hooks/github', track(context, 'github', '/hooks/github'), (_req, res) => replyEarly(res, 404, 'not_configured', { error: 'GitHub webhooks are not configured' }));
-  if (gitlabToken.configured) app.post('/hooks/gitlab', ...gitlabHookHandlers(context, gitlabToken));
-  else app.post('/hooks/gitlab', track(context, 'gitlab', '/hooks/gitlab'), (_req, res) => replyEarly(res, 404, 'not_configured', { error: 'GitLab webhooks are not configured' }));
-  app.post(REGISTRY_ROUTE, ...registryHookHandlers(context, registryHooks, REGISTRY_ROUTE));
-  app.post(REGISTRY_ROUTE_WITH_SECRET, ...registryHookHandlers(context, registryHooks, REGISTRY_ROUTE_WITH_SECRET));
 
   // Probes and status.
   app.get('/healthz', (_req, res) => {
@@ -141,38 +149,41 @@ export function buildApp(deps: AppDeps): Express {
     res.status(404).json({ error: 'not found' });
   });
   app.use(errorHandler(logger));
-  return app;
+
+  return (req, res) => {
+    const match = req.method === 'POST' ? matchHookRoute(req.url ?? '/') : undefined;
+    if (match === undefined) {
+      app(req, res);
+      return;
+    }
+    setCommonHeaders(res);
+    track(context, res, match.source, match.route);
+    const failed = (error: unknown): void => answerError(logger, res, error);
+    // A parameter that is not valid percent-encoding: 400, as express answers it.
+    if (match.params === undefined) {
+      failed(Object.assign(new Error('bad parameter'), { status: 400 }));
+      return;
+    }
+    try {
+      const done = hooks[match.hook](req, res, match.params);
+      if (done !== undefined) done.catch(failed);
+    } catch (error) {
+      failed(error);
+    }
+  };
 }
 
-/**
- * Last resort. Body-reading errors (413 for bodies without a declared length, aborted uploads) and
- * thrown bugs end here. For GitLab, 4xx become 200 (see gitlab-hook.ts). Never logs the URL.
- */
+/** Headers of every answer: nothing is sniffed or cached. */
+function setCommonHeaders(res: HookResponse): void {
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Cache-Control', 'no-store');
+}
+
+/** Last resort for the express routes (status and probes): thrown bugs. Never logs the URL. */
 function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
-    const err = error as { status?: unknown; type?: unknown };
-    const status = typeof err.status === 'number' && err.status >= 400 && err.status < 600 ? err.status : 500;
     const state = locals(res);
-    const route = state.route ?? req.route?.path ?? 'unmatched';
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (err.type === 'request.aborted') {
-      state.outcome = 'aborted';
-      res.destroy();
-      return;
-    }
-    const overloaded = err.type === 'bodies.overloaded';
-    if (status >= 500 && !overloaded) logger.error({ err: error, route }, 'request failed');
-    const outcome = overloaded ? 'overloaded' : status === 413 ? 'too_large' : status === 415 ? 'unsupported_encoding' : status >= 500 ? 'error' : 'invalid';
-    // Body-reading errors (they carry a `type`) have safe messages; others could echo the URL.
-    const message = typeof err.type === 'string' ? errorMessage(error) : status >= 500 ? 'internal error' : 'bad request';
-    if (state.source === 'gitlab' && status < 500) {
-      state.reason = message;
-      replyEarly(res, 200, 'ignored', { outcome: 'ignored', reason: message });
-      return;
-    }
-    replyEarly(res, status, outcome, { error: message });
+    state.route = typeof req.route?.path === 'string' ? req.route.path : 'unmatched';
+    answerError(logger, res, error);
   };
 }

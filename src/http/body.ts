@@ -1,6 +1,5 @@
-import type { Request, RequestHandler, Response } from 'express';
 import { integerFromEnv } from '../registry/limits.ts';
-import { locals, replyEarly, RETRY_AFTER_SECONDS } from './webhook-common.ts';
+import { locals, replyEarly, RETRY_AFTER_SECONDS, type HookRequest, type HookResponse } from './webhook-common.ts';
 
 /** GitHub caps webhook payloads at 25 MB; nothing we accept is larger. */
 export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
@@ -34,7 +33,7 @@ interface BodyRejection {
  * over the limit (→ 413) and any `Content-Encoding` other than identity (→ 415; no webhook sender we
  * support compresses, and inflating would let a small request become a large body).
  */
-function checkBodyHeaders(req: Request): BodyRejection | undefined {
+function checkBodyHeaders(req: HookRequest): BodyRejection | undefined {
   const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
   if (encoding !== '' && encoding !== 'identity') {
     return { status: 415, outcome: 'unsupported_encoding', reason: 'Content-Encoding is not supported; send the body uncompressed' };
@@ -51,7 +50,7 @@ function checkBodyHeaders(req: Request): BodyRejection | undefined {
  * the refusal's status, or for GitLab (`asIgnored`, see gitlab-hook.ts) with 200 "ignored". Returns
  * whether it answered.
  */
-export function refusedByBodyHeaders(req: Request, res: Response, asIgnored = false): boolean {
+export function refusedByBodyHeaders(req: HookRequest, res: HookResponse, asIgnored = false): boolean {
   const rejection = checkBodyHeaders(req);
   if (rejection === undefined) return false;
   locals(res).reason = rejection.reason;
@@ -60,22 +59,26 @@ export function refusedByBodyHeaders(req: Request, res: Response, asIgnored = fa
   return true;
 }
 
-/** An error for the app's error handler, shaped like body-parser's (`status`, `type`, a safe message). */
+/** A body-reading error for answerError, shaped like body-parser's (`status`, `type`, a safe message). */
 function bodyError(status: number, type: string, message: string): Error {
   return Object.assign(new Error(message), { status, type, expose: true });
 }
 
 /**
- * Reads the raw body as a Buffer into `req.body` (any content type). Signatures are checked over these
- * bytes, so no JSON parser may run before.
+ * Reads the raw body (any content type). Signatures are checked over these bytes, so no JSON parser may
+ * run before.
  *
  * Bodies sent without a declared length (chunked) are cut as soon as they pass the limit: the reader
- * stops keeping chunks and hands a 413 to the error handler at once, whose reply closes the connection.
+ * stops keeping chunks and rejects with a 413 at once, whose answer (answerError) closes the connection.
  * (body-parser's `express.raw` would first read off the whole rest of the request, so a sender that
  * keeps going would never get an answer.) A request that ends early (the sender went away) is reported
  * as `request.aborted`.
  */
-export const readRawBody: RequestHandler = (req, res, next) => {
+export function readRawBody(req: HookRequest, res: HookResponse): Promise<Buffer> {
+  return new Promise((resolve, reject) => readInto(req, res, resolve, reject));
+}
+
+function readInto(req: HookRequest, res: HookResponse, resolve: (body: Buffer) => void, reject: (error: Error) => void): void {
   const limit = integerFromEnv(BODIES_LIMIT_VARIABLE, DEFAULT_BODIES_LIMIT);
   const chunks: Buffer[] = [];
   let size = 0;
@@ -101,11 +104,10 @@ export const readRawBody: RequestHandler = (req, res, next) => {
       // Whatever still arrives is dropped, not buffered, until the reply closes the connection.
       req.on('error', () => {});
       req.resume();
-      next(error);
+      reject(error);
       return;
     }
-    req.body = Buffer.concat(chunks, size);
-    next();
+    resolve(Buffer.concat(chunks, size));
   };
   const onData = (chunk: Buffer): void => {
     size += chunk.length;
@@ -114,7 +116,7 @@ export const readRawBody: RequestHandler = (req, res, next) => {
       return;
     }
     if (heldBodyBytes + chunk.length > limit) {
-      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
       settle(bodyError(503, 'bodies.overloaded', `too many webhook bodies are being received at once (${BODIES_LIMIT_VARIABLE}); retry later`));
       return;
     }
@@ -131,9 +133,4 @@ export const readRawBody: RequestHandler = (req, res, next) => {
   req.on('end', onEnd);
   req.on('error', onError);
   req.on('close', onClose);
-};
-
-/** The body read by `readRawBody`, or an empty buffer when the request had none. */
-export function rawBodyOf(req: Request): Buffer {
-  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
 }

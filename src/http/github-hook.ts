@@ -1,8 +1,7 @@
-import type { Request, RequestHandler, Response } from 'express';
 import { parseGitHubWebhook } from '../forge/parse-github.ts';
 import { GitHubSignature } from './auth.ts';
-import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
+import { readRawBody, refusedByBodyHeaders } from './body.ts';
+import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, type HookHandler, type HookRequest, type WebhookContext } from './webhook-common.ts';
 
 /**
  * `POST /hooks/github`. Order matters: size and encoding from the headers, and the presence and shape of
@@ -13,8 +12,8 @@ import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, 
  * Replies: 202 queued, 200 duplicate/ignored (outcome in the body), 503 overloaded (GitHub does not
  * retry by itself: redeliver from the hook's settings), 401 bad signature, 413 / 415 refused bodies.
  */
-export function githubHookHandlers(context: WebhookContext, signature: GitHubSignature): RequestHandler[] {
-  const guard: RequestHandler = (req, res, next) => {
+export function githubHook(context: WebhookContext, signature: GitHubSignature): HookHandler {
+  return async (req, res) => {
     if (refusedByBodyHeaders(req, res)) return;
     const presented = header(req, 'x-hub-signature-256');
     if (!GitHubSignature.wellFormed(presented)) {
@@ -22,10 +21,7 @@ export function githubHookHandlers(context: WebhookContext, signature: GitHubSig
       replyEarly(res, 401, 'unauthorized', { error: UNAUTHORIZED_MESSAGE });
       return;
     }
-    next();
-  };
-  const handle = async (req: Request, res: Response): Promise<void> => {
-    const body = rawBodyOf(req);
+    const body = await readRawBody(req, res);
     if (!(await signature.verify(body, header(req, 'x-hub-signature-256')))) {
       locals(res).outcome = 'unauthorized';
       locals(res).reason = 'signature does not match';
@@ -48,13 +44,12 @@ export function githubHookHandlers(context: WebhookContext, signature: GitHubSig
     const delivery = parseGitHubWebhook(eventName, deliveryId, payload, botLoginFor(context, payload));
     acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
   };
-  return [track(context, 'github', '/hooks/github'), guard, readRawBody, handle];
 }
 
 const UNAUTHORIZED_MESSAGE = 'invalid or missing X-Hub-Signature-256: check the webhook secret';
 
 /** GitHub sends JSON, or `payload=<json>` when the hook's content type is form-encoded. */
-function parsePayload(req: Request, body: Buffer): unknown {
+function parsePayload(req: HookRequest, body: Buffer): unknown {
   const type = (header(req, 'content-type') ?? '').toLowerCase();
   if (type.startsWith('application/x-www-form-urlencoded')) {
     const payload = new URLSearchParams(body.toString('utf8')).get('payload');

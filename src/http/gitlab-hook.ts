@@ -1,8 +1,7 @@
-import type { Request, RequestHandler, Response } from 'express';
 import { parseGitLabWebhook } from '../forge/parse-gitlab.ts';
 import type { SharedSecret } from './auth.ts';
-import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, track, type WebhookContext } from './webhook-common.ts';
+import { readRawBody, refusedByBodyHeaders } from './body.ts';
+import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, type HookHandler, type WebhookContext } from './webhook-common.ts';
 
 /**
  * `POST /hooks/gitlab`. GitLab disables a hook for good after a few 4xx answers (until someone sends a
@@ -17,21 +16,16 @@ import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, 
  *
  * The token is checked before a byte of the body is read.
  */
-export function gitlabHookHandlers(context: WebhookContext, token: SharedSecret): RequestHandler[] {
-  const authenticate: RequestHandler = (req, res, next) => {
+export function gitlabHook(context: WebhookContext, token: SharedSecret): HookHandler {
+  return async (req, res) => {
     if (!token.matches(header(req, 'x-gitlab-token'))) {
       locals(res).reason = header(req, 'x-gitlab-token') === undefined ? 'missing X-Gitlab-Token' : 'token does not match';
       replyEarly(res, 401, 'unauthorized', { error: 'invalid or missing X-Gitlab-Token: check the secret token of the webhook' });
       return;
     }
-    next();
-  };
-  const guard: RequestHandler = (req, res, next) => {
     // Not a 4xx: see above. The reason is in the body and in the log.
-    if (!refusedByBodyHeaders(req, res, true)) next();
-  };
-  const handle = (req: Request, res: Response): void => {
-    const body = rawBodyOf(req);
+    if (refusedByBodyHeaders(req, res, true)) return;
+    const body = await readRawBody(req, res);
     const payload = parseJson(body);
     // GitLab ≥ 17.4 keeps Idempotency-Key across retries and "Resend request"; X-Gitlab-Event-UUID
     // (14.8+) is per execution; older versions send neither.
@@ -46,7 +40,6 @@ export function gitlabHookHandlers(context: WebhookContext, token: SharedSecret)
     const delivery = parseGitLabWebhook(header(req, 'x-gitlab-event') ?? '', deliveryId, payload, botUsernameFor(context, payload));
     acceptDelivery(context, res, delivery, { queued: 200, other: 200 });
   };
-  return [track(context, 'gitlab', '/hooks/gitlab'), authenticate, guard, readRawBody, handle];
 }
 
 function botUsernameFor(context: WebhookContext, payload: unknown): { botUsername?: string } {

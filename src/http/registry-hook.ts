@@ -1,10 +1,9 @@
-import type { Request, RequestHandler, Response } from 'express';
 import type { RegistryHookConfig } from '../config/bot-config.ts';
 import type { Delivery } from '../forge/events.ts';
 import { parseDistributionNotification, parseDockerHub, parseHarbor, parseQuay } from '../forge/parse-registry.ts';
 import { authorizationCandidates, type SharedSecret } from './auth.ts';
-import { rawBodyOf, readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, replyEarly, track, type WebhookContext } from './webhook-common.ts';
+import { readRawBody, refusedByBodyHeaders } from './body.ts';
+import { acceptDelivery, header, locals, replyEarly, type HookHandler, type WebhookContext } from './webhook-common.ts';
 
 /** A configured registry hook with its secrets. */
 export interface RegistryHook {
@@ -32,19 +31,20 @@ export const REGISTRY_ROUTE_WITH_SECRET = '/hooks/registry/:kind/:name/:secret';
  * configuration, or the wrong URL shape → 404; wrong secret → 401; both before the body is read.
  * Then 202 queued, 200 duplicate/ignored, 503 overloaded (all four senders retry 5xx).
  *
- * The route pattern, never the URL, is logged: the URL holds the secret.
+ * `params`: kind, name and, in the second form, the secret (decoded). The route pattern, never the
+ * URL, is logged: the URL holds the secret.
  */
-export function registryHookHandlers(context: WebhookContext, hooks: ReadonlyMap<string, RegistryHook>, route: string): RequestHandler[] {
-  const withSecretInPath = route === REGISTRY_ROUTE_WITH_SECRET;
-  const find: RequestHandler = (req, res, next) => {
-    const kind = String(req.params['kind']);
-    const hook = hooks.get(String(req.params['name']));
+export function registryHook(context: WebhookContext, hooks: ReadonlyMap<string, RegistryHook>): HookHandler {
+  return async (req, res, params) => {
+    const [kind = '', name = '', secret] = params;
+    const withSecretInPath = secret !== undefined;
+    const hook = hooks.get(name);
     if (hook === undefined || hook.config.kind !== kind || (withSecretInPath && HEADER_KINDS.has(kind))) {
       replyEarly(res, 404, 'not_found', { error: 'no such registry hook' });
       return;
     }
     locals(res).source = `registry/${hook.config.kind}`;
-    const presented = HEADER_KINDS.has(kind) ? authorizationCandidates(header(req, 'authorization')) : withSecretInPath ? [String(req.params['secret'])] : [];
+    const presented = HEADER_KINDS.has(kind) ? authorizationCandidates(header(req, 'authorization')) : withSecretInPath ? [secret] : [];
     // Evaluate every candidate, so that timing does not tell which form was tried.
     let ok = false;
     for (const candidate of presented) ok = hook.secret.matches(candidate) || ok;
@@ -53,17 +53,8 @@ export function registryHookHandlers(context: WebhookContext, hooks: ReadonlyMap
       replyEarly(res, 401, 'unauthorized', { error: HEADER_KINDS.has(kind) ? 'invalid or missing Authorization header' : 'invalid or missing secret in the URL' });
       return;
     }
-    res.locals['hook'] = hook;
-    next();
-  };
-  const guard: RequestHandler = (req, res, next) => {
-    if (!refusedByBodyHeaders(req, res)) next();
-  };
-  const handle = (req: Request, res: Response): void => {
-    const hook = res.locals['hook'] as RegistryHook;
-    const delivery = PARSERS[hook.config.kind](rawBodyOf(req), hook.config.name);
+    if (refusedByBodyHeaders(req, res)) return;
+    const delivery = PARSERS[hook.config.kind](await readRawBody(req, res), hook.config.name);
     acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
   };
-  // The source label is refined once the hook is known; unknown hooks count as `registry`.
-  return [track(context, 'registry', route), find, guard, readRawBody, handle];
 }

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
+import { errorMessage } from '../util/errors.ts';
 import type { BotConfig } from '../config/bot-config.ts';
 import type { Delivery } from '../forge/events.ts';
 import type { Intake, IntakeResult } from '../bot/intake.ts';
@@ -27,43 +28,56 @@ export interface WebhookLocals {
   reason?: string;
 }
 
-export function locals(res: Response): WebhookLocals {
-  return res.locals as unknown as WebhookLocals;
+/**
+ * A webhook request and its answer: plain node:http objects. The webhook routes do not go through
+ * express (see app.ts), which costs more per request than the rest of a delivery's handling.
+ */
+export type HookRequest = IncomingMessage;
+export type HookResponse = ServerResponse<IncomingMessage>;
+/** A webhook route: answers the request, or throws (answered by `answerError`). `params`: from the path. */
+export type HookHandler = (req: HookRequest, res: HookResponse, params: readonly string[]) => void | Promise<void>;
+
+const localsOf = new WeakMap<HookResponse, WebhookLocals>();
+
+export function locals(res: HookResponse): WebhookLocals {
+  let state = localsOf.get(res);
+  if (state === undefined) {
+    state = { source: 'unknown', route: 'unmatched' };
+    localsOf.set(res, state);
+  }
+  return state;
 }
 
 /** Seconds a sender should wait before retrying when the queue is full. */
 export const RETRY_AFTER_SECONDS = 60;
 
 /**
- * First middleware of each webhook route: labels the request and, once the answer is sent (or the
- * connection dropped), counts it in `ducc_webhooks_total`, times it and writes one log line.
+ * Runs first for each webhook request: labels it and, once the answer is sent (or the connection
+ * dropped), counts it in `ducc_webhooks_total`, times it and writes one log line.
  */
-export function track(context: WebhookContext, initialSource: string, route: string): RequestHandler {
-  return (_req, res, next) => {
-    const started = process.hrtime.bigint();
-    Object.assign(res.locals, { source: initialSource, route } satisfies WebhookLocals);
-    res.once('close', () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const state = locals(res);
-      const source = state.source;
-      const outcome = state.outcome ?? (res.writableFinished ? outcomeOfStatus(res.statusCode) : 'aborted');
-      context.metrics.webhooks.inc({ source, outcome });
-      context.metrics.webhookDuration.observe({ source }, seconds);
-      const fields = {
-        source,
-        route,
-        status: res.statusCode,
-        outcome,
-        ms: Math.round(seconds * 1000),
-        ...(state.deliveryId !== undefined ? { deliveryId: state.deliveryId } : {}),
-        ...(state.reason !== undefined ? { reason: state.reason } : {}),
-      };
-      if (outcome === 'unauthorized') context.logger.warn(fields, 'webhook refused: bad or missing secret');
-      else if (res.statusCode >= 500 || outcome === 'aborted') context.logger.warn(fields, 'webhook not handled');
-      else context.logger.info(fields, 'webhook');
-    });
-    next();
-  };
+export function track(context: WebhookContext, res: HookResponse, initialSource: string, route: string): void {
+  const started = process.hrtime.bigint();
+  localsOf.set(res, { source: initialSource, route });
+  res.once('close', () => {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const state = locals(res);
+    const source = state.source;
+    const outcome = state.outcome ?? (res.writableFinished ? outcomeOfStatus(res.statusCode) : 'aborted');
+    context.metrics.webhooks.inc({ source, outcome });
+    context.metrics.webhookDuration.observe({ source }, seconds);
+    const fields = {
+      source,
+      route,
+      status: res.statusCode,
+      outcome,
+      ms: Math.round(seconds * 1000),
+      ...(state.deliveryId !== undefined ? { deliveryId: state.deliveryId } : {}),
+      ...(state.reason !== undefined ? { reason: state.reason } : {}),
+    };
+    if (outcome === 'unauthorized') context.logger.warn(fields, 'webhook refused: bad or missing secret');
+    else if (res.statusCode >= 500 || outcome === 'aborted') context.logger.warn(fields, 'webhook not handled');
+    else context.logger.info(fields, 'webhook');
+  });
 }
 
 function outcomeOfStatus(status: number): string {
@@ -81,18 +95,15 @@ function outcomeOfStatus(status: number): string {
  * Answers without reading the rest of the body; with `Connection: close` the connection is closed after
  * the answer instead of draining what the sender still has to send (see lingeringClose).
  */
-export function replyEarly(res: Response, status: number, outcome: string, body: Record<string, unknown>): void {
+export function replyEarly(res: HookResponse, status: number, outcome: string, body: Record<string, unknown>): void {
   locals(res).outcome = outcome;
-  res.set('Connection', 'close');
+  res.setHeader('Connection', 'close');
   if (!res.req.complete) lingeringClose(res.req.socket);
   sendJson(res, status, body);
 }
 
-/**
- * Answers with a JSON body. What express's `res.status(s).json(b)` sends, less its work per answer
- * (content-type lookup, ETag and freshness machinery), which shows in a burst of deliveries.
- */
-export function sendJson(res: Response, status: number, body: unknown): void {
+/** Answers with a JSON body (what express's `res.status(s).json(b)` sends). */
+export function sendJson(res: HookResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
@@ -130,7 +141,7 @@ function lingeringClose(socket: Socket): void {
 }
 
 /** Hands the delivery to the intake and maps its result to the reply. */
-export function acceptDelivery(context: WebhookContext, res: Response, delivery: Delivery, statuses: { queued: number; other: number }): void {
+export function acceptDelivery(context: WebhookContext, res: HookResponse, delivery: Delivery, statuses: { queued: number; other: number }): void {
   const state = locals(res);
   state.deliveryId = delivery.id;
   let result: IntakeResult;
@@ -185,7 +196,38 @@ export function sha256Hex(data: string | Uint8Array): string {
 }
 
 /** A header as one string (Node joins repeated headers for most names; arrays only for a few). */
-export function header(req: Request, name: string): string | undefined {
+export function header(req: HookRequest, name: string): string | undefined {
   const value = req.headers[name.toLowerCase()];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The answer to a request whose handling failed: body-reading errors (413 for bodies without a declared
+ * length, too many bodies at once, aborted uploads) and thrown bugs. For GitLab, 4xx become 200 (see
+ * gitlab-hook.ts). Never logs the URL (it may hold a registry secret), never echoes it.
+ */
+export function answerError(logger: Logger, res: HookResponse, error: unknown): void {
+  const err = error as { status?: unknown; type?: unknown } | null;
+  const status = typeof err?.status === 'number' && err.status >= 400 && err.status < 600 ? err.status : 500;
+  const state = locals(res);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (err?.type === 'request.aborted') {
+    state.outcome = 'aborted';
+    res.destroy();
+    return;
+  }
+  const overloaded = err?.type === 'bodies.overloaded';
+  if (status >= 500 && !overloaded) logger.error({ err: error, route: state.route }, 'request failed');
+  const outcome = overloaded ? 'overloaded' : status === 413 ? 'too_large' : status === 415 ? 'unsupported_encoding' : status >= 500 ? 'error' : 'invalid';
+  // Body-reading errors (they carry a `type`) have safe messages; others could echo the URL.
+  const message = typeof err?.type === 'string' ? errorMessage(error) : status >= 500 ? 'internal error' : 'bad request';
+  if (state.source === 'gitlab' && status < 500) {
+    state.reason = message;
+    replyEarly(res, 200, 'ignored', { outcome: 'ignored', reason: message });
+    return;
+  }
+  replyEarly(res, status, outcome, { error: message });
 }

@@ -95,6 +95,21 @@ test('unknown paths: 404 without echoing the path', async (t) => {
   assert.ok(!JSON.stringify(reply.body).includes('secret-looking'));
 });
 
+test('webhook paths: only POST reaches a hook (other methods are 404), a bad parameter encoding is 400', async (t) => {
+  const server = await startTestServer(t);
+  for (const method of ['GET', 'PUT', 'DELETE']) {
+    const reply = await send(`${server.url}/hooks/github`, { method });
+    assert.equal(reply.status, 404, method);
+    assert.deepEqual(reply.body, { error: 'not found' });
+    assert.equal(reply.headers.get('x-content-type-options'), 'nosniff');
+  }
+  const bad = await send(`${server.url}/hooks/registry/dockerhub/hub/%E0%A4%A`, { method: 'POST', body: '{}' });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.body, { error: 'bad request' });
+  assert.equal(server.intake.deliveries.length, 0);
+  assert.match(server.logs(), /"route":"\/hooks\/registry\/:kind\/:name\/:secret","status":400,"outcome":"invalid"/);
+});
+
 test('buildApp refuses to start when a secret needed by the configuration is missing', () => {
   const store = SqliteStateStore.open(':memory:');
   try {

@@ -19,6 +19,10 @@ test('a signed push is parsed and queued: 202', async (t) => {
   assert.deepEqual(server.intake.deliveries, [
     { id: 'github:72d3162e-cc78-11e3-81ab-4c9367dc0958', events: [{ kind: 'push', repo, branch: 'master', after: '6113728f27ae82c7b1a177c8d03f9e96e0adf246' }] },
   ]);
+  // Matched as express matched it: any case, trailing slash, query string.
+  const again = await postGitHub(server, 'push', payload, { deliveryId: 'other-id', path: '/Hooks/GitHub/?from=test' });
+  assert.equal(again.status, 202);
+  assert.equal(server.intake.deliveries.at(-1)!.id, 'github:other-id');
 });
 
 test('pull_request opened / synchronize / closed (merged) reach the intake as change requests', async (t) => {

@@ -156,7 +156,7 @@ export async function postGitHub(
   server: TestServer,
   event: string,
   payload: unknown,
-  options: { deliveryId?: string; secret?: string; headers?: Record<string, string>; signature?: string | null } = {},
+  options: { deliveryId?: string; secret?: string; headers?: Record<string, string>; signature?: string | null; path?: string } = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
   const signature = options.signature === undefined ? await signGitHub(body, options.secret) : options.signature;
@@ -168,7 +168,7 @@ export async function postGitHub(
     ...(signature === null ? {} : { 'x-hub-signature-256': signature }),
     ...options.headers,
   };
-  return send(`${server.url}/hooks/github`, { method: 'POST', headers, body });
+  return send(`${server.url}${options.path ?? '/hooks/github'}`, { method: 'POST', headers, body });
 }
 
 export async function send(url: string, init: RequestInit): Promise<{ status: number; body: any; headers: Headers }> {
