@@ -7,7 +7,8 @@
  * node:http spends ~21 ms.
  *
  * Paths match as express 5 matched the routes these replace: case-insensitively, with an optional
- * trailing slash, the query string ignored; path parameters (registry hooks) are percent-decoded.
+ * trailing slash, the query string ignored, a target in absolute form (`http://host/path`) by its path;
+ * path parameters (registry hooks) are percent-decoded.
  */
 import { REGISTRY_ROUTE, REGISTRY_ROUTE_WITH_SECRET } from './registry-hook.ts';
 
@@ -21,13 +22,16 @@ export interface HookMatch {
   params: string[] | undefined;
 }
 
+/** `scheme://authority` of a request target in absolute form (sent to proxies; express accepts it too). */
+const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 const FORGE_PATH = /^\/hooks\/(github|gitlab)\/?$/i;
 const REGISTRY_PATH = /^\/hooks\/registry\/([^/]+)\/([^/]+)(?:\/([^/]+))?\/?$/i;
 
 /** The webhook route of a POST to `url` (path and query), or undefined when it is not one. */
 export function matchHookRoute(url: string): HookMatch | undefined {
-  const query = url.indexOf('?');
-  const path = query === -1 ? url : url.slice(0, query);
+  const target = url.startsWith('/') ? url : url.replace(ABSOLUTE_FORM, '');
+  const query = target.indexOf('?');
+  const path = query === -1 ? target : target.slice(0, query);
   const forge = FORGE_PATH.exec(path);
   if (forge !== null) {
     const hook = forge[1]!.toLowerCase() as 'github' | 'gitlab';

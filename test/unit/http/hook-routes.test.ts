@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { matchHookRoute } from '../../../src/http/hook-routes.ts';
 
 test('forge hooks: exact paths, any case, optional trailing slash, query ignored', () => {
-  for (const url of ['/hooks/github', '/hooks/github/', '/HOOKS/GitHub', '/hooks/github?x=1', '/hooks/github/?x=/a']) {
+  for (const url of ['/hooks/github', '/hooks/github/', '/HOOKS/GitHub', '/hooks/github?x=1', '/hooks/github/?x=/a', 'http://bot.example.org:8080/hooks/github?x']) {
     assert.deepEqual(matchHookRoute(url), { hook: 'github', source: 'github', route: '/hooks/github', params: [] }, url);
   }
   assert.equal(matchHookRoute('/hooks/gitlab')?.hook, 'gitlab');
-  for (const url of ['/hooks/github//', '/hooks/githubx', '/hooks/%67ithub', '//hooks/github', '/hooks/github/x', '/hooks', '/', '/hooks/registry/a']) {
+  for (const url of ['/hooks/github//', '/hooks/githubx', '/hooks/%67ithub', '//hooks/github', '/hooks/github/x', '/hooks', '/', '/hooks/registry/a', '*', 'http://x', 'hooks/github']) {
     assert.equal(matchHookRoute(url), undefined, url);
   }
 });
