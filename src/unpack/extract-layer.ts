@@ -233,6 +233,10 @@ export async function extractLayer(tar: Readable, targetDir: string, options: Ex
         mkdirSync(path, { mode: 0o700 });
         names.set(path, CREATED_HERE);
       }
+      // A real directory now, reached without a symlink (its path is the plain join): entries below it
+      // find their parent here instead of resolving it again, with an lstat per component.
+      const key = plain ?? components!.join('/');
+      if (path === targetPrefix + key) knownDirs.set(key, path);
       implicitDirs.delete(relative(target, path));
       // Permissions last, deepest first: a 0555 directory must still receive its children.
       directories.set(path, { path, mode, uid, gid, mtime });

@@ -138,11 +138,16 @@ describe('symlinks', () => {
         { name: 'e/f/x', content: 'x' },
         { name: 'e', type: 'symlink', linkname: '../outside' },
         { name: 'e/f/y', content: 'y' },
+        // Known from its own entry alone (no entry below it yet), then replaced.
+        { name: 'g/', type: 'directory' },
+        { name: 'g', type: 'symlink', linkname: '../outside/g' },
+        { name: 'g/z', content: 'z' },
       ]),
     );
     await assertOutsideUntouched(a, before);
     assert.equal(await readFile(join(a.target, a.outside, 'y'), 'utf8'), 'y');
     assert.equal(await readFile(join(a.target, 'outside/f/y'), 'utf8'), 'y');
+    assert.equal(await readFile(join(a.target, 'outside/g/z'), 'utf8'), 'z');
   });
 
   it('whiteout-through-symlink-in-same-layer: a whiteout below a symlink of its own layer is written inside', async (t) => {
