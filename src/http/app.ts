@@ -8,7 +8,7 @@ import { DuccError, errorMessage } from '../util/errors.ts';
 import { GitHubSignature, SharedSecret, secretsFromEnv } from './auth.ts';
 import { githubHook } from './github-hook.ts';
 import { gitlabHook } from './gitlab-hook.ts';
-import { matchHookRoute } from './hook-routes.ts';
+import { matchHookRoute, type HookName } from './hook-routes.ts';
 import { createMetrics } from './metrics.ts';
 import { registryHook, type RegistryHook } from './registry-hook.ts';
 import { renderStatusPage } from './status-page.ts';
@@ -88,7 +88,7 @@ export function buildApp(deps: AppDeps): RequestListener {
     (message: string): HookHandler =>
     (_req, res) =>
       replyEarly(res, 404, 'not_configured', { error: message });
-  const hooks: Record<'github' | 'gitlab' | 'registry', HookHandler> = {
+  const hooks: Record<HookName, HookHandler> = {
     github: githubSignature.configured ? githubHook(context, githubSignature) : notConfigured('GitHub webhooks are not configured'),
     gitlab: gitlabToken.configured ? gitlabHook(context, gitlabToken) : notConfigured('GitLab webhooks are not configured'),
     registry: registryHook(context, registryHooks),

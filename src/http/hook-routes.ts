@@ -12,8 +12,11 @@
  */
 import { REGISTRY_ROUTE, REGISTRY_ROUTE_WITH_SECRET } from './registry-hook.ts';
 
+/** The webhook endpoints: one handler each (app.ts). */
+export type HookName = 'github' | 'gitlab' | 'registry';
+
 export interface HookMatch {
-  hook: 'github' | 'gitlab' | 'registry';
+  hook: HookName;
   /** Metrics and log label until the handler knows better (registry hooks: their kind). */
   source: string;
   /** The route pattern, for logs and metrics: never the URL (it may hold a secret). */
