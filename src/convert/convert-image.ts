@@ -231,7 +231,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
         const notes: UnpackNotes = notesFile ? (JSON.parse(notesFile.toString('utf8')) as UnpackNotes) : { externalHardlinks: [] };
         inputs.push({ dir: join(ctx.publisher.readRoot, layerDir(layer.digest), 'layerfs'), ...notes });
       }
-      const tree = await FlatTree.build(inputs);
+      const tree = await FlatTree.build(inputs, { fileMetadata: !ctx.publisher.hardLinksTreeFiles });
       warnings.push(...tree.warnings);
       const now = new Date();
       for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);

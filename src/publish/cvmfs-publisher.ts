@@ -64,6 +64,8 @@ const REPOSITORY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
  */
 export class CvmfsServerPublisher implements Publisher {
   readonly description: string;
+  /** The tree is packed into a tar for `cvmfs_server ingest`: every file needs its metadata, shared inodes become tar hard links. */
+  readonly hardLinksTreeFiles = false;
   readonly readRoot: string;
   readonly repository: string;
   readonly subdirectory: string;
@@ -796,6 +798,9 @@ export function packTree(entries: AsyncIterable<TreeEntry>, onFailure?: () => vo
           files.add(name);
           break;
         }
+        case 'link':
+          // Never built for this publisher (hardLinksTreeFiles is false): a caller bug, not bad input.
+          throw new DuccError('BOT_ERR_PUBLISH', `tree entry ${name}: a 'link' entry, but this publisher needs file entries with their metadata`);
       }
     }
     if (state.failed) return;

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, constants as fsConstants, copyFileSync, lchownSync, linkSync, lutimesSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, constants as fsConstants, copyFileSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, open, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -29,6 +29,7 @@ const IS_ROOT = process.getuid?.() === 0;
  */
 export class DirectoryPublisher implements Publisher {
   readonly description: string;
+  readonly hardLinksTreeFiles = true;
   readonly readRoot: string;
   private readonly stagingRoot: string;
   private readonly sync: boolean;
@@ -125,6 +126,9 @@ export class DirectoryPublisher implements Publisher {
             break;
           case 'hardlink':
             linkSync(join(tree, entry.target), path);
+            break;
+          case 'link':
+            if (!tryLink(entry.source, path)) copyWithMetadata(entry.source, path);
             break;
         }
       }
@@ -227,6 +231,19 @@ export class DirectoryPublisher implements Publisher {
 }
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * A copy of a layer file with the source's mode, owner (as root) and times: what a hard link would have
+ * shared, for when it cannot be made. Reflinked where the filesystem can.
+ */
+export function copyWithMetadata(source: string, path: string): void {
+  const stat = lstatSync(source);
+  if (!stat.isFile()) throw new DuccError('BOT_ERR_PUBLISH', `${source}: expected a regular file to copy into the flat tree`);
+  copyFileSync(source, path, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+  if (IS_ROOT) chownSync(path, stat.uid, stat.gid);
+  chmodSync(path, stat.mode & 0o7777);
+  utimesSync(path, stat.mtime, stat.mtime);
+}
 
 function tryLink(source: string, path: string): boolean {
   try {

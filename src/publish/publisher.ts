@@ -22,7 +22,13 @@ export type TreeEntry =
     }
   | { type: 'symlink'; path: string; target: string; uid: number; gid: number; mtime: Date }
   /** A hard link to an earlier entry of the same tree (`target` is a tree-relative path). */
-  | { type: 'hardlink'; path: string; target: string };
+  | { type: 'hardlink'; path: string; target: string }
+  /**
+   * The same file as `source` (a regular file of an unpacked layer, metadata included): hard-linked to it,
+   * or where that fails copied with its mode, owner and times. Only given to publishers whose
+   * `hardLinksTreeFiles` is true.
+   */
+  | { type: 'link'; path: string; source: string };
 
 /** What unpacking one layer produced, as measured on the uncompressed tar stream. */
 export interface LayerUnpackResult {
@@ -84,6 +90,14 @@ export interface Publisher {
     tar: Readable,
     metadata: (result: LayerUnpackResult) => Record<string, Buffer>,
   ): Promise<LayerUnpackResult>;
+
+  /**
+   * Whether publishTree takes regular files of the layers as `link` entries: it hard-links them, so their
+   * metadata goes along with the inode and the flat tree need not read it (one lstat per file saved).
+   * When false, every file comes as a `file` entry with its metadata, and files sharing an inode as
+   * `hardlink` entries.
+   */
+  readonly hardLinksTreeFiles: boolean;
 
   /** Publishes a complete directory tree at `relDir` (which must not exist yet), all or nothing. */
   publishTree(relDir: string, entries: AsyncIterable<TreeEntry>): Promise<void>;

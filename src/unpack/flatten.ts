@@ -24,7 +24,18 @@ interface Meta {
 type MergedNode =
   | ({ kind: 'dir'; children: Map<string, MergedNode> } & Meta)
   | ({ kind: 'file'; size: number; source?: string; content?: Buffer; identity?: string } & Meta)
+  /** A regular file of a layer whose metadata was not read: the publisher hard-links it (see FlatTreeOptions). */
+  | { kind: 'linked'; source: string }
   | ({ kind: 'symlink'; target: string } & Meta);
+
+export interface FlatTreeOptions {
+  /**
+   * Read each regular file's metadata (default true). False for a publisher that hard-links tree files
+   * (Publisher.hardLinksTreeFiles): files then come out as `link` entries, and the tree is built from
+   * the directory listings' file types with one lstat per directory and symlink only.
+   */
+  fileMetadata?: boolean;
+}
 
 const MAX_SYMLINK_HOPS = 40;
 /** CVMFS control files are never taken from layers (as `cvmfs_server overlay` does); the flat tree gets its own. */
@@ -40,12 +51,15 @@ export class FlatTree {
   readonly root: MergedNode & { kind: 'dir' };
   readonly warnings: string[] = [];
 
-  private constructor(root: MergedNode & { kind: 'dir' }) {
+  private readonly fileMetadata: boolean;
+
+  private constructor(root: MergedNode & { kind: 'dir' }, fileMetadata: boolean) {
     this.root = root;
+    this.fileMetadata = fileMetadata;
   }
 
-  static async build(layers: readonly FlatLayerInput[]): Promise<FlatTree> {
-    const tree = new FlatTree({ kind: 'dir', children: new Map(), mode: 0o755, uid: 0, gid: 0, mtime: new Date(0) });
+  static async build(layers: readonly FlatLayerInput[], options: FlatTreeOptions = {}): Promise<FlatTree> {
+    const tree = new FlatTree({ kind: 'dir', children: new Map(), mode: 0o755, uid: 0, gid: 0, mtime: new Date(0) }, options.fileMetadata ?? true);
     for (const [index, layer] of layers.entries()) {
       // Normalised once (no trailing slash): entry paths below are joined by hand, not with path.join.
       const dir = resolve(layer.dir);
@@ -62,7 +76,8 @@ export class FlatTree {
    * tree took 0.39 s instead of 0.52 s alone (median of 12), 0.31 s instead of 0.39 s within a conversion.
    */
   private mergeDirectory(dir: string, merged: MergedNode & { kind: 'dir' }, prefix: string, implicit: ReadonlySet<string>): void {
-    const names = readdirSync(dir).sort();
+    const dirents = readdirSync(dir, { withFileTypes: true }).sort(byName);
+    const names = dirents.map((dirent) => dirent.name);
     const kinds = names.map(classifyName);
     // Whiteouts first: they only ever affect lower layers, never entries of this same layer.
     if (kinds.some((kind) => kind.kind === 'opaque')) merged.children.clear();
@@ -71,6 +86,10 @@ export class FlatTree {
       const name = names[index]!;
       if (kinds[index]!.kind !== 'plain' || CVMFS_CONTROL_FILES.has(name)) continue;
       const path = `${dir}/${name}`;
+      if (!this.fileMetadata && dirents[index]!.isFile()) {
+        merged.children.set(name, { kind: 'linked', source: path });
+        continue;
+      }
       const stat = lstatSync(path);
       const mode = stat.mode & 0o7777;
       if (stat.isFile()) {
@@ -95,7 +114,7 @@ export class FlatTree {
   private resolveExternalHardlink(link: { path: string; target: string }, layerIndex: number): void {
     const target = this.lookup(link.target.split('/'), false);
     const placeholder = this.lookup(link.path.split('/'), false);
-    if (target?.kind !== 'file' || placeholder?.kind !== 'file') {
+    if ((target?.kind !== 'file' && target?.kind !== 'linked') || (placeholder?.kind !== 'file' && placeholder?.kind !== 'linked')) {
       this.warnings.push(`layer ${layerIndex + 1}: hard link '${link.path}' → '${link.target}' has no regular file to point to; left empty`);
       return;
     }
@@ -187,6 +206,8 @@ export class FlatTree {
           subdirs.push([path, node]);
         } else if (node.kind === 'symlink') {
           yield { type: 'symlink', path, target: node.target, uid: node.uid, gid: node.gid, mtime: node.mtime };
+        } else if (node.kind === 'linked') {
+          yield { type: 'link', path, source: node.source };
         } else {
           const first = node.identity === undefined ? undefined : firstPathOf.get(node.identity);
           if (first !== undefined) {
@@ -214,6 +235,11 @@ export class FlatTree {
   rootMeta(): Meta {
     return { mode: this.root.mode, uid: this.root.uid, gid: this.root.gid, mtime: this.root.mtime };
   }
+}
+
+/** Code-unit order, as Array.prototype.sort orders plain strings. */
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 function metaOf(stat: { mode: number; uid: number; gid: number; mtime: Date }): Meta {

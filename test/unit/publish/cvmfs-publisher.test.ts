@@ -201,4 +201,10 @@ describe('packTree', () => {
     tree.output.on('error', () => {});
     await assert.rejects(tree.result, (error) => error instanceof DuccError && /announced 10/.test(error.message));
   });
+  it('refuses a link entry, which only publishers that hard-link tree files are given', async () => {
+    const tree = packTree(listed([{ type: 'link', path: 'f', source: new URL(import.meta.url).pathname }]));
+    tree.output.resume();
+    tree.output.on('error', () => {});
+    await assert.rejects(tree.result, (error) => error instanceof DuccError && /tree entry f: a 'link' entry/.test(error.message));
+  });
 });

@@ -1,12 +1,13 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, lstat, readlink, readdir } from 'node:fs/promises';
+import { mkdir, readFile, lstat, readlink, readdir, symlink, utimes, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buildTar } from '../../support/build-tar.ts';
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
 import { FlatTree } from '../../../src/unpack/flatten.ts';
-import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
+import { copyWithMetadata, DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
+import type { TreeEntry } from '../../../src/publish/publisher.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 
 
@@ -169,5 +170,106 @@ describe('FlatTree', () => {
     assert.equal((await lstat(join(flat, 'etc/hosts'))).size, 0);
     assert.equal((await lstat(join(flat, '.cvmfscatalog'))).size, 0);
     assert.deepEqual(await readdir(join(root, '.ducc-staging/repo.example.org')), []);
+  });
+
+  it('without file metadata gives link entries, published exactly like the tree read with it', async (t) => {
+    const root = await tempDir(t);
+    const publisher = new DirectoryPublisher({ root, repository: 'repo.example.org' });
+    await publisher.recover();
+    const mtime = new Date('2021-03-04T05:06:07Z');
+    const lower = await unpack(t, await buildTar([
+      { name: 'bin/', type: 'directory', mode: 0o751, mtime },
+      { name: 'bin/tool', content: 'tool', mode: 0o4711, uid: 12, gid: 34, mtime },
+      { name: 'bin/gone', content: 'whited out', mtime },
+      { name: 'lib/', type: 'directory', mode: 0o755, mtime },
+      { name: 'lib/libc.so', content: 'libc', mode: 0o644, uid: 5, gid: 6, mtime },
+    ]));
+    const upper = await unpack(t, await buildTar([
+      { name: 'bin/.wh.gone', content: '' },
+      { name: 'bin/alias', type: 'link', linkname: 'bin/tool' },
+      { name: 'etc/', type: 'directory', mode: 0o700, uid: 3, gid: 4, mtime },
+      { name: 'etc/conf', content: 'conf', mode: 0o600, uid: 3, gid: 4, mtime },
+      { name: 'etc/conf2', type: 'link', linkname: 'etc/conf' },
+      { name: 'etc/ld', type: 'symlink', linkname: '../lib/libc.so', uid: 3, gid: 4, mtime },
+    ]));
+    const layers = [
+      { dir: lower.dir, externalHardlinks: lower.result.externalHardlinks, implicitDirectories: lower.result.implicitDirectories },
+      { dir: upper.dir, externalHardlinks: upper.result.externalHardlinks, implicitDirectories: upper.result.implicitDirectories },
+    ];
+    const withMetadata = await FlatTree.build(layers);
+    const linked = await FlatTree.build(layers, { fileMetadata: false });
+    const added = { type: 'file' as const, path: 'etc/hosts', mode: 0o644, content: Buffer.from('hosts') };
+    withMetadata.add(added, mtime);
+    linked.add(added, mtime);
+
+    const linkedEntries: TreeEntry[] = [];
+    for await (const entry of linked.entries()) linkedEntries.push(entry);
+    const byPath = new Map(linkedEntries.map((entry) => [entry.path, entry]));
+    // Regular files of the layers are links to their own source, the lower-layer hard link included.
+    assert.deepEqual(byPath.get('bin/tool'), { type: 'link', path: 'bin/tool', source: `${lower.dir}/bin/tool` });
+    assert.deepEqual(byPath.get('bin/alias'), { type: 'link', path: 'bin/alias', source: `${lower.dir}/bin/tool` });
+    assert.equal(byPath.get('etc/conf')?.type, 'link');
+    assert.equal(byPath.get('etc/hosts')?.type, 'file');
+    assert.equal(byPath.get('etc/ld')?.type, 'symlink');
+    assert.ok(!byPath.has('bin/gone') && !linkedEntries.some((entry) => entry.type === 'hardlink'));
+
+    await publisher.publishTree('.flat/aa/with', withMetadata.entries());
+    await publisher.publishTree('.flat/aa/linked', linked.entries());
+    const describeTree = async (base: string) => {
+      const rows: string[] = [];
+      const inodes = new Map<number, string>();
+      const walk = async (rel: string): Promise<void> => {
+        for (const name of (await readdir(join(base, rel))).sort()) {
+          const path = rel === '' ? name : `${rel}/${name}`;
+          const stat = await lstat(join(base, path));
+          const body = stat.isFile() ? await readFile(join(base, path), 'utf8') : stat.isSymbolicLink() ? await readlink(join(base, path)) : '';
+          // Which earlier path of the same tree shares this inode (hard links), not the inode number itself.
+          const sharedWith = stat.isFile() ? (inodes.get(stat.ino) ?? '') : '';
+          if (stat.isFile() && sharedWith === '') inodes.set(stat.ino, path);
+          // Files made when publishing (the catalog marker) or added to the tree carry the time of that.
+          const mtime = path === '.cvmfscatalog' || path === 'etc/hosts' ? 'now' : stat.mtimeMs;
+          rows.push([path, stat.mode.toString(8), stat.uid, stat.gid, mtime, stat.size, body, sharedWith].join(' '));
+          if (stat.isDirectory()) await walk(path);
+        }
+      };
+      await walk('');
+      return rows;
+    };
+    const expected = await describeTree(join(root, 'repo.example.org/.flat/aa/with'));
+    assert.deepEqual(await describeTree(join(root, 'repo.example.org/.flat/aa/linked')), expected);
+    assert.ok(expected.some((row) => row.startsWith('bin/tool ') && row.endsWith(' bin/alias')), expected.join('\n'));
+    assert.ok(expected.some((row) => row.startsWith('bin 40751 0 0 1614834367000 ')), expected.join('\n'));
+    assert.ok(expected.some((row) => row.startsWith('etc/conf2 ') && row.endsWith(' etc/conf')), expected.join('\n'));
+    assert.ok(expected.some((row) => row.startsWith('bin/tool 104711 12 34 ')), expected.join('\n'));
+  });
+});
+
+describe('copyWithMetadata', () => {
+  it('copies a file with its mode, owner and times, where a hard link cannot be made', async (t) => {
+    const dir = await tempDir(t);
+    const source = join(dir, 'source');
+    await writeFile(source, 'content');
+    await chmod(source, 0o2751);
+    const mtime = new Date('2020-01-02T03:04:05Z');
+    await utimes(source, mtime, mtime);
+
+    copyWithMetadata(source, join(dir, 'copy'));
+
+    const [a, b] = [await lstat(source), await lstat(join(dir, 'copy'))];
+    assert.notEqual(b.ino, a.ino);
+    assert.equal(await readFile(join(dir, 'copy'), 'utf8'), 'content');
+    assert.equal(b.mode & 0o7777, 0o2751);
+    assert.deepEqual([b.uid, b.gid, b.mtimeMs], [a.uid, a.gid, mtime.getTime()]);
+  });
+
+  it('refuses a source that is not a regular file, and never replaces an existing file', async (t) => {
+    const dir = await tempDir(t);
+    await writeFile(join(dir, 'file'), 'x');
+    await writeFile(join(dir, 'existing'), 'keep');
+    await symlink('file', join(dir, 'link'));
+
+    assert.throws(() => copyWithMetadata(join(dir, 'link'), join(dir, 'copy')), { code: 'BOT_ERR_PUBLISH', message: /expected a regular file/ });
+    assert.throws(() => copyWithMetadata(join(dir, 'file'), join(dir, 'existing')), { code: 'EEXIST' });
+    assert.equal(await readFile(join(dir, 'existing'), 'utf8'), 'keep');
   });
 });
