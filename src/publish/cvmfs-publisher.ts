@@ -168,7 +168,7 @@ export class CvmfsServerPublisher implements Publisher {
     });
   }
 
-  async publishTree(relDir: string, entries: AsyncIterable<TreeEntry>): Promise<void> {
+  async publishTree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void> {
     const rel = this.#checkNew(relDir);
     await this.#exclusive(async () => {
       if ((await this.lstat(rel)) !== undefined) {
@@ -755,7 +755,7 @@ export function filterLayerTar(source: Readable, onFailure?: () => void): TarPro
  * Packs a directory tree as a tar for `cvmfs_server ingest -k`: modes, uid/gid and mtimes kept, file
  * bodies taken from `content` or streamed from `source`, hard links as tar hard links to the target path.
  */
-export function packTree(entries: AsyncIterable<TreeEntry>, onFailure?: () => void): TarProducer<void> {
+export function packTree(entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>, onFailure?: () => void): TarProducer<void> {
   const pack = tarStream.pack();
   const state = producerState(pack, onFailure);
   const files = new Set<string>();

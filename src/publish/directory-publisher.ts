@@ -96,16 +96,18 @@ export class DirectoryPublisher implements Publisher {
     }
   }
 
-  async publishTree(relDir: string, entries: AsyncIterable<TreeEntry>): Promise<void> {
+  async publishTree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void> {
     const stage = await this.makeStage();
     try {
       const tree = join(stage, 'tree');
       await mkdir(tree, { mode: 0o700 });
       const directories: { path: string; mode: number; uid: number; gid: number; mtime: Date }[] = [];
       // Synchronous filesystem calls on purpose: a flat tree can hold tens of thousands of entries and an
-      // awaited call costs ~50 µs of thread-pool round trip against ~3 µs done directly.
-      for await (const entry of entries) {
-        const path = entry.path === '' ? tree : join(tree, entry.path);
+      // awaited call costs ~50 µs of thread-pool round trip against ~3 µs done directly. Entry paths are
+      // tree-relative and normalised (FlatTree's names come from directory listings), so they are joined
+      // by hand: path.join's normalising was ~40 ms per 50,000 entries.
+      const place = (entry: TreeEntry): void => {
+        const path = entry.path === '' ? tree : `${tree}/${entry.path}`;
         switch (entry.type) {
           case 'directory':
             if (entry.path !== '') mkdirSync(path, { mode: 0o700 });
@@ -125,13 +127,15 @@ export class DirectoryPublisher implements Publisher {
             lutimesSync(path, entry.mtime, entry.mtime);
             break;
           case 'hardlink':
-            linkSync(join(tree, entry.target), path);
+            linkSync(`${tree}/${entry.target}`, path);
             break;
           case 'link':
             if (!tryLink(entry.source, path)) copyWithMetadata(entry.source, path);
             break;
         }
-      }
+      };
+      if (Symbol.iterator in entries) for (const entry of entries) place(entry);
+      else for await (const entry of entries) place(entry);
       // As `cvmfs_server ingest --catalog` would, make the tree a nested catalog.
       // (Removed first: the name may be a hard link into a layer, which must never be written through.)
       rmSync(join(tree, '.cvmfscatalog'), { force: true });

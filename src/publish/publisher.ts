@@ -100,7 +100,7 @@ export interface Publisher {
   readonly hardLinksTreeFiles: boolean;
 
   /** Publishes a complete directory tree at `relDir` (which must not exist yet), all or nothing. */
-  publishTree(relDir: string, entries: AsyncIterable<TreeEntry>): Promise<void>;
+  publishTree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void>;
 
   /** Runs small writes as one unit (one CVMFS transaction); on error everything done in it is aborted. */
   transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>;

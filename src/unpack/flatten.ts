@@ -190,8 +190,12 @@ export class FlatTree {
     }
   }
 
-  /** The tree as publisher entries (the root first, as path ''), parents first, names sorted; files sharing an inode become hard links. */
-  async *entries(): AsyncGenerator<TreeEntry> {
+  /**
+   * The tree as publisher entries (the root first, as path ''), parents first, names sorted; files sharing
+   * an inode become hard links. A plain generator: nothing here waits, and an async one costs a promise
+   * per entry.
+   */
+  *entries(): Generator<TreeEntry> {
     const firstPathOf = new Map<string, string>();
     yield { type: 'directory', path: '', mode: this.root.mode, uid: this.root.uid, gid: this.root.gid, mtime: this.root.mtime };
     const stack: [string, MergedNode & { kind: 'dir' }][] = [['', this.root]];
