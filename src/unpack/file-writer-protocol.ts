@@ -1,6 +1,7 @@
 /**
  * Messages between the layer extractor (main thread) and the file-writer thread (file-writer-worker.ts).
- * The extractor opens a session per layer, then sends batches of small files; the writer answers each
+ * The extractor opens a session per layer, then sends batches of small files (the directory publisher,
+ * building a flat tree, sends batches of hard links the same way); the writer answers each
  * batch on the session's port with a BatchDone (giving the buffer back for reuse, and saying where it
  * failed if it did), then increments `progress[0]` (an Int32Array over a SharedArrayBuffer). The
  * extractor waits on `progress` with Atomics.wait and reads the answers with receiveMessageOnPort, so it
@@ -67,6 +68,18 @@ export function unpackJob(batch: Pick<WriteBatch, 'paths' | 'numbers'>, index: n
   return { path: batch.paths[index]!, offset: n[at]!, size: n[at + 1]!, createMode: n[at + 2]!, mode: n[at + 3]!, uid: n[at + 4]!, gid: n[at + 5]!, mtime: n[at + 6]! };
 }
 
+/**
+ * A batch of hard links for a flat tree: `paths[i]` is made a hard link of `sources[i]` (or a copy with
+ * its metadata where the filesystem refuses, see link-file.ts), in order. Every parent exists.
+ */
+export interface LinkBatch {
+  kind: 'links';
+  session: number;
+  seq: number;
+  sources: string[];
+  paths: string[];
+}
+
 export interface CloseSession {
   kind: 'close';
   session: number;
@@ -77,12 +90,12 @@ export interface FailForTest {
   kind: 'fail-for-test';
 }
 
-export type WriterMessage = OpenSession | WriteBatch | CloseSession | FailForTest;
+export type WriterMessage = OpenSession | WriteBatch | LinkBatch | CloseSession | FailForTest;
 
 /** A batch written, or stopped at `failure.index`: that file and the rest were not (fully) written. */
 export interface BatchDone {
   seq: number;
-  /** The batch's buffer, transferred back. */
-  buffer: ArrayBuffer;
+  /** The batch's buffer, transferred back (none for a LinkBatch). */
+  buffer?: ArrayBuffer;
   failure?: { index: number; message: string; code?: string; syscall?: string };
 }

@@ -3,11 +3,13 @@
  * work of creating them (open, write, futimes, close: most of the cost of a layer of many small files)
  * runs on a second core while the main thread parses the archive. Every job names a new file in a
  * directory the main thread made and does not change until the batch is confirmed; the file is created
- * with O_EXCL|O_NOFOLLOW, so nothing that exists is ever written through.
+ * with O_EXCL|O_NOFOLLOW, so nothing that exists is ever written through. It also makes the hard links
+ * of a flat tree that the directory publisher hands over (link(2) never follows or replaces the new name).
  */
 import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { unpackJob, type BatchDone, type FileJob, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
+import { unpackJob, type BatchDone, type FileJob, type LinkBatch, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
+import { linkOrCopy } from './link-file.ts';
 
 interface Session {
   port: MessagePort;
@@ -30,11 +32,14 @@ parentPort!.on('message', (message: WriterMessage) => {
       const session = sessions.get(message.session);
       if (session === undefined) break;
       const failure = writeBatch(message);
-      // The answer is on the port before the count moves: whoever sees the count sees the answer.
-      const done: BatchDone = { seq: message.seq, buffer: message.buffer, ...(failure ? { failure } : {}) };
-      session.port.postMessage(done, [message.buffer]);
-      Atomics.add(session.progress, 0, 1);
-      Atomics.notify(session.progress, 0);
+      answer(session, { seq: message.seq, buffer: message.buffer, ...(failure ? { failure } : {}) }, [message.buffer]);
+      break;
+    }
+    case 'links': {
+      const session = sessions.get(message.session);
+      if (session === undefined) break;
+      const failure = linkBatch(message);
+      answer(session, { seq: message.seq, ...(failure ? { failure } : {}) }, []);
       break;
     }
     case 'fail-for-test':
@@ -42,17 +47,39 @@ parentPort!.on('message', (message: WriterMessage) => {
   }
 });
 
+/** The answer is on the port before the count moves: whoever sees the count sees the answer. */
+function answer(session: Session, done: BatchDone, transfer: ArrayBuffer[]): void {
+  session.port.postMessage(done, transfer);
+  Atomics.add(session.progress, 0, 1);
+  Atomics.notify(session.progress, 0);
+}
+
 function writeBatch(batch: WriteBatch): BatchDone['failure'] {
   const buffer = Buffer.from(batch.buffer);
   for (let index = 0; index < batch.paths.length; index++) {
     try {
       writeFile(buffer, unpackJob(batch, index));
     } catch (error) {
-      const { message, code, syscall } = error as NodeJS.ErrnoException;
-      return { index, message: String(message), ...(code === undefined ? {} : { code }), ...(syscall === undefined ? {} : { syscall }) };
+      return failureAt(index, error);
     }
   }
   return undefined;
+}
+
+function linkBatch(batch: LinkBatch): BatchDone['failure'] {
+  for (let index = 0; index < batch.paths.length; index++) {
+    try {
+      linkOrCopy(batch.sources[index]!, batch.paths[index]!);
+    } catch (error) {
+      return failureAt(index, error);
+    }
+  }
+  return undefined;
+}
+
+function failureAt(index: number, error: unknown): NonNullable<BatchDone['failure']> {
+  const { message, code, syscall } = error as NodeJS.ErrnoException;
+  return { index, message: String(message), ...(code === undefined ? {} : { code }), ...(syscall === undefined ? {} : { syscall }) };
 }
 
 function writeFile(buffer: Buffer, job: FileJob): void {

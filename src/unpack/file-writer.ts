@@ -10,6 +10,9 @@
  * (Atomics.wait on a shared counter, failures read with receiveMessageOnPort), so the extractor's
  * synchronous path resolution can wait wherever it needs to.
  *
+ * The directory publisher uses the same sessions for the hard links of a flat tree (`link`): it hands
+ * every other run of links over and makes the rest itself.
+ *
  * DUCC_WRITER_THREADS sets the number of writer threads (0: write everything on the main thread).
  */
 import { availableParallelism } from 'node:os';
@@ -84,8 +87,8 @@ function stoppedBecause(thread: WriterThread): string | undefined {
   return length === 0 ? 'it ended' : Buffer.from(thread.report.buffer, 8, Math.min(length, REPORT_TEXT_BYTES)).toString('utf8');
 }
 
-/** Files handed to writer threads since the process started (for tests and diagnostics). */
-export const fileWriterStats = { filesHandedOver: 0 };
+/** Files and hard links handed to writer threads since the process started (for tests and diagnostics). */
+export const fileWriterStats = { filesHandedOver: 0, linksHandedOver: 0 };
 
 /** Makes every writer thread throw, as a bug in it would (tests only). */
 export function failWriterThreadsForTest(): void {
@@ -135,9 +138,15 @@ interface Batch {
   labels: string[];
 }
 
+interface Links {
+  sources: string[];
+  paths: string[];
+  labels: string[];
+}
+
 /**
  * One layer's stream of small files to a writer thread. Usage per file: `accepts(size)`, then `begin`,
- * `write` for each chunk of content, `end`. `settle()` waits until everything handed over is on disk and
+ * `write` for each chunk of content, `end`; per hard link (flat trees): `acceptsLinks()`, then `link`. `settle()` waits until everything handed over is on disk and
  * throws the first failure; `close()` waits without throwing and ends the session.
  */
 export class FileWriterSession {
@@ -158,6 +167,7 @@ export class FileWriterSession {
   private sent = 0;
   private readonly labelsInFlight = new Map<number, string[]>();
   private batch: Batch | undefined;
+  private links: Links | undefined;
   private current: { path: string; offset: number; size: number; cursor: number } | undefined;
   /** Files handed over so far; `begin` numbers them 1, 2, ... (their tickets). */
   private handedOver = 0;
@@ -170,7 +180,16 @@ export class FileWriterSession {
 
   /** Whether a file of this size can be handed over. */
   accepts(size: number): boolean {
-    return size <= HANDED_OVER_MAX_BYTES && !this.closed && (this.thread !== undefined || writers().length > 0);
+    return size <= HANDED_OVER_MAX_BYTES && this.usable();
+  }
+
+  /** Whether hard links can be handed over. */
+  acceptsLinks(): boolean {
+    return this.usable();
+  }
+
+  private usable(): boolean {
+    return !this.closed && (this.thread !== undefined || writers().length > 0);
   }
 
   private start(): void {
@@ -194,6 +213,7 @@ export class FileWriterSession {
   begin(job: Omit<FileJob, 'offset'>, where: string): number {
     this.throwIfFailed();
     if (this.thread === undefined) this.start();
+    if (this.links !== undefined) this.sendLinks();
     if (this.batch !== undefined && (this.batch.used + job.size > BATCH_BYTES || this.batch.paths.length >= BATCH_FILES)) this.send();
     if (this.batch === undefined) {
       this.collectReplies();
@@ -209,6 +229,22 @@ export class FileWriterSession {
     fileWriterStats.filesHandedOver++;
     this.current = { path: job.path, offset, size: job.size, cursor: 0 };
     return ++this.handedOver;
+  }
+
+  /**
+   * Hands over a hard link of `source` at `path` (a copy with its metadata where the filesystem refuses a
+   * link; see link-file.ts). `path` must not exist and its parent must, until settle.
+   */
+  link(source: string, path: string, where: string): void {
+    this.throwIfFailed();
+    if (this.thread === undefined) this.start();
+    if (this.batch !== undefined) this.send();
+    if (this.links !== undefined && this.links.paths.length >= BATCH_FILES) this.sendLinks();
+    this.links ??= { sources: [], paths: [], labels: [] };
+    this.links.sources.push(source);
+    this.links.paths.push(path);
+    this.links.labels.push(where);
+    fileWriterStats.linksHandedOver++;
   }
 
   /** Adds `chunk[start..end)` to the current file's content. */
@@ -230,6 +266,7 @@ export class FileWriterSession {
   settle(): void {
     if (this.thread === undefined) return;
     if (this.batch !== undefined) this.send();
+    if (this.links !== undefined) this.sendLinks();
     this.waitUntilDone(this.sent);
     this.settledThrough = this.handedOver;
     this.throwIfFailed();
@@ -240,6 +277,7 @@ export class FileWriterSession {
     if (this.closed) return;
     this.closed = true;
     this.batch = undefined;
+    this.links = undefined;
     if (this.thread === undefined) return;
     try {
       this.waitUntilDone(this.sent);
@@ -253,13 +291,24 @@ export class FileWriterSession {
   private send(): void {
     const batch = this.batch!;
     this.batch = undefined;
-    // Never more than MAX_IN_FLIGHT batches queued: bounded memory, and failures surface early.
-    this.waitUntilDone(this.sent - MAX_IN_FLIGHT + 1);
-    this.labelsInFlight.set(this.sent, batch.labels);
-    this.sent++;
     const buffer = batch.buffer.buffer as ArrayBuffer;
     const numbers = batch.numbers.subarray(0, batch.paths.length * JOB_FIELDS).slice();
-    this.post({ kind: 'batch', session: this.session, seq: this.sent - 1, buffer, paths: batch.paths, numbers }, [buffer, numbers.buffer as ArrayBuffer]);
+    this.dispatch(batch.labels, (seq) => ({ kind: 'batch', session: this.session, seq, buffer, paths: batch.paths, numbers }), [buffer, numbers.buffer as ArrayBuffer]);
+  }
+
+  private sendLinks(): void {
+    const links = this.links!;
+    this.links = undefined;
+    this.dispatch(links.labels, (seq) => ({ kind: 'links', session: this.session, seq, sources: links.sources, paths: links.paths }));
+  }
+
+  /** Posts the next batch in send order, keeping its labels for errors. */
+  private dispatch(labels: string[], message: (seq: number) => WriterMessage, transfer: ArrayBuffer[] = []): void {
+    // Never more than MAX_IN_FLIGHT batches queued: bounded memory, and failures surface early.
+    this.waitUntilDone(this.sent - MAX_IN_FLIGHT + 1);
+    const seq = this.sent++;
+    this.labelsInFlight.set(seq, labels);
+    this.post(message(seq), transfer);
   }
 
   private post(message: WriterMessage, transfer: (ArrayBuffer | MessagePort)[] = []): void {
@@ -289,7 +338,7 @@ export class FileWriterSession {
   private collectReplies(): void {
     for (let received = receiveMessageOnPort(this.port!); received !== undefined; received = receiveMessageOnPort(this.port!)) {
       const done = received.message as BatchDone;
-      if (spareBuffers.length <= MAX_IN_FLIGHT) spareBuffers.push(done.buffer);
+      if (done.buffer !== undefined && spareBuffers.length <= MAX_IN_FLIGHT) spareBuffers.push(done.buffer);
       const labels = this.labelsInFlight.get(done.seq);
       this.labelsInFlight.delete(done.seq);
       if (done.failure === undefined || this.failure !== undefined) continue;

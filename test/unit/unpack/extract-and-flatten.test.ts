@@ -1,12 +1,14 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, lstat, readlink, readdir, symlink, utimes, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, readFile, lstat, readlink, readdir, rm, symlink, utimes, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buildTar } from '../../support/build-tar.ts';
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
 import { FlatTree } from '../../../src/unpack/flatten.ts';
-import { copyWithMetadata, DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
+import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
+import { copyWithMetadata } from '../../../src/unpack/link-file.ts';
+import { fileWriterStats } from '../../../src/unpack/file-writer.ts';
 import type { TreeEntry } from '../../../src/publish/publisher.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 
@@ -16,6 +18,30 @@ async function unpack(t: TestContext, tar: Buffer) {
   await mkdir(dir);
   const result = await extractLayer(Readable.from([tar]), dir, { label: 'layer test' });
   return { dir, result };
+}
+
+/**
+ * A published tree as comparable rows: path, mode, owner, mtime, size, content or link target, and which
+ * earlier path of the same tree shares the inode (hard links), not the inode number itself. Files made
+ * at publication (the catalog marker) or added to the tree (etc/hosts) carry the time of that: left out.
+ */
+async function describeTree(base: string): Promise<string[]> {
+  const rows: string[] = [];
+  const inodes = new Map<number, string>();
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(base, rel))).sort()) {
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const stat = await lstat(join(base, path));
+      const body = stat.isFile() ? await readFile(join(base, path), 'utf8') : stat.isSymbolicLink() ? await readlink(join(base, path)) : '';
+      const sharedWith = stat.isFile() ? (inodes.get(stat.ino) ?? '') : '';
+      if (stat.isFile() && sharedWith === '') inodes.set(stat.ino, path);
+      const mtime = path === '.cvmfscatalog' || path === 'etc/hosts' ? 'now' : stat.mtimeMs;
+      rows.push([path, stat.mode.toString(8), stat.uid, stat.gid, mtime, stat.size, body, sharedWith].join(' '));
+      if (stat.isDirectory()) await walk(path);
+    }
+  };
+  await walk('');
+  return rows;
 }
 
 describe('extractLayer', () => {
@@ -215,32 +241,46 @@ describe('FlatTree', () => {
 
     await publisher.publishTree('.flat/aa/with', withMetadata.entries());
     await publisher.publishTree('.flat/aa/linked', linked.entries());
-    const describeTree = async (base: string) => {
-      const rows: string[] = [];
-      const inodes = new Map<number, string>();
-      const walk = async (rel: string): Promise<void> => {
-        for (const name of (await readdir(join(base, rel))).sort()) {
-          const path = rel === '' ? name : `${rel}/${name}`;
-          const stat = await lstat(join(base, path));
-          const body = stat.isFile() ? await readFile(join(base, path), 'utf8') : stat.isSymbolicLink() ? await readlink(join(base, path)) : '';
-          // Which earlier path of the same tree shares this inode (hard links), not the inode number itself.
-          const sharedWith = stat.isFile() ? (inodes.get(stat.ino) ?? '') : '';
-          if (stat.isFile() && sharedWith === '') inodes.set(stat.ino, path);
-          // Files made when publishing (the catalog marker) or added to the tree carry the time of that.
-          const mtime = path === '.cvmfscatalog' || path === 'etc/hosts' ? 'now' : stat.mtimeMs;
-          rows.push([path, stat.mode.toString(8), stat.uid, stat.gid, mtime, stat.size, body, sharedWith].join(' '));
-          if (stat.isDirectory()) await walk(path);
-        }
-      };
-      await walk('');
-      return rows;
-    };
     const expected = await describeTree(join(root, 'repo.example.org/.flat/aa/with'));
     assert.deepEqual(await describeTree(join(root, 'repo.example.org/.flat/aa/linked')), expected);
     assert.ok(expected.some((row) => row.startsWith('bin/tool ') && row.endsWith(' bin/alias')), expected.join('\n'));
     assert.ok(expected.some((row) => row.startsWith('bin 40751 0 0 1614834367000 ')), expected.join('\n'));
     assert.ok(expected.some((row) => row.startsWith('etc/conf2 ') && row.endsWith(' etc/conf')), expected.join('\n'));
     assert.ok(expected.some((row) => row.startsWith('bin/tool 104711 12 34 ')), expected.join('\n'));
+  });
+  it('hands runs of hard links to the file-writer thread and gets the same tree', async (t) => {
+    const root = await tempDir(t);
+    const publisher = new DirectoryPublisher({ root, repository: 'repo.example.org' });
+    await publisher.recover();
+    const mtime = new Date('2022-05-06T07:08:09Z');
+    const files = Array.from({ length: 700 }, (_, i) => ({ name: `d${i % 7}/f${i}`, content: `file ${i}`, mode: 0o640 + (i % 2), uid: i % 3, gid: i % 5, mtime }));
+    const layer = await unpack(t, await buildTar([...Array.from({ length: 7 }, (_, d) => ({ name: `d${d}/`, type: 'directory' as const, mtime })), ...files, { name: 'd0/same', type: 'link', linkname: 'd6/f699' }]));
+    const layers = [{ dir: layer.dir, externalHardlinks: [], implicitDirectories: layer.result.implicitDirectories }];
+    const before = fileWriterStats.linksHandedOver;
+
+    await publisher.publishTree('.flat/bb/with', (await FlatTree.build(layers)).entries());
+    await publisher.publishTree('.flat/bb/linked', (await FlatTree.build(layers, { fileMetadata: false })).entries());
+
+    // 701 links, every other run of 256 handed over: entries 256-511.
+    assert.equal(fileWriterStats.linksHandedOver - before, 256);
+    const expected = await describeTree(join(root, 'repo.example.org/.flat/bb/with'));
+    assert.equal(expected.length, 1 + 7 + 701);
+    assert.deepEqual(await describeTree(join(root, 'repo.example.org/.flat/bb/linked')), expected);
+    assert.deepEqual(await readdir(join(root, '.ducc-staging/repo.example.org')), []);
+  });
+
+  it('fails naming the entry when a handed-over link fails, and publishes nothing', async (t) => {
+    const root = await tempDir(t);
+    const publisher = new DirectoryPublisher({ root, repository: 'repo.example.org' });
+    await publisher.recover();
+    const layer = await unpack(t, await buildTar(Array.from({ length: 600 }, (_, i) => ({ name: `f${String(i).padStart(3, '0')}`, content: 'x' }))));
+    const tree = await FlatTree.build([{ dir: layer.dir, externalHardlinks: [] }], { fileMetadata: false });
+    // f300 is in the second run of 256 links, the one made by the writer thread.
+    await rm(join(layer.dir, 'f300'));
+
+    await assert.rejects(publisher.publishTree('.flat/cc/tree', tree.entries()), { code: 'BOT_ERR_PUBLISH', message: /^flat tree entry 'f300': ENOENT/ });
+    assert.equal(await lstat(join(root, 'repo.example.org/.flat/cc/tree')).catch(() => undefined), undefined);
+    assert.deepEqual(await readdir(join(root, '.ducc-staging/repo.example.org')), []);
   });
 });
 
