@@ -146,8 +146,9 @@ interface Links {
 
 /**
  * One layer's stream of small files to a writer thread. Usage per file: `accepts(size)`, then `begin`,
- * `write` for each chunk of content, `end`; per hard link (flat trees): `acceptsLinks()`, then `link`. `settle()` waits until everything handed over is on disk and
- * throws the first failure; `close()` waits without throwing and ends the session.
+ * `write` for each chunk of content, `end`; per hard link of a flat tree: `acceptsLinks()`, then `link`.
+ * `settle()` waits until everything handed over is on disk and throws the first failure; `close()`
+ * waits without throwing and ends the session.
  */
 export class FileWriterSession {
   /**
