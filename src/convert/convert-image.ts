@@ -29,6 +29,7 @@ import {
 import { manifestReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { DigestingStream, compressionOf, decompressionStages, isForeignLayer } from './layer-stream.ts';
+import { decompressThreadMinBytes } from './decompress-thread.ts';
 
 /** DUCC's conversion switches (`convert` flags), all off by default. */
 export interface ConvertOptions {
@@ -364,7 +365,8 @@ async function unpackLayer(ctx: ConvertContext, ref: RepositoryRef, imageName: s
   const label = `${imageName}: layer ${layer.digest}`;
   const compression = compressionOf(layer.mediaType, label);
   const blob = await ctx.client.openBlob(ref, layer);
-  const stages = [...decompressionStages(compression, label), new DigestingStream(diffId, label)];
+  const threaded = layer.size >= decompressThreadMinBytes();
+  const stages = [...decompressionStages(compression, label, { threaded }), new DigestingStream(diffId, label)];
   const digesting = stages.at(-1) as DigestingStream;
   // Chain by hand so that an error anywhere (download, digest, decompression) reaches the consumer of
   // the last stage: the publisher then discards its staging instead of publishing.

@@ -14,6 +14,8 @@ import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
 import { formatDuccManifest } from '../../../src/metadata/ducc-manifest.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
+import { withEnv } from '../../support/with-env.ts';
+import { decompressThreadStats } from '../../../src/convert/decompress-thread.ts';
 
 const run = promisify(execFile);
 const CLI = new URL('../../../bin/ducc.js', import.meta.url).pathname;
@@ -186,14 +188,24 @@ describe('ducc convert with the directory publisher', () => {
     { name: 'zstd layers', tag: 'zstd', compression: 'zstd' as const, format: 'oci' as const },
     { name: 'Docker schema 2 media types', tag: 'docker', compression: 'gzip' as const, format: 'docker' as const },
     { name: 'uncompressed layers', tag: 'plain', compression: 'none' as const, format: 'oci' as const },
+    // Every layer, however small, decompressed on a thread of its own (as large layers are by default).
+    { name: 'zstd layers decompressed on their own thread', tag: 'zstd-thread', compression: 'zstd' as const, format: 'oci' as const, threadFrom: '0' },
+    { name: 'gzip layers decompressed on their own thread', tag: 'gzip-thread', compression: 'gzip' as const, format: 'oci' as const, threadFrom: '0' },
   ]) {
     it(`converts the same image with ${variant.name} to the same flat tree`, async (t) => {
       const variantLayout = join(await tempDir(t), 'layout');
       await writeOciLayout(variantLayout, variant.tag, [image], { compression: variant.compression });
       await pushOciLayout(variantLayout, variant.tag, { host: registry.host, repository: 'test/variants', tag: variant.tag, format: variant.format });
       const root = await tempDir(t);
+      const threadsBefore = decompressThreadStats.started;
 
-      const summary = await runConversion(parseWishlist(wishlistText(registry, [`test/variants:${variant.tag}`]), 'w.yaml'), { repoRoot: join(root, 'cvmfs'), skipThinImage: true }, {}, quietLogger);
+      const convert = () => runConversion(parseWishlist(wishlistText(registry, [`test/variants:${variant.tag}`]), 'w.yaml'), { repoRoot: join(root, 'cvmfs'), skipThinImage: true }, {}, quietLogger);
+      const threadFrom = 'threadFrom' in variant ? variant.threadFrom : undefined;
+      const summary = threadFrom === undefined ? await convert() : await withEnv({ DUCC_DECOMPRESS_THREAD_MIN_BYTES: threadFrom }, convert);
+
+      // Small test layers use a thread only when told to.
+      if (threadFrom !== undefined) assert.ok(decompressThreadStats.started > threadsBefore, 'no decompression thread was used');
+      else assert.equal(decompressThreadStats.started, threadsBefore);
 
       assert.deepEqual(summary.failures, []);
       const repo = join(root, 'cvmfs', 'unpacked.example.org');

@@ -9,9 +9,11 @@ import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
 import { DigestingStream, decompressionStages } from '../../../src/convert/layer-stream.ts';
+import { decompressThreadStats } from '../../../src/convert/decompress-thread.ts';
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
 import { extractLimits } from '../../../src/unpack/entry-path.ts';
 import { parseManifestDocument } from '../../../src/registry/manifest.ts';
@@ -79,39 +81,44 @@ describe('layer limits', () => {
     assert.ok((await diskUsage(a.target)) <= 2 * MiB, 'no more than the limit was written');
   });
 
-  it('decompression-bomb-fails-early: a 10 GiB gzip stream (10 MiB compressed) fails at the limit with bounded memory and time', async (t) => {
-    const a = await arena(t);
-    // Concatenated gzip members of 1 MiB of zeros each: 10,240 of them inflate to 10 GiB of tar zeros.
-    const member = gzipSync(Buffer.alloc(MiB));
-    let pulled = 0;
-    const compressed = Readable.from(
-      (function* () {
-        for (let i = 0; i < 10 * 1024; i++) {
-          pulled++;
-          yield member;
-        }
-      })(),
-    );
-    const limit = 8 * MiB;
-    const digesting = new DigestingStream(undefined, 'test: layer sha256:b0mb', limit);
-    const [check, gunzip] = decompressionStages('gzip', 'test: layer sha256:b0mb');
-    compressed.pipe(check!).pipe(gunzip!).pipe(digesting);
-    for (const stage of [compressed, check!, gunzip!]) stage.on('error', (error) => digesting.destroy(error));
-    const started = Date.now();
-    const heapBefore = process.memoryUsage().rss;
-    await assert.rejects(extractLayer(digesting, a.target, { label: 'layer sha256:b0mb' }), {
-      code: 'BOT_ERR_LIMIT',
-      message: /layer sha256:b0mb: more than 8388608 bytes once uncompressed \(the layer size limit, DUCC_LIMIT_LAYER_BYTES\)/,
+  for (const threaded of [false, true]) {
+    it(`decompression-bomb-fails-early: a 10 GiB gzip stream (10 MiB compressed) fails at the limit with bounded memory and time${threaded ? ' (decompressed on its own thread)' : ''}`, async (t) => {
+      const a = await arena(t);
+      // Concatenated gzip members of 1 MiB of zeros each: 10,240 of them inflate to 10 GiB of tar zeros.
+      const member = gzipSync(Buffer.alloc(MiB));
+      let pulled = 0;
+      const compressed = Readable.from(
+        (function* () {
+          for (let i = 0; i < 10 * 1024; i++) {
+            pulled++;
+            yield member;
+          }
+        })(),
+      );
+      const limit = 8 * MiB;
+      const digesting = new DigestingStream(undefined, 'test: layer sha256:b0mb', limit);
+      const [check, gunzip] = decompressionStages('gzip', 'test: layer sha256:b0mb', { threaded });
+      compressed.pipe(check!).pipe(gunzip!).pipe(digesting);
+      for (const stage of [compressed, check!, gunzip!]) stage.on('error', (error) => digesting.destroy(error));
+      const started = Date.now();
+      const heapBefore = process.memoryUsage().rss;
+      await assert.rejects(extractLayer(digesting, a.target, { label: 'layer sha256:b0mb' }), {
+        code: 'BOT_ERR_LIMIT',
+        message: /layer sha256:b0mb: more than 8388608 bytes once uncompressed \(the layer size limit, DUCC_LIMIT_LAYER_BYTES\)/,
+      });
+      // As unpackLayer does when the layer fails: every stage is given up (the thread, if any, ends).
+      for (const stage of [compressed, check!, gunzip!]) stage.destroy();
+      assert.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms`);
+      // Compressed input is handed to gunzip 1 MiB at a time (see decompressionStages): reading stops
+      // within a few of those, far from the 10 MiB there are.
+      const pulledBytes = pulled * member.length;
+      assert.ok(pulledBytes < 4 * MiB, `stopped early: ${pulledBytes} of ${10 * 1024 * member.length} compressed bytes were read`);
+      assert.ok(process.memoryUsage().rss - heapBefore < 256 * MiB, 'memory stayed bounded');
+      assert.deepEqual(await readdir(a.target), []);
+      for (let i = 0; i < 200 && decompressThreadStats.running > 0; i++) await sleep(10);
+      assert.equal(decompressThreadStats.running, 0);
     });
-    compressed.destroy();
-    assert.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms`);
-    // Compressed input is handed to gunzip 1 MiB at a time (see decompressionStages): reading stops
-    // within a few of those, far from the 10 MiB there are.
-    const pulledBytes = pulled * member.length;
-    assert.ok(pulledBytes < 4 * MiB, `stopped early: ${pulledBytes} of ${10 * 1024 * member.length} compressed bytes were read`);
-    assert.ok(process.memoryUsage().rss - heapBefore < 256 * MiB, 'memory stayed bounded');
-    assert.deepEqual(await readdir(a.target), []);
-  });
+  }
 
   it('limit-layer-bytes-from-environment: DUCC_LIMIT_LAYER_BYTES sets the default (with a unit suffix); nonsense is a config error', async () => {
     const data = Buffer.alloc(3 * MiB);
