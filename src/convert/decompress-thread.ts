@@ -139,6 +139,11 @@ export class ThreadedDecompressor extends Transform {
     super._read(size);
   }
 
+  /**
+   * A chunk that owns its whole memory is moved to the thread (it is empty here afterwards): the stage
+   * before this one makes a new buffer for every chunk it writes, and nothing else holds it. Other
+   * chunks are copied.
+   */
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     const owns = chunk.byteOffset === 0 && chunk.length === chunk.buffer.byteLength;
     let bytes: ArrayBuffer;
