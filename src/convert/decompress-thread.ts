@@ -21,7 +21,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { DuccError } from '../util/errors.ts';
 
-export const DECOMPRESS_THREAD_VARIABLE = 'DUCC_DECOMPRESS_THREAD_MIN_BYTES';
+const DECOMPRESS_THREAD_VARIABLE = 'DUCC_DECOMPRESS_THREAD_MIN_BYTES';
 const DEFAULT_MIN_BYTES = 128 * 1024 * 1024;
 /** Compressed chunks (1 MiB each) sent to the thread and not yet read by its decompressor, at most. */
 const INPUT_IN_FLIGHT = 2;

@@ -181,15 +181,11 @@ export class FileWriterSession {
 
   /** Whether a file of this size can be handed over. */
   accepts(size: number): boolean {
-    return size <= HANDED_OVER_MAX_BYTES && this.usable();
+    return size <= HANDED_OVER_MAX_BYTES && this.acceptsLinks();
   }
 
-  /** Whether hard links can be handed over. */
+  /** Whether hard links (and so anything) can be handed over: the session is open and has a thread. */
   acceptsLinks(): boolean {
-    return this.usable();
-  }
-
-  private usable(): boolean {
     return !this.closed && (this.thread !== undefined || writers().length > 0);
   }
 
