@@ -68,7 +68,10 @@ function positive(value: string | undefined, name: string, fallback: number): nu
 
 function list<T extends string>(value: string | undefined, allowed: readonly T[], name: string): T[] | undefined {
   if (value === undefined) return undefined;
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) if (!allowed.includes(item as T)) throw new Error(`${name}: unknown '${item}' (known: ${allowed.join(', ')})`);
   return items as T[];
 }
@@ -79,7 +82,15 @@ async function pushImage(image: BenchImage, registryHost: string): Promise<numbe
   // a timeout long enough for the 1 GiB image.
   await run(
     'skopeo',
-    ['copy', '--quiet', '--dest-tls-verify=false', '--dest-no-creds', '--preserve-digests', `oci:${image.layout.dir}:${image.layout.tag}`, `docker://${registryHost}/${image.repository}:${image.tag}`],
+    [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      '--dest-no-creds',
+      '--preserve-digests',
+      `oci:${image.layout.dir}:${image.layout.tag}`,
+      `docker://${registryHost}/${image.repository}:${image.tag}`,
+    ],
     { timeoutMs: 30 * 60_000 },
   );
   return secondsSince(started);
@@ -242,7 +253,10 @@ async function main(): Promise<number> {
     }
     if (!skip.has('profile')) {
       // Many small files: per-file costs (with a thread-pool size experiment); one big file: per-byte costs.
-      for (const [key, threadPoolSizes] of [['small-files', [16, 64]], ['bigfile', []]] as const) {
+      for (const [key, threadPoolSizes] of [
+        ['small-files', [16, 64]],
+        ['bigfile', []],
+      ] as const) {
         const image = images.find((i) => i.key === key);
         if (!image) continue;
         log(`profiling ducc convert of ${key}`);
@@ -277,4 +291,3 @@ try {
   process.stderr.write(`bench: ${errorText(error)}\n`);
   process.exitCode = 2;
 }
-

@@ -25,10 +25,16 @@ const BASE_REQUIREMENTS: Requirement[] = [
   { command: 'sync', debianPackage: 'coreutils', why: 'flushing dirty pages between measurements' },
 ];
 
-export const DEBOOTSTRAP: Requirement = { command: 'debootstrap', debianPackage: 'debootstrap', why: 'building the Debian root filesystem (once; cached in bench/.cache)' };
+export const DEBOOTSTRAP: Requirement = {
+  command: 'debootstrap',
+  debianPackage: 'debootstrap',
+  why: 'building the Debian root filesystem (once; cached in bench/.cache)',
+};
 
 function found(command: string): boolean {
-  const candidates = command.includes('/') ? [command] : [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/sbin'].map((dir) => join(dir, command));
+  const candidates = command.includes('/')
+    ? [command]
+    : [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/sbin'].map((dir) => join(dir, command));
   return candidates.some((path) => {
     try {
       accessSync(path, constants.X_OK);

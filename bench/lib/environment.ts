@@ -62,7 +62,13 @@ export async function gitState(): Promise<{ head: string; changed: string[] }> {
   try {
     const head = (await run('git', ['-C', REPO_ROOT, 'rev-parse', '--short=12', 'HEAD'])).trim();
     const status = await run('git', ['-C', REPO_ROOT, '--no-optional-locks', 'status', '--porcelain', '--', 'src', 'bin']);
-    return { head, changed: status.split('\n').filter(Boolean).map((line) => line.slice(3)) };
+    return {
+      head,
+      changed: status
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.slice(3)),
+    };
   } catch {
     return { head: 'unknown (not a git checkout?)', changed: [] };
   }

@@ -112,12 +112,16 @@ function tarOf(produce: (pack: Pack) => Promise<void>): Readable {
 
 function addDir(pack: Pack, name: string, meta: { mode?: number; uid?: number; gid?: number; mtime?: Date } = {}): Promise<void> {
   return new Promise((resolve, reject) =>
-    pack.entry({ name: `${name}/`, type: 'directory', mode: meta.mode ?? 0o755, uid: meta.uid ?? 0, gid: meta.gid ?? 0, mtime: meta.mtime ?? MTIME }, (e) => (e ? reject(e) : resolve())),
+    pack.entry({ name: `${name}/`, type: 'directory', mode: meta.mode ?? 0o755, uid: meta.uid ?? 0, gid: meta.gid ?? 0, mtime: meta.mtime ?? MTIME }, (e) =>
+      e ? reject(e) : resolve(),
+    ),
   );
 }
 
 function addFile(pack: Pack, name: string, content: Buffer, mode = 0o644): Promise<void> {
-  return new Promise((resolve, reject) => pack.entry({ name, type: 'file', mode, uid: 0, gid: 0, mtime: MTIME, size: content.length }, content, (e) => (e ? reject(e) : resolve())));
+  return new Promise((resolve, reject) =>
+    pack.entry({ name, type: 'file', mode, uid: 0, gid: 0, mtime: MTIME, size: content.length }, content, (e) => (e ? reject(e) : resolve())),
+  );
 }
 
 function addLink(pack: Pack, name: string, type: 'symlink' | 'link', linkname: string): Promise<void> {
@@ -193,7 +197,12 @@ async function bigFileImage(quick: boolean): Promise<BenchImage> {
   const mib = size / 1024 / 1024;
   return cachedImage(
     `bigfile-${mib}MiB`,
-    { key: 'bigfile', title: `one ${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} file (mildly compressible), 1 layer`, repository: 'bench/bigfile', tag: 'v1' },
+    {
+      key: 'bigfile',
+      title: `one ${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} file (mildly compressible), 1 layer`,
+      repository: 'bench/bigfile',
+      tag: 'v1',
+    },
     async (layoutDir) => {
       const tar = tarOf(async (pack) => {
         await addDir(pack, 'data');
@@ -238,7 +247,7 @@ export async function debianSource(): Promise<DebianSource> {
     if (file.endsWith('.sources')) {
       for (const stanza of text.split(/\n\s*\n/)) {
         const field = (key: string) => new RegExp(`^${key}:\\s*(.+)$`, 'mi').exec(stanza)?.[1]?.trim().split(/\s+/) ?? [];
-        if (!field('Types').includes('deb') || /^Enabled:\s*no/mi.test(stanza)) continue;
+        if (!field('Types').includes('deb') || /^Enabled:\s*no/im.test(stanza)) continue;
         for (const uri of field('URIs')) for (const suite of field('Suites')) candidates.push({ mirror: uri, suite });
       }
     } else {
@@ -277,7 +286,7 @@ export async function debianRootfs(source: DebianSource): Promise<string> {
     await spawnAndWait('debootstrap', ['--variant=minbase', source.suite, rootfs, source.mirror], { stdio: ['ignore', out, out] });
   } catch (error) {
     out.end();
-    throw new Error(`${(error as Error).message}\n${tail(await readFile(logFile, 'utf8').catch(() => ''), 2000)}`);
+    throw new Error(`${(error as Error).message}\n${tail(await readFile(logFile, 'utf8').catch(() => ''), 2000)}`, { cause: error });
   }
   out.end();
   // "apt-get update" without running apt in a chroot: Debian's package indices as this machine has them.
@@ -327,7 +336,14 @@ async function debianLayerTars(source: DebianSource): Promise<{ tars: string[]; 
     ...top,
   ]);
   // 2. docs, man pages, locales, apt caches (their parent directories are not in the tar, as often happens)
-  await run('tar', [...common, '--file', tars[1]!, ...SPLIT_OUT, ...debs.map((d) => `var/cache/apt/archives/${d}`), ...lists.map((l) => `var/lib/apt/lists/${l}`)]);
+  await run('tar', [
+    ...common,
+    '--file',
+    tars[1]!,
+    ...SPLIT_OUT,
+    ...debs.map((d) => `var/cache/apt/archives/${d}`),
+    ...lists.map((l) => `var/lib/apt/lists/${l}`),
+  ]);
 
   // 3. clean-up as whiteouts, and an application
   const metaOf = async (path: string) => {
@@ -337,7 +353,19 @@ async function debianLayerTars(source: DebianSource): Promise<{ tars: string[]; 
   const random = prng(11);
   await pipeline(
     tarOf(async (pack) => {
-      for (const d of ['etc', 'usr', 'usr/share', 'usr/share/locale', 'var', 'var/cache', 'var/cache/apt', 'var/cache/apt/archives', 'var/lib', 'var/lib/apt', 'var/lib/apt/lists']) {
+      for (const d of [
+        'etc',
+        'usr',
+        'usr/share',
+        'usr/share/locale',
+        'var',
+        'var/cache',
+        'var/cache/apt',
+        'var/cache/apt/archives',
+        'var/lib',
+        'var/lib/apt',
+        'var/lib/apt/lists',
+      ]) {
         await addDir(pack, d, await metaOf(d));
       }
       const bashrc = await readFile(join(rootfs, 'etc/bash.bashrc')).catch(() => Buffer.alloc(0));

@@ -88,10 +88,13 @@ export async function measurePipeline(decompressor: string[], tarArgs: string[],
   // Our copy of the pipe's write end must go, or tar never sees end-of-file.
   tar.stdin!.destroy();
   const decOutput = collect(dec);
-  const timer = setTimeout(() => {
-    tar.kill('SIGKILL');
-    dec.kill('SIGKILL');
-  }, options.timeoutMs ?? 60 * 60_000);
+  const timer = setTimeout(
+    () => {
+      tar.kill('SIGKILL');
+      dec.kill('SIGKILL');
+    },
+    options.timeoutMs ?? 60 * 60_000,
+  );
   const [tarCode, decCode] = await Promise.all([exitOf(tar), exitOf(dec)]).finally(() => clearTimeout(timer));
   const seconds = secondsSince(started);
   if (decCode !== 0) throw new Error(`${decompressor.join(' ')} exited with ${decCode}: ${tail(decOutput())}`);

@@ -25,7 +25,10 @@ async function verify({ blobPath, digest, diffId, compression }) {
   await pipeline(blob, decompress, async (tar) => {
     for await (const chunk of tar) tarHash.update(chunk);
   });
-  for (const [what, hash, expected] of [['digest', blobHash, digest], ['diff_id', tarHash, diffId]]) {
+  for (const [what, hash, expected] of [
+    ['digest', blobHash, digest],
+    ['diff_id', tarHash, diffId],
+  ]) {
     const actual = `sha256:${hash.digest('hex')}`;
     if (actual !== expected) throw new Error(`${blobPath}: ${what} ${actual}, expected ${expected}`);
   }

@@ -113,7 +113,12 @@ export function summariseProfile(profile: CpuProfile): Omit<ProfileSummary, 'ima
       .sort((a, b) => b[1] - a[1])
       .slice(0, limit)
       .map(([name, us]) => ({ name, ms: us / 1000, share: total > 0 ? us / total : 0 }));
-  return { profiledMs: total / 1000, topSelf: list(self, 25), areas: list(areas, 15), phases: PHASES.map(([name]) => ({ name, ms: (phases.get(name) ?? 0) / 1000, share: total > 0 ? (phases.get(name) ?? 0) / total : 0 })) };
+  return {
+    profiledMs: total / 1000,
+    topSelf: list(self, 25),
+    areas: list(areas, 15),
+    phases: PHASES.map(([name]) => ({ name, ms: (phases.get(name) ?? 0) / 1000, share: total > 0 ? (phases.get(name) ?? 0) / total : 0 })),
+  };
 }
 
 export async function profileConversion(image: BenchImage, ctx: ToolContext, threadPoolSizes: number[]): Promise<ProfileSummary> {
@@ -125,7 +130,11 @@ export async function profileConversion(image: BenchImage, ctx: ToolContext, thr
     await writeFile(wishlist, wishlistYaml([imageUrl(ctx.registryHost, image)]));
     const profiles = join(dir, 'cpuprofile');
     await run('sync', []);
-    const measured = await measureCommand(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profiles}`, ...duccConvertArgs(wishlist, join(dir, 'cvmfs'), [], true)], { cwd: REPO_ROOT, env: duccEnv(ctx) });
+    const measured = await measureCommand(
+      process.execPath,
+      ['--cpu-prof', `--cpu-prof-dir=${profiles}`, ...duccConvertArgs(wishlist, join(dir, 'cvmfs'), [], true)],
+      { cwd: REPO_ROOT, env: duccEnv(ctx) },
+    );
     // One file per JavaScript thread, CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main one.
     const files = (await readdir(profiles)).filter((name) => name.endsWith('.cpuprofile'));
     const mainFile = files.find((name) => /\.\d+\.0\.\d+\.cpuprofile$/.test(name));
@@ -142,7 +151,10 @@ export async function profileConversion(image: BenchImage, ctx: ToolContext, thr
     const threadPool: ProfileSummary['threadPool'] = [];
     for (const size of threadPoolSizes) {
       await run('sync', []);
-      const m: Measurement = await measureCommand(process.execPath, duccConvertArgs(wishlist, join(dir, `cvmfs-${size}`)), { cwd: REPO_ROOT, env: { ...duccEnv(ctx), UV_THREADPOOL_SIZE: String(size) } });
+      const m: Measurement = await measureCommand(process.execPath, duccConvertArgs(wishlist, join(dir, `cvmfs-${size}`)), {
+        cwd: REPO_ROOT,
+        env: { ...duccEnv(ctx), UV_THREADPOOL_SIZE: String(size) },
+      });
       threadPool.push({ size, seconds: m.seconds });
       await rm(join(dir, `cvmfs-${size}`), { recursive: true, force: true });
     }

@@ -79,7 +79,8 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
   started = process.hrtime.bigint();
   const first = await runConversion(parseWishlist(text, wishlistFile), flags, env, logger);
   const initialSeconds = secondsSince(started);
-  if (first.converted !== count || first.failed !== 0) throw new Error(`first conversion: ${first.converted} converted, ${first.failed} failed: ${first.failures.map((f) => f.message).join('; ')}`);
+  if (first.converted !== count || first.failed !== 0)
+    throw new Error(`first conversion: ${first.converted} converted, ${first.failed} failed: ${first.failures.map((f) => f.message).join('; ')}`);
 
   const inProcess: ReconcileResult['inProcess'] = [];
   const cli: Measurement[] = [];
@@ -87,13 +88,15 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
     started = process.hrtime.bigint();
     const summary = await runConversion(parseWishlist(text, wishlistFile), flags, env, logger);
     const seconds = secondsSince(started);
-    if (summary.upToDate !== count || summary.failed !== 0) throw new Error(`no-op reconcile: ${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed`);
+    if (summary.upToDate !== count || summary.failed !== 0)
+      throw new Error(`no-op reconcile: ${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed`);
     inProcess.push({ seconds, blobRequests: summary.blobRequests, upToDate: summary.upToDate });
 
     await run('sync', []);
     let output = '';
     cli.push(await measureCommand(process.execPath, duccConvertArgs(wishlistFile, repoRoot), { cwd: REPO_ROOT, env, onOutput: (o) => (output = o) }));
-    if (!new RegExp(`\\b0 converted, ${count} up to date, 0 failed\\b`).test(output)) throw new Error(`ducc convert (no-op) did not report ${count} up to date:\n${output.slice(-3000)}`);
+    if (!new RegExp(`\\b0 converted, ${count} up to date, 0 failed\\b`).test(output))
+      throw new Error(`ducc convert (no-op) did not report ${count} up to date:\n${output.slice(-3000)}`);
     log(`reconcile run ${r + 1}/${runs}: in-process ${seconds.toFixed(2)} s, CLI ${cli.at(-1)!.seconds.toFixed(2)} s`);
   }
 
@@ -120,7 +123,15 @@ async function countingProxy(upstream: string): Promise<{ host: string; counts: 
   const [upstreamHost, upstreamPort] = upstream.split(':');
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/';
-    const kind = /\/manifests\//.test(path) ? 'manifest' : /\/blobs\//.test(path) ? 'blob' : /\/tags\/list/.test(path) ? 'tag list' : path === '/v2/' ? 'ping (/v2/)' : 'other';
+    const kind = /\/manifests\//.test(path)
+      ? 'manifest'
+      : /\/blobs\//.test(path)
+        ? 'blob'
+        : /\/tags\/list/.test(path)
+          ? 'tag list'
+          : path === '/v2/'
+            ? 'ping (/v2/)'
+            : 'other';
     const key = `${req.method} ${kind}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
     const forward = httpRequest({ host: upstreamHost, port: Number(upstreamPort), method: req.method, path, headers: req.headers }, (upstreamRes) => {

@@ -84,20 +84,44 @@ export function collectTargets(results: BenchResults): Target[] {
     const floor = medianSeconds(tools.floor);
     if (full !== undefined && alt !== undefined) {
       const ratio = full / alt;
-      targets.push({ name: `${image.key}: full conversion vs skopeo+umoci`, measured: formatRatio(ratio), limit: `≤ ${formatRatio(TARGETS.fullVsSkopeoUmoci)}`, pass: ratio <= TARGETS.fullVsSkopeoUmoci, margin: margin(ratio, TARGETS.fullVsSkopeoUmoci) });
+      targets.push({
+        name: `${image.key}: full conversion vs skopeo+umoci`,
+        measured: formatRatio(ratio),
+        limit: `≤ ${formatRatio(TARGETS.fullVsSkopeoUmoci)}`,
+        pass: ratio <= TARGETS.fullVsSkopeoUmoci,
+        margin: margin(ratio, TARGETS.fullVsSkopeoUmoci),
+      });
     } else if (full !== undefined) {
-      targets.push({ name: `${image.key}: full conversion vs skopeo+umoci`, measured: 'n/a', limit: `≤ ${formatRatio(TARGETS.fullVsSkopeoUmoci)}`, pass: undefined, margin: tools['skopeo-umoci']?.unsupported ?? (tools['skopeo-umoci']?.error ? 'skopeo+umoci failed' : '') });
+      targets.push({
+        name: `${image.key}: full conversion vs skopeo+umoci`,
+        measured: 'n/a',
+        limit: `≤ ${formatRatio(TARGETS.fullVsSkopeoUmoci)}`,
+        pass: undefined,
+        margin: tools['skopeo-umoci']?.unsupported ?? (tools['skopeo-umoci']?.error ? 'skopeo+umoci failed' : ''),
+      });
     }
     if (layers !== undefined && floor !== undefined) {
       const ratio = layers / floor;
-      targets.push({ name: `${image.key}: layers only vs decompress|tar floor`, measured: formatRatio(ratio), limit: `≤ ${formatRatio(TARGETS.layersVsFloor)}`, pass: ratio <= TARGETS.layersVsFloor, margin: margin(ratio, TARGETS.layersVsFloor) });
+      targets.push({
+        name: `${image.key}: layers only vs decompress|tar floor`,
+        measured: formatRatio(ratio),
+        limit: `≤ ${formatRatio(TARGETS.layersVsFloor)}`,
+        pass: ratio <= TARGETS.layersVsFloor,
+        margin: margin(ratio, TARGETS.layersVsFloor),
+      });
     }
     if (image.key === 'bigfile') {
       for (const tool of ['ducc', 'ducc-layers'] as const) {
         const rss = peakRssKiB(tools[tool]);
         if (rss === undefined) continue;
         const mb = rssMB(rss);
-        targets.push({ name: `${image.key}: peak RSS of ${TOOL_TITLES[tool]}`, measured: `${mb.toFixed(0)} MB`, limit: `≤ ${TARGETS.bigImageRssMB} MB`, pass: mb <= TARGETS.bigImageRssMB, margin: margin(mb, TARGETS.bigImageRssMB) });
+        targets.push({
+          name: `${image.key}: peak RSS of ${TOOL_TITLES[tool]}`,
+          measured: `${mb.toFixed(0)} MB`,
+          limit: `≤ ${TARGETS.bigImageRssMB} MB`,
+          pass: mb <= TARGETS.bigImageRssMB,
+          margin: margin(mb, TARGETS.bigImageRssMB),
+        });
       }
     }
   }
@@ -105,12 +129,30 @@ export function collectTargets(results: BenchResults): Target[] {
     const r = results.reconcile;
     const cli = median(r.cli.map((m) => m.seconds));
     const inProcess = median(r.inProcess.map((m) => m.seconds));
-    targets.push({ name: `no-op reconcile of ${r.wishes} wishes (ducc convert process)`, measured: `${formatSeconds(cli)} s`, limit: `≤ ${TARGETS.noopReconcileSeconds} s`, pass: cli <= TARGETS.noopReconcileSeconds, margin: margin(cli, TARGETS.noopReconcileSeconds) });
-    targets.push({ name: `no-op reconcile of ${r.wishes} wishes (in-process runConversion)`, measured: `${formatSeconds(inProcess)} s`, limit: `≤ ${TARGETS.noopReconcileSeconds} s`, pass: inProcess <= TARGETS.noopReconcileSeconds, margin: margin(inProcess, TARGETS.noopReconcileSeconds) });
+    targets.push({
+      name: `no-op reconcile of ${r.wishes} wishes (ducc convert process)`,
+      measured: `${formatSeconds(cli)} s`,
+      limit: `≤ ${TARGETS.noopReconcileSeconds} s`,
+      pass: cli <= TARGETS.noopReconcileSeconds,
+      margin: margin(cli, TARGETS.noopReconcileSeconds),
+    });
+    targets.push({
+      name: `no-op reconcile of ${r.wishes} wishes (in-process runConversion)`,
+      measured: `${formatSeconds(inProcess)} s`,
+      limit: `≤ ${TARGETS.noopReconcileSeconds} s`,
+      pass: inProcess <= TARGETS.noopReconcileSeconds,
+      margin: margin(inProcess, TARGETS.noopReconcileSeconds),
+    });
   }
   if (results.webhooks && !isError(results.webhooks)) {
     const p99 = median(results.webhooks.bursts.map((b) => percentile(b.latenciesMs, 99)));
-    targets.push({ name: `webhook ack p99, ${results.webhooks.concurrency} concurrent deliveries`, measured: formatMs(p99), limit: `≤ ${TARGETS.webhookP99Ms} ms`, pass: p99 <= TARGETS.webhookP99Ms, margin: margin(p99, TARGETS.webhookP99Ms) });
+    targets.push({
+      name: `webhook ack p99, ${results.webhooks.concurrency} concurrent deliveries`,
+      measured: formatMs(p99),
+      limit: `≤ ${TARGETS.webhookP99Ms} ms`,
+      pass: p99 <= TARGETS.webhookP99Ms,
+      margin: margin(p99, TARGETS.webhookP99Ms),
+    });
   }
   return targets;
 }
@@ -129,7 +171,8 @@ function conversionTable(results: BenchResults): string {
       const isDucc = tool === 'ducc' || tool === 'ducc-layers';
       const targetNotes: string[] = [];
       if (seconds !== undefined && tool === 'ducc' && alt !== undefined) targetNotes.push(`≤1.0× s+u: ${passFail(seconds / alt <= TARGETS.fullVsSkopeoUmoci)}`);
-      if (seconds !== undefined && tool === 'ducc-layers' && floor !== undefined) targetNotes.push(`≤1.3× floor: ${passFail(seconds / floor <= TARGETS.layersVsFloor)}`);
+      if (seconds !== undefined && tool === 'ducc-layers' && floor !== undefined)
+        targetNotes.push(`≤1.3× floor: ${passFail(seconds / floor <= TARGETS.layersVsFloor)}`);
       if (rss !== undefined && isDucc && image.key === 'bigfile') targetNotes.push(`RSS ≤200 MB: ${passFail(rssMB(rss) <= TARGETS.bigImageRssMB)}`);
       const cpu = result.runs.length > 0 ? median(result.runs.map((r) => r.cpuSeconds)) : undefined;
       rows.push([
@@ -145,7 +188,17 @@ function conversionTable(results: BenchResults): string {
       ]);
     }
   }
-  return markdownTable(['Image', 'Tool', 'Median s', 'Runs (s)', 'CPU s', '× skopeo+umoci', '× floor', 'Peak RSS MB', 'Targets'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l']);
+  return markdownTable(['Image', 'Tool', 'Median s', 'Runs (s)', 'CPU s', '× skopeo+umoci', '× floor', 'Peak RSS MB', 'Targets'], rows, [
+    'l',
+    'l',
+    'r',
+    'r',
+    'r',
+    'r',
+    'r',
+    'r',
+    'l',
+  ]);
 }
 
 function breakdown(results: BenchResults): string {
@@ -157,7 +210,14 @@ function breakdown(results: BenchResults): string {
       const names = result.runs[0]!.steps?.map((s) => s.name) ?? [];
       for (const name of names) {
         const values = result.runs.map((r) => r.steps?.find((s) => s.name === name)).filter((s) => s !== undefined);
-        rows.push([image.key, TOOL_TITLES[tool], name, formatSeconds(median(values.map((v) => v.seconds))), formatSeconds(median(values.map((v) => v.cpuSeconds))), ((Math.max(...values.map((v) => v.maxRssKiB)) * 1024) / MB).toFixed(0)]);
+        rows.push([
+          image.key,
+          TOOL_TITLES[tool],
+          name,
+          formatSeconds(median(values.map((v) => v.seconds))),
+          formatSeconds(median(values.map((v) => v.cpuSeconds))),
+          ((Math.max(...values.map((v) => v.maxRssKiB)) * 1024) / MB).toFixed(0),
+        ]);
       }
     }
   }
@@ -168,10 +228,15 @@ export function renderReport(results: BenchResults): string {
   const m = results.machine;
   const out: string[] = [];
   out.push('# ducc-gitops benchmark results', '');
-  out.push(`Taken ${m.date} with \`${results.commandLine}\` (${results.quick ? '**quick mode**: small images, not comparable with full runs' : 'full mode'}); every number is the median of ${results.runs} run${results.runs === 1 ? '' : 's'} unless said otherwise. Total bench time ${formatSeconds(results.totalSeconds)} s. See bench/README.md for what each number means.`, '');
+  out.push(
+    `Taken ${m.date} with \`${results.commandLine}\` (${results.quick ? '**quick mode**: small images, not comparable with full runs' : 'full mode'}); every number is the median of ${results.runs} run${results.runs === 1 ? '' : 's'} unless said otherwise. Total bench time ${formatSeconds(results.totalSeconds)} s. See bench/README.md for what each number means.`,
+    '',
+  );
   const c = results.code;
   out.push('## Code and conditions', '');
-  out.push(`- Commit ${c.head}${c.changed.length > 0 ? ` with ${c.changed.length} uncommitted change${c.changed.length === 1 ? '' : 's'} under src/ and bin/ (${c.changed.join(', ')})` : ', no uncommitted changes under src/ and bin/'}.`);
+  out.push(
+    `- Commit ${c.head}${c.changed.length > 0 ? ` with ${c.changed.length} uncommitted change${c.changed.length === 1 ? '' : 's'} under src/ and bin/ (${c.changed.join(', ')})` : ', no uncommitted changes under src/ and bin/'}.`,
+  );
   out.push(
     c.fingerprintAtEnd === '' || c.fingerprintAtEnd === c.fingerprintAtStart
       ? `- The code (src/, bin/, package.json; hash ${c.fingerprintAtStart}) did not change during the run.`
@@ -180,7 +245,9 @@ export function renderReport(results: BenchResults): string {
   if (results.load) {
     // The measured commands keep every core busy themselves: only a load above that means other work.
     const busy = results.load.median > m.cores + 0.5;
-    out.push(`- 1-minute load average during the run (${m.cores} cores): min ${results.load.min.toFixed(2)}, median ${results.load.median.toFixed(2)}, max ${results.load.max.toFixed(2)} (${results.load.count} samples).${busy ? ' Other processes were competing for the CPU: wall times are noisier than usual; the CPU-time column is less affected.' : ' The measured commands use all cores themselves, so a load up to the number of cores is expected.'}`);
+    out.push(
+      `- 1-minute load average during the run (${m.cores} cores): min ${results.load.min.toFixed(2)}, median ${results.load.median.toFixed(2)}, max ${results.load.max.toFixed(2)} (${results.load.count} samples).${busy ? ' Other processes were competing for the CPU: wall times are noisier than usual; the CPU-time column is less affected.' : ' The measured commands use all cores themselves, so a load up to the number of cores is expected.'}`,
+    );
     out.push('- `dist/` was built at the start of the run, so `bin/ducc.js` ran the compiled JavaScript (the bundle in `dist/bundle/`).');
   }
   out.push('');
@@ -188,39 +255,77 @@ export function renderReport(results: BenchResults): string {
   out.push(`- CPU: ${m.cpu}, ${m.cores} cores`);
   out.push(`- Memory: ${m.memory}`);
   out.push(`- Outputs of the measured commands (repository roots, OCI copies, bundles, extracted layers): ${m.workDisk}`);
-  out.push(`- bench/.cache (image layouts read by the floor): ${m.cacheDisk}; registry storage, bot state and git repositories (system temp dir): ${m.tmpDisk}`);
+  out.push(
+    `- bench/.cache (image layouts read by the floor): ${m.cacheDisk}; registry storage, bot state and git repositories (system temp dir): ${m.tmpDisk}`,
+  );
   out.push(`- OS: ${m.os}, kernel ${m.kernel}`);
   out.push(`- Node.js ${m.node}`);
-  out.push(`- One \`await fs.promises.lstat()\` in the output directory: ${m.fsRoundTrip.asyncUs.toFixed(1)} µs; one \`lstatSync()\`: ${m.fsRoundTrip.syncUs.toFixed(1)} µs (the difference is the libuv thread-pool round trip every awaited fs call pays)`);
-  out.push(`- Tools: ${Object.entries(m.tools).map(([k, v]) => `${k}: ${v}`).join('; ')}`, '');
+  out.push(
+    `- One \`await fs.promises.lstat()\` in the output directory: ${m.fsRoundTrip.asyncUs.toFixed(1)} µs; one \`lstatSync()\`: ${m.fsRoundTrip.syncUs.toFixed(1)} µs (the difference is the libuv thread-pool round trip every awaited fs call pays)`,
+  );
+  out.push(
+    `- Tools: ${Object.entries(m.tools)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('; ')}`,
+    '',
+  );
 
   out.push('## Images', '');
   out.push(
     markdownTable(
       ['Image', 'Description', 'Layers', 'Tar entries', 'Uncompressed', 'Compressed', 'Push (skopeo) s'],
-      results.images.map((i) => [i.key, i.title, String(i.layout.layers.length), i.entries.toLocaleString('en'), formatMiB(i.uncompressedBytes), formatMiB(i.compressedBytes), formatSeconds(results.pushSeconds[i.key] ?? Number.NaN)]),
+      results.images.map((i) => [
+        i.key,
+        i.title,
+        String(i.layout.layers.length),
+        i.entries.toLocaleString('en'),
+        formatMiB(i.uncompressedBytes),
+        formatMiB(i.compressedBytes),
+        formatSeconds(results.pushSeconds[i.key] ?? Number.NaN),
+      ]),
       ['l', 'l', 'r', 'r', 'r', 'r', 'r'],
     ),
     '',
   );
 
   out.push('## Conversion', '');
-  out.push('Wall time (median, and every run), CPU time (user + system of all processes measured, median), ratios of the median wall time against skopeo+umoci and against the decompress|tar floor, peak RSS (largest of the runs; MB = 10⁶ bytes).', '');
-  out.push('"Node: read + verify + decompress only" is not a tool but a lower bound, for information: a bare Node process that reads the same blobs from disk, checks their digests and diff_ids (sha256) and decompresses them with Node\'s zlib/zstd, all layers at once, and writes nothing (bench/lib/node-verify.js). No converter in Node that verifies what it unpacks can be faster.', '');
+  out.push(
+    'Wall time (median, and every run), CPU time (user + system of all processes measured, median), ratios of the median wall time against skopeo+umoci and against the decompress|tar floor, peak RSS (largest of the runs; MB = 10⁶ bytes).',
+    '',
+  );
+  out.push(
+    '"Node: read + verify + decompress only" is not a tool but a lower bound, for information: a bare Node process that reads the same blobs from disk, checks their digests and diff_ids (sha256) and decompresses them with Node\'s zlib/zstd, all layers at once, and writes nothing (bench/lib/node-verify.js). No converter in Node that verifies what it unpacks can be faster.',
+    '',
+  );
   out.push(conversionTable(results), '');
 
   const targets = collectTargets(results);
   out.push('## Targets', '');
-  out.push(markdownTable(['Target', 'Measured', 'Limit', 'Result', 'Margin'], targets.map((t) => [t.name, t.measured, t.limit, passFail(t.pass), t.margin]), ['l', 'r', 'r', 'l', 'r']), '');
+  out.push(
+    markdownTable(
+      ['Target', 'Measured', 'Limit', 'Result', 'Margin'],
+      targets.map((t) => [t.name, t.measured, t.limit, passFail(t.pass), t.margin]),
+      ['l', 'r', 'r', 'l', 'r'],
+    ),
+    '',
+  );
   const failed = targets.filter((t) => t.pass === false);
-  out.push(failed.length === 0 ? 'All measured targets pass.' : `${failed.length} of ${targets.length} targets fail: ${failed.map((t) => `${t.name} (${t.measured}, ${t.margin})`).join('; ')}.`, '');
+  out.push(
+    failed.length === 0
+      ? 'All measured targets pass.'
+      : `${failed.length} of ${targets.length} targets fail: ${failed.map((t) => `${t.name} (${t.measured}, ${t.margin})`).join('; ')}.`,
+    '',
+  );
   const zstdLayers = medianSeconds(results.conversions['debian-zstd']?.['ducc-layers']);
   const gzipFloor = medianSeconds(results.conversions['debian-gzip']?.floor);
   const zstdFloor = medianSeconds(results.conversions['debian-zstd']?.floor);
   if (zstdLayers !== undefined && gzipFloor !== undefined && zstdFloor !== undefined) {
     // The issue names `gzip -dc | tar -x` as the floor; for the zstd image this report uses the stricter
     // `zstd -dc | tar -x` (above). Both are shown so that neither reading hides the other.
-    out.push(`For information, not a target: debian-zstd layers only against the \`gzip -dc | tar -x\` floor of the same layer tars (the debian-gzip image): ${formatRatio(zstdLayers / gzipFloor)}. The target above compares it with \`zstd -dc | tar -x\`, which took ${formatRatio(zstdFloor / gzipFloor)} of the gzip floor's time here.`, '');
+    out.push(
+      `For information, not a target: debian-zstd layers only against the \`gzip -dc | tar -x\` floor of the same layer tars (the debian-gzip image): ${formatRatio(zstdLayers / gzipFloor)}. The target above compares it with \`zstd -dc | tar -x\`, which took ${formatRatio(zstdFloor / gzipFloor)} of the gzip floor's time here.`,
+      '',
+    );
   }
 
   const steps = breakdown(results);
@@ -235,10 +340,26 @@ export function renderReport(results: BenchResults): string {
       markdownTable(
         ['Measurement', 'Median', 'Runs'],
         [
-          ['`ducc convert` process (Node start-up included)', `${formatSeconds(median(r.cli.map((c) => c.seconds)))} s`, r.cli.map((c) => formatSeconds(c.seconds)).join(' / ')],
-          ['CPU time of the `ducc convert` process', `${formatSeconds(median(r.cli.map((c) => c.cpuSeconds)))} s`, r.cli.map((c) => formatSeconds(c.cpuSeconds)).join(' / ')],
-          ['in-process `runConversion`', `${formatSeconds(median(r.inProcess.map((c) => c.seconds)))} s`, r.inProcess.map((c) => formatSeconds(c.seconds)).join(' / ')],
-          ['blob requests per no-op run (runConversion.blobRequests)', String(median(r.inProcess.map((c) => c.blobRequests))), r.inProcess.map((c) => String(c.blobRequests)).join(' / ')],
+          [
+            '`ducc convert` process (Node start-up included)',
+            `${formatSeconds(median(r.cli.map((c) => c.seconds)))} s`,
+            r.cli.map((c) => formatSeconds(c.seconds)).join(' / '),
+          ],
+          [
+            'CPU time of the `ducc convert` process',
+            `${formatSeconds(median(r.cli.map((c) => c.cpuSeconds)))} s`,
+            r.cli.map((c) => formatSeconds(c.cpuSeconds)).join(' / '),
+          ],
+          [
+            'in-process `runConversion`',
+            `${formatSeconds(median(r.inProcess.map((c) => c.seconds)))} s`,
+            r.inProcess.map((c) => formatSeconds(c.seconds)).join(' / '),
+          ],
+          [
+            'blob requests per no-op run (runConversion.blobRequests)',
+            String(median(r.inProcess.map((c) => c.blobRequests))),
+            r.inProcess.map((c) => String(c.blobRequests)).join(' / '),
+          ],
           ['peak RSS of the process', `${rssMB(Math.max(...r.cli.map((c) => c.maxRssKiB))).toFixed(0)} MB`, ''],
           ['first conversion of all wishes (in-process, once)', `${formatSeconds(r.initialSeconds)} s`, ''],
           ['pushing the images with skopeo (4 at a time, once)', `${formatSeconds(r.pushSeconds)} s`, ''],
@@ -247,7 +368,14 @@ export function renderReport(results: BenchResults): string {
       ),
       '',
     );
-    out.push(`HTTP requests of one no-op run (counted by a proxy in front of the registry): ${Object.entries(r.requests).map(([k, v]) => `${v} × ${k}`).join(', ') || 'none'}.`, '');
+    out.push(
+      `HTTP requests of one no-op run (counted by a proxy in front of the registry): ${
+        Object.entries(r.requests)
+          .map(([k, v]) => `${v} × ${k}`)
+          .join(', ') || 'none'
+      }.`,
+      '',
+    );
   } else out.push('Not run.', '');
 
   out.push('## Webhooks', '');
@@ -258,7 +386,10 @@ export function renderReport(results: BenchResults): string {
     const p99s = w.bursts.map((b) => percentile(b.latenciesMs, 99));
     const maxes = w.bursts.map((b) => Math.max(...b.latenciesMs));
     const walls = w.bursts.map((b) => b.wallMs);
-    out.push(`Bot in-process (test harness), logging as \`ducc serve\` does (JSON lines at info, one write(2) each, to /dev/null), GitHub API double, wish list of ${w.wishes} published wishes. Each burst: ${w.concurrency} signed push deliveries with distinct delivery ids (same commit, so the queue deduplicates them) sent at once from a separate process, each on its own connection, after 3 warm-up deliveries.`, '');
+    out.push(
+      `Bot in-process (test harness), logging as \`ducc serve\` does (JSON lines at info, one write(2) each, to /dev/null), GitHub API double, wish list of ${w.wishes} published wishes. Each burst: ${w.concurrency} signed push deliveries with distinct delivery ids (same commit, so the queue deduplicates them) sent at once from a separate process, each on its own connection, after 3 warm-up deliveries.`,
+      '',
+    );
     out.push(
       markdownTable(
         ['Measurement', 'Median', 'Runs'],
@@ -268,8 +399,16 @@ export function renderReport(results: BenchResults): string {
           ['ack latency max', formatMs(median(maxes)), maxes.map(formatMs).join(' / ')],
           [`whole burst of ${w.concurrency} (first sent to last answered)`, formatMs(median(walls)), walls.map(formatMs).join(' / ')],
           ['no-op push: POST answered', formatMs(median(w.pushToStatus.map((p) => p.ackMs))), w.pushToStatus.map((p) => formatMs(p.ackMs)).join(' / ')],
-          ['no-op push: pending status seen', formatMs(median(w.pushToStatus.map((p) => p.pendingMs))), w.pushToStatus.map((p) => formatMs(p.pendingMs)).join(' / ')],
-          ['no-op push: success status seen (push-to-status)', `${formatSeconds(median(w.pushToStatus.map((p) => p.successMs / 1000)))} s`, w.pushToStatus.map((p) => `${formatSeconds(p.successMs / 1000)} s`).join(' / ')],
+          [
+            'no-op push: pending status seen',
+            formatMs(median(w.pushToStatus.map((p) => p.pendingMs))),
+            w.pushToStatus.map((p) => formatMs(p.pendingMs)).join(' / '),
+          ],
+          [
+            'no-op push: success status seen (push-to-status)',
+            `${formatSeconds(median(w.pushToStatus.map((p) => p.successMs / 1000)))} s`,
+            w.pushToStatus.map((p) => `${formatSeconds(p.successMs / 1000)} s`).join(' / '),
+          ],
           [`first publication of the ${w.wishes} wishes through the bot (once)`, `${formatSeconds(w.primeSeconds)} s`, ''],
         ],
         ['l', 'r', 'r'],
@@ -284,13 +423,37 @@ export function renderReport(results: BenchResults): string {
       out.push(`Failed: ${p.error}`, '');
       continue;
     }
-    out.push(`\`node --cpu-prof\` of one full \`ducc convert\`: ${formatSeconds(p.seconds)} s wall (profiled ${formatSeconds(p.profiledMs / 1000)} s of the main thread; Node start-up and module loading included).`, '');
+    out.push(
+      `\`node --cpu-prof\` of one full \`ducc convert\`: ${formatSeconds(p.seconds)} s wall (profiled ${formatSeconds(p.profiledMs / 1000)} s of the main thread; Node start-up and module loading included).`,
+      '',
+    );
     out.push('Inclusive time by area (a sample counts for every area on its stack):', '');
-    out.push(markdownTable(['Area', 'ms', 'Share'], p.phases.map((x) => [x.name, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]), ['l', 'r', 'r']), '');
+    out.push(
+      markdownTable(
+        ['Area', 'ms', 'Share'],
+        p.phases.map((x) => [x.name, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]),
+        ['l', 'r', 'r'],
+      ),
+      '',
+    );
     out.push('Self time by area:', '');
-    out.push(markdownTable(['Area', 'ms', 'Share'], p.areas.map((x) => [x.name, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]), ['l', 'r', 'r']), '');
+    out.push(
+      markdownTable(
+        ['Area', 'ms', 'Share'],
+        p.areas.map((x) => [x.name, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]),
+        ['l', 'r', 'r'],
+      ),
+      '',
+    );
     out.push('Top functions by self time:', '');
-    out.push(markdownTable(['Function', 'ms', 'Share'], p.topSelf.map((x) => [`\`${x.name}\``, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]), ['l', 'r', 'r']), '');
+    out.push(
+      markdownTable(
+        ['Function', 'ms', 'Share'],
+        p.topSelf.map((x) => [`\`${x.name}\``, x.ms.toFixed(0), `${(x.share * 100).toFixed(1)}%`]),
+        ['l', 'r', 'r'],
+      ),
+      '',
+    );
     for (const [i, thread] of (p.otherThreads ?? []).entries()) {
       out.push(
         `Writer thread ${i + 1} (small files, src/unpack/file-writer-worker.ts): busy ${thread.busyMs.toFixed(0)} ms; ${thread.topSelf.map((x) => `\`${x.name}\` ${x.ms.toFixed(0)} ms`).join(', ')}.`,
@@ -298,14 +461,17 @@ export function renderReport(results: BenchResults): string {
       );
     }
     if (p.threadPool.length > 0) {
-      out.push(`Same conversion with a bigger libuv thread pool (default 4), one run each: ${p.threadPool.map((t) => `UV_THREADPOOL_SIZE=${t.size}: ${formatSeconds(t.seconds)} s`).join(', ')}.`, '');
+      out.push(
+        `Same conversion with a bigger libuv thread pool (default 4), one run each: ${p.threadPool.map((t) => `UV_THREADPOOL_SIZE=${t.size}: ${formatSeconds(t.seconds)} s`).join(', ')}.`,
+        '',
+      );
     }
   }
 
   out.push('## Method', '');
   out.push(
     [
-      '- Registry: Debian\'s docker-registry on loopback (test/support/registry.ts), filesystem storage on the same disk as the outputs; images pushed once per bench run with skopeo `--preserve-digests`.',
+      "- Registry: Debian's docker-registry on loopback (test/support/registry.ts), filesystem storage on the same disk as the outputs; images pushed once per bench run with skopeo `--preserve-digests`.",
       '- Every command runs under `/usr/bin/time -f "%e %M %U %S"`: wall time from a monotonic clock around the spawn; peak RSS (the largest process of the command) and CPU time (user + system) from GNU time.',
       '- `ducc convert`: `node bin/ducc.js convert WISHLIST --repo-root FRESH_DIR --skip-thin-image` (directory publisher), a new repository directory every run; `--skip-flat` for layers only. Node start-up (~0.1 s with the compiled bundle, which the bench builds first) is included.',
       '- skopeo+umoci: `skopeo copy docker://… oci:DIR:TAG` then `umoci unpack --image DIR:TAG BUNDLE`; times summed, RSS the larger.',

@@ -155,7 +155,12 @@ async function measureFloor(image: BenchImage, out: string): Promise<Measurement
     const step = await measurePipeline(decompressor, ['-x', '-f', '-', '-C', dir]);
     steps.push({ name: `layer ${index + 1}`, ...step });
   }
-  return { seconds: steps.reduce((s, x) => s + x.seconds, 0), maxRssKiB: Math.max(...steps.map((s) => s.maxRssKiB)), cpuSeconds: steps.reduce((s, x) => s + x.cpuSeconds, 0), steps };
+  return {
+    seconds: steps.reduce((s, x) => s + x.seconds, 0),
+    maxRssKiB: Math.max(...steps.map((s) => s.maxRssKiB)),
+    cpuSeconds: steps.reduce((s, x) => s + x.cpuSeconds, 0),
+    steps,
+  };
 }
 
 async function measureNodeVerify(image: BenchImage, out: string): Promise<Measurement> {

@@ -89,7 +89,15 @@ export async function measureWebhooks(cleanup: Cleanup, entries: string[], runs:
 
   const bursts: BurstResult[] = [];
   for (let r = 0; r < runs; r++) {
-    const burst = await fireBurst({ url: `${bot.url}/hooks/github`, secret: GITHUB_SECRET, event: 'push', payload: githubPush(PROJECT, 'main', sha), count: concurrency, warmup: 3, deliveryPrefix: `bench-${process.pid}-${r}` });
+    const burst = await fireBurst({
+      url: `${bot.url}/hooks/github`,
+      secret: GITHUB_SECRET,
+      event: 'push',
+      payload: githubPush(PROJECT, 'main', sha),
+      count: concurrency,
+      warmup: 3,
+      deliveryPrefix: `bench-${process.pid}-${r}`,
+    });
     const bad = Object.entries(burst.statuses).filter(([code]) => code !== '202' && code !== '200');
     if (bad.length > 0) throw new Error(`webhook burst got unexpected answers: ${JSON.stringify(burst.statuses)}`);
     bursts.push(burst);
@@ -128,9 +136,19 @@ export async function measureWebhooks(cleanup: Cleanup, entries: string[], runs:
   return { wishes: entries.length, concurrency, primeSeconds, bursts, pushToStatus };
 }
 
-function fireBurst(job: { url: string; secret: string; event: string; payload: unknown; count: number; warmup: number; deliveryPrefix: string }): Promise<BurstResult> {
+function fireBurst(job: {
+  url: string;
+  secret: string;
+  event: string;
+  payload: unknown;
+  count: number;
+  warmup: number;
+  deliveryPrefix: string;
+}): Promise<BurstResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(BENCH_DIR, 'lib/webhook-client.ts')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(BENCH_DIR, 'lib/webhook-client.ts')], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));

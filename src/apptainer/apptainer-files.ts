@@ -146,10 +146,7 @@ export function flatRootModeAfterApptainer(mode: number): number {
  * `OCI_CMD='…'` (each `''` when empty, otherwise `argsQuoted`), then the fixed Sylabs block.
  * A single quote inside an argument is not escaped (inherited bug: it breaks the assignment).
  */
-export function formatRunscript(
-  entrypoint: readonly string[] | string | null | undefined,
-  cmd: readonly string[] | string | null | undefined,
-): string {
+export function formatRunscript(entrypoint: readonly string[] | string | null | undefined, cmd: readonly string[] | string | null | undefined): string {
   const ep = strSlice(entrypoint);
   const args = strSlice(cmd);
   return (
@@ -213,13 +210,27 @@ export function goQuote(s: string): string {
       out += ch;
     } else {
       switch (r) {
-        case 0x07: out += '\\a'; break;
-        case 0x08: out += '\\b'; break;
-        case 0x0c: out += '\\f'; break;
-        case 0x0a: out += '\\n'; break;
-        case 0x0d: out += '\\r'; break;
-        case 0x09: out += '\\t'; break;
-        case 0x0b: out += '\\v'; break;
+        case 0x07:
+          out += '\\a';
+          break;
+        case 0x08:
+          out += '\\b';
+          break;
+        case 0x0c:
+          out += '\\f';
+          break;
+        case 0x0a:
+          out += '\\n';
+          break;
+        case 0x0d:
+          out += '\\r';
+          break;
+        case 0x09:
+          out += '\\t';
+          break;
+        case 0x0b:
+          out += '\\v';
+          break;
         default:
           if (r < 0x20 || r === 0x7f) out += `\\x${r.toString(16).padStart(2, '0')}`;
           else if (r < 0x10000) out += `\\u${r.toString(16).padStart(4, '0')}`;

@@ -49,20 +49,10 @@ function lines(...text: string[]): string {
   return `${text.join('\n')}\n`;
 }
 
-const SOURCE_ENV_SCRIPTS = [
-  'for script in /.singularity.d/env/*.sh; do',
-  '    if [ -f "$script" ]; then',
-  '        . "$script"',
-  '    fi',
-  'done',
-] as const;
+const SOURCE_ENV_SCRIPTS = ['for script in /.singularity.d/env/*.sh; do', '    if [ -f "$script" ]; then', '        . "$script"', '    fi', 'done'] as const;
 
 /** `/.singularity.d/actions/exec` (Go `execFileContent`). */
-export const EXEC_FILE_CONTENT = lines(
-  '#!/bin/sh',
-  ...SOURCE_ENV_SCRIPTS,
-  'exec "$@"',
-);
+export const EXEC_FILE_CONTENT = lines('#!/bin/sh', ...SOURCE_ENV_SCRIPTS, 'exec "$@"');
 
 /** `/.singularity.d/actions/run` (Go `runFileContent`). */
 export const RUN_FILE_CONTENT = lines(
@@ -110,7 +100,7 @@ export const SHELL_FILE_CONTENT = lines(
 export const START_FILE_CONTENT = lines(
   '#!/bin/sh',
   '# if we are here start notify PID 1 to continue',
-  '# DON\'T REMOVE',
+  "# DON'T REMOVE",
   'kill -CONT 1',
   ...SOURCE_ENV_SCRIPTS,
   'if test -x "/.singularity.d/startscript"; then',
@@ -166,10 +156,7 @@ const BASE_SH_HEADER = [
 export const BASE_SH_FILE_CONTENT = lines(...BASE_SH_HEADER);
 
 /** `/.singularity.d/env/90-environment.sh` (Go `environmentShFileContent`). */
-export const ENVIRONMENT_SH_FILE_CONTENT = lines(
-  '#!/bin/sh',
-  '# Custom environment shell code should follow',
-);
+export const ENVIRONMENT_SH_FILE_CONTENT = lines('#!/bin/sh', '# Custom environment shell code should follow');
 
 /** `/.singularity.d/env/95-apps.sh` (Go `appsShFileContent`). */
 export const APPS_SH_FILE_CONTENT = lines(
@@ -258,10 +245,7 @@ export const BASE99_RUNTIMEVARS_SH_FILE_CONTENT = lines(
  * `/.singularity.d/runscript` as first written by `MakeBaseEnv` (Go `runscriptFileContent`). DUCC then
  * overwrites it with the generated runscript (`InsertRunScript`), so this text never survives.
  */
-export const RUNSCRIPT_FILE_CONTENT = lines(
-  '#!/bin/sh',
-  'echo "There is no runscript defined for this container\\n";',
-);
+export const RUNSCRIPT_FILE_CONTENT = lines('#!/bin/sh', 'echo "There is no runscript defined for this container\\n";');
 
 /** `/.singularity.d/startscript` (Go `startscriptFileContent`). */
 export const STARTSCRIPT_FILE_CONTENT = lines('#!/bin/sh');

@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../config/bot-config.ts';
 import { createPublisher } from '../config/publisher-config.ts';
-import { convertImage, convertMultiArch, DEFAULT_CONVERT_OPTIONS, type ConvertContext, type ConvertOptions, type ImageOutcome } from '../convert/convert-image.ts';
+import {
+  convertImage,
+  convertMultiArch,
+  DEFAULT_CONVERT_OPTIONS,
+  type ConvertContext,
+  type ConvertOptions,
+  type ImageOutcome,
+} from '../convert/convert-image.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import type { BotEvent, Delivery } from '../forge/events.ts';
 import type { CommitState, Forge } from '../forge/forge.ts';
@@ -79,7 +86,9 @@ export class Bot implements Intake {
       else payloads.push(job);
     }
     if (payloads.length === 0) return { outcome: 'ignored', reason: reasons.join('; ') || 'no events' };
-    const ids = payloads.map(({ payload, dedupKey, notBefore }) => store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now }).job.id);
+    const ids = payloads.map(
+      ({ payload, dedupKey, notBefore }) => store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now }).job.id,
+    );
     return { outcome: 'queued', jobs: ids };
   }
 
@@ -261,7 +270,14 @@ export class Bot implements Intake {
     return { failed, counts, lines };
   }
 
-  private async convertWish(wishlist: WishlistRepoConfig, wish: Wish, ctx: ConvertContext, sha: string, force: boolean, log: Logger): Promise<PublishOutcomeLine[]> {
+  private async convertWish(
+    wishlist: WishlistRepoConfig,
+    wish: Wish,
+    ctx: ConvertContext,
+    sha: string,
+    force: boolean,
+    log: Logger,
+  ): Promise<PublishOutcomeLine[]> {
     const results: PublishOutcomeLine[] = [];
     let images: ImageReference[];
     try {
@@ -290,7 +306,11 @@ export class Bot implements Intake {
           lastResult: 'ok',
         });
         const status = outcomes.some((o) => o.status === 'converted') ? 'converted' : 'up-to-date';
-        results.push({ image: name, status, ...(status === 'converted' ? { detail: `${main.newLayers} new layers, config ${main.configDigest.slice(7, 19)}` } : {}) });
+        results.push({
+          image: name,
+          status,
+          ...(status === 'converted' ? { detail: `${main.newLayers} new layers, config ${main.configDigest.slice(7, 19)}` } : {}),
+        });
       } catch (error) {
         log.error({ image: name, err: errorMessage(error) }, 'conversion failed');
         const previous = this.deps.store.listPublished(wishlist.name).find((record) => record.image === name);
@@ -322,16 +342,25 @@ export class Bot implements Intake {
       const baseText = baseSha ? await repo.readFile(baseSha, path) : undefined;
       const base = baseText === undefined ? undefined : parseWishlist(baseText, path);
       const publisher = head.cvmfsRepo ? await this.publisherFor(head.cvmfsRepo) : undefined;
-      const plan = await planWishlist(head, base, { client: this.deps.client, ...(publisher ? { publisher } : {}), published: this.deps.store.listPublished(wishlist.name) });
+      const plan = await planWishlist(head, base, {
+        client: this.deps.client,
+        ...(publisher ? { publisher } : {}),
+        published: this.deps.store.listPublished(wishlist.name),
+      });
       // Entry-level problems count only for entries this merge request changes.
       const changedLines = new Set(plan.entries.filter((e) => e.action !== 'unchanged').map((e) => e.line));
       const baseProblems = new Set((base?.problems ?? []).map((p) => p.message));
-      const blocking = plan.problems.filter((p) => p.severity === 'error' && (p.wish === undefined || changedLines.has(p.line) || !baseProblems.has(p.message)));
+      const blocking = plan.problems.filter(
+        (p) => p.severity === 'error' && (p.wish === undefined || changedLines.has(p.line) || !baseProblems.has(p.message)),
+      );
       failed += blocking.length + plan.entries.filter((e) => e.action === 'error').length;
       changes += plan.entries.filter((e) => e.action !== 'unchanged').length;
       reports.push(renderPlanReport(plan, { file: path, sha: headSha }));
     }
-    const description = failed > 0 ? `${failed} problem${failed === 1 ? '' : 's'} in the wish list (see the report)` : `${changes} change${changes === 1 ? '' : 's'} ready to publish`;
+    const description =
+      failed > 0
+        ? `${failed} problem${failed === 1 ? '' : 's'} in the wish list (see the report)`
+        : `${changes} change${changes === 1 ? '' : 's'} ready to publish`;
     const forge = this.deps.forgeFor(wishlist);
     await forge.upsertReport(wishlist.project, number, reports.join('\n\n---\n\n'));
     await this.setStatus(job, wishlist, headSha, context, failed > 0 ? 'failure' : 'success', description);
@@ -345,7 +374,7 @@ export class Bot implements Intake {
       await forge.reply(wishlist.project, payload.number, `@${payload.author.login} ${payload.invalid}. Usage: \`/reconvert [image ...]\``);
       return;
     }
-    let allowed = false;
+    let allowed: boolean;
     try {
       allowed = await forge.canWrite(wishlist.project, { ...payload.author, isBot: false });
     } catch (error) {
@@ -360,12 +389,20 @@ export class Bot implements Intake {
       return;
     }
     if (!allowed) {
-      await forge.reply(wishlist.project, payload.number, `@${payload.author.login} \`/reconvert\` needs write access (Developer or higher) to ${wishlist.project}; nothing was converted.`);
+      await forge.reply(
+        wishlist.project,
+        payload.number,
+        `@${payload.author.login} \`/reconvert\` needs write access (Developer or higher) to ${wishlist.project}; nothing was converted.`,
+      );
       return;
     }
     const request = await forge.getChangeRequest(wishlist.project, payload.number);
     if (request.fromFork && !wishlist.allowForks) {
-      await forge.reply(wishlist.project, payload.number, `@${payload.author.login} \`/reconvert\` is not accepted on merge requests from forks; nothing was converted.`);
+      await forge.reply(
+        wishlist.project,
+        payload.number,
+        `@${payload.author.login} \`/reconvert\` is not accepted on merge requests from forks; nothing was converted.`,
+      );
       return;
     }
     const repo = this.repo(wishlist);
@@ -393,13 +430,19 @@ export class Bot implements Intake {
       }
     } else {
       for (const name of requested) {
-        const match = allWishes.find((wish) => wish.input === name || wholeName(wish.image) === name || publicPath(wish.image) === name.replace(/^https?:\/\//, ''));
+        const match = allWishes.find(
+          (wish) => wish.input === name || wholeName(wish.image) === name || publicPath(wish.image) === name.replace(/^https?:\/\//, ''),
+        );
         if (match) force.add(match.input);
         else unknown.push(name);
       }
     }
     if (force.size === 0) {
-      await forge.reply(wishlist.project, payload.number, `@${payload.author.login} nothing to reconvert${unknown.length ? `: not in the published wish list: ${unknown.map((u) => `\`${u.replace(/`/g, '')}\``).join(', ')}` : ''}.`);
+      await forge.reply(
+        wishlist.project,
+        payload.number,
+        `@${payload.author.login} nothing to reconvert${unknown.length ? `: not in the published wish list: ${unknown.map((u) => `\`${u.replace(/`/g, '')}\``).join(', ')}` : ''}.`,
+      );
       return;
     }
     const onlyForced: Wishlist[] = lists.map((list) => ({ ...list, wishes: list.wishes.filter((w) => force.has(w.input)), problems: [] }));
@@ -417,7 +460,11 @@ export class Bot implements Intake {
     }
     const counts = `${lines.filter((l) => l.status === 'converted').length} reconverted, ${failed} failed`;
     await forge.upsertReport(wishlist.project, payload.number, renderPublishReport(`/reconvert by @${payload.author.login}`, counts, lines));
-    await forge.reply(wishlist.project, payload.number, `@${payload.author.login} ${counts}${unknown.length ? `; not in the published wish list: ${unknown.length}` : ''}.`);
+    await forge.reply(
+      wishlist.project,
+      payload.number,
+      `@${payload.author.login} ${counts}${unknown.length ? `; not in the published wish list: ${unknown.length}` : ''}.`,
+    );
   }
 
   private async registryPush(payload: Extract<JobPayload, { kind: 'registry-push' }>, log: Logger, signal: AbortSignal): Promise<void> {
@@ -434,7 +481,9 @@ export class Bot implements Intake {
           (wish) =>
             wish.image.registry === payload.registry &&
             wish.image.repository === payload.repository &&
-            (payload.tag === undefined || wish.image.tag === payload.tag || (wish.image.tag?.includes('*') && matchWildcardTags(wish.image.tag, [payload.tag]).length > 0)),
+            (payload.tag === undefined ||
+              wish.image.tag === payload.tag ||
+              (wish.image.tag?.includes('*') && matchWildcardTags(wish.image.tag, [payload.tag]).length > 0)),
         );
         if (matching.length === 0 || list.cvmfsRepo === undefined) continue;
         const ctx = await this.convertContext(list);
@@ -507,4 +556,3 @@ export class Bot implements Intake {
     };
   }
 }
-

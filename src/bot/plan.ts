@@ -37,7 +37,11 @@ export interface Plan {
  * and how many bytes they weigh. Only changed entries are resolved, so someone else's broken image
  * does not fail this merge request.
  */
-export async function planWishlist(head: Wishlist, base: Wishlist | undefined, deps: { client: RegistryClient; publisher?: Publisher; published: PublishedImage[] }): Promise<Plan> {
+export async function planWishlist(
+  head: Wishlist,
+  base: Wishlist | undefined,
+  deps: { client: RegistryClient; publisher?: Publisher; published: PublishedImage[] },
+): Promise<Plan> {
   const baseInputs = new Set((base?.wishes ?? []).map((wish) => wholeName(wish.image)));
   const headInputs = new Set(head.wishes.map((wish) => wholeName(wish.image)));
   const entries: PlanEntry[] = [];
@@ -64,7 +68,10 @@ async function planWish(wish: Wish, deps: { client: RegistryClient; publisher?: 
     let anyChange = false;
     for (const image of images) {
       entry.images.push(wholeName(image));
-      const resolved = await deps.client.resolveManifest({ scheme: image.scheme, registry: image.registry, repository: image.repository }, manifestReference(image));
+      const resolved = await deps.client.resolveManifest(
+        { scheme: image.scheme, registry: image.registry, repository: image.repository },
+        manifestReference(image),
+      );
       const published = deps.published.find((record) => record.image === wholeName(image));
       if (published?.configDigest !== resolved.manifest.config.digest) anyChange = true;
       if (published) entry.action = 'update';

@@ -5,13 +5,20 @@ export const MAX_UNFOLDED_LINES = 12;
 
 /** Text from wish lists and registries is untrusted: keep it inside a code span, on one line. */
 export function code(text: string): string {
-  const clean = text.replace(/[\r\n]+/g, ' ').replace(/`/g, "'").slice(0, 300);
+  const clean = text
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/`/g, "'")
+    .slice(0, 300);
   return `\`${clean}\``;
 }
 
 /** One table cell: no newlines, no pipes, bounded length. */
 function cell(text: string): string {
-  return text.replace(/[\r\n]+/g, ' ').replace(/\|/g, '\\|').replace(/</g, '&lt;').slice(0, 500);
+  return text
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/\|/g, '\\|')
+    .replace(/</g, '&lt;')
+    .slice(0, 500);
 }
 
 export function formatBytes(bytes: number): string {

@@ -38,7 +38,13 @@ export interface RunningServer {
  * wired together. Jobs interrupted by a crash are put back in the queue at start and run again
  * (conversions are idempotent), so every commit status they own ends in a final state.
  */
-export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, logger: Logger, version: string, options: StartServerOptions = {}): Promise<RunningServer> {
+export async function startServer(
+  config: BotConfig,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  version: string,
+  options: StartServerOptions = {},
+): Promise<RunningServer> {
   const store = SqliteStateStore.open(config.statePath);
   const interrupted = store.requeueRunning();
   if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
@@ -53,7 +59,8 @@ export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, log
     let forge = forges.get(wishlist.name);
     if (!forge) {
       const token = secretFromEnv(env, wishlist.tokenEnv);
-      if (token === undefined) throw new DuccError('BOT_ERR_CONFIG', `wish list '${wishlist.name}': ${wishlist.tokenEnv} (or ${wishlist.tokenEnv}_FILE) is not set`);
+      if (token === undefined)
+        throw new DuccError('BOT_ERR_CONFIG', `wish list '${wishlist.name}': ${wishlist.tokenEnv} (or ${wishlist.tokenEnv}_FILE) is not set`);
       const botUser = wishlist.botUser;
       forge =
         wishlist.forge === 'github'
@@ -66,7 +73,8 @@ export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, log
   // Fail at start, not at the first webhook, when a token is missing.
   for (const wishlist of config.wishlists) forgeFor(wishlist);
 
-  let worker: JobWorker | undefined;
+  // The bot pokes the worker, and the worker runs the bot's jobs: the worker is made second.
+  const workerRef: { current?: JobWorker } = {};
   const bot = new Bot({
     config,
     env,
@@ -74,9 +82,9 @@ export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, log
     forgeFor,
     client: new RegistryClient({ credentials: await pullCredentials(env), logger }),
     logger,
-    onEnqueued: () => worker?.poke(),
+    onEnqueued: () => workerRef.current?.poke(),
   });
-  worker = new JobWorker({
+  const worker = new JobWorker({
     store,
     logger,
     handle: (job, signal) => bot.handle(job, signal),
@@ -84,6 +92,7 @@ export async function startServer(config: BotConfig, env: NodeJS.ProcessEnv, log
       if (outcome === 'failed') await bot.finalizeStatuses(job, error);
     },
   });
+  workerRef.current = worker;
   worker.start();
 
   let shuttingDown = false;

@@ -70,7 +70,8 @@ export class WishlistRepository {
   /** A file's text at a commit, or undefined when the file does not exist there. */
   readFile(sha: string, path: string): Promise<string | undefined> {
     assertCommitId(sha);
-    if (path.startsWith('-') || path.includes('\0') || path.split('/').includes('..')) throw new DuccError('BOT_ERR_CONFIG', `invalid wish-list path '${path}'`);
+    if (path.startsWith('-') || path.includes('\0') || path.split('/').includes('..'))
+      throw new DuccError('BOT_ERR_CONFIG', `invalid wish-list path '${path}'`);
     return this.serialised(async () => {
       const git = await this.open();
       try {
@@ -83,7 +84,10 @@ export class WishlistRepository {
 
   private async open(): Promise<SimpleGit> {
     if (this.git) return this.git;
-    const exists = await access(join(this.dir, 'HEAD')).then(() => true, () => false);
+    const exists = await access(join(this.dir, 'HEAD')).then(
+      () => true,
+      () => false,
+    );
     if (!exists) {
       await mkdir(this.dir, { recursive: true });
       await simpleGit().raw(['init', '--bare', '--quiet', this.dir]);
@@ -107,7 +111,10 @@ function assertCommitId(sha: string): void {
 }
 
 async function hasCommit(git: SimpleGit, sha: string): Promise<boolean> {
-  return git.raw(['cat-file', '-e', `${sha}^{commit}`]).then(() => true, () => false);
+  return git.raw(['cat-file', '-e', `${sha}^{commit}`]).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Clone URLs may carry credentials (`https://user:token@host`); never let them reach a message. */

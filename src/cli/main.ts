@@ -131,7 +131,11 @@ export function buildProgram(out: (text: string) => void): Command {
           try {
             const images = await expandWish(client, wish);
             for (const image of images) {
-              const resolved = await client.resolveManifest({ scheme: image.scheme, registry: image.registry, repository: image.repository }, manifestReference(image), { platform });
+              const resolved = await client.resolveManifest(
+                { scheme: image.scheme, registry: image.registry, repository: image.repository },
+                manifestReference(image),
+                { platform },
+              );
               out(`${where}: ok: ${wholeName(image)} ${resolved.manifestDigest}\n`);
             }
           } catch (error) {
@@ -174,7 +178,9 @@ export function buildProgram(out: (text: string) => void): Command {
     .action(async (image: string, flags: { platform: string }) => {
       const ref = parseImageReference(image);
       const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
-      const resolved = await client.resolveManifest({ scheme: ref.scheme, registry: ref.registry, repository: ref.repository }, manifestReference(ref), { platform: parsePlatform(flags.platform) });
+      const resolved = await client.resolveManifest({ scheme: ref.scheme, registry: ref.registry, repository: ref.repository }, manifestReference(ref), {
+        platform: parsePlatform(flags.platform),
+      });
       out(`${JSON.stringify(resolved.manifest, null, 2)}\n`);
     });
 

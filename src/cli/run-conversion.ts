@@ -93,7 +93,12 @@ export async function runConversion(
       wishlist,
       { client, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
       options,
-      { logger, client, ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}), ...(signal ? { signal } : {}) },
+      {
+        logger,
+        client,
+        ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}),
+        ...(signal ? { signal } : {}),
+      },
     );
     return { ...summary, blobRequests: client.blobRequestCount };
   } finally {
@@ -109,7 +114,10 @@ export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'c
   const clientFor = (outputName: string) => {
     const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
     if (!wishlist.user || password === undefined) {
-      throw new DuccError('BOT_ERR_THIN', "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS or DUCC_OUTPUT_REGISTRY_PASS_FILE (or pass --skip-thin-image)");
+      throw new DuccError(
+        'BOT_ERR_THIN',
+        "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS or DUCC_OUTPUT_REGISTRY_PASS_FILE (or pass --skip-thin-image)",
+      );
     }
     const output = parseImageReference(outputName);
     const credentials = new CredentialStore();
@@ -154,9 +162,16 @@ export function reportSummary(summary: ConversionSummary, write: (text: string) 
 }
 
 /** `loop`: converts, waits, re-reads the wish list, until SIGINT/SIGTERM (finishing the current image). */
-export async function runLoop(file: string, flags: ConversionFlags & { interval?: string }, env: NodeJS.ProcessEnv, logger: Logger, write: (text: string) => void): Promise<number> {
+export async function runLoop(
+  file: string,
+  flags: ConversionFlags & { interval?: string },
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  write: (text: string) => void,
+): Promise<number> {
   const intervalSeconds = flags.interval === undefined ? 60 : Number(flags.interval);
-  if (!Number.isFinite(intervalSeconds) || intervalSeconds < 0) throw new DuccError('BOT_ERR_CONFIG', `--interval must be a number of seconds, not '${flags.interval}'`);
+  if (!Number.isFinite(intervalSeconds) || intervalSeconds < 0)
+    throw new DuccError('BOT_ERR_CONFIG', `--interval must be a number of seconds, not '${flags.interval}'`);
   const controller = new AbortController();
   const stop = () => {
     logger.info('stopping after the current image');

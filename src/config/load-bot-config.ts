@@ -97,7 +97,10 @@ export function loadBotConfig(options: { file?: string; env: NodeJS.ProcessEnv }
   applyEnvironment(config, env, problems);
 
   if (problems.length > 0) {
-    throw new DuccError('BOT_ERR_CONFIG', `invalid bot configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+    throw new DuccError(
+      'BOT_ERR_CONFIG',
+      `invalid bot configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`,
+    );
   }
   return config;
 }
@@ -313,7 +316,10 @@ class Checker {
       let project = '';
       if (typeof projectValue !== 'string' || projectValue === '') {
         this.problem(`${path}.project`, `is required: ${forge === 'github' ? 'owner/name' : 'group/project (path with namespace)'}`);
-      } else if (!(forge === 'github' ? GITHUB_PROJECT : GITLAB_PROJECT).test(projectValue) || projectValue.split('/').some((part) => part === '.' || part === '..')) {
+      } else if (
+        !(forge === 'github' ? GITHUB_PROJECT : GITLAB_PROJECT).test(projectValue) ||
+        projectValue.split('/').some((part) => part === '.' || part === '..')
+      ) {
         this.problem(`${path}.project`, `must be ${forge === 'github' ? 'owner/name' : 'group[/subgroup...]/project'}, got ${JSON.stringify(projectValue)}`);
       } else {
         project = projectValue;
@@ -362,7 +368,11 @@ class Checker {
       const kindValue = entry['kind'];
       let kind: RegistryHookConfig['kind'] = 'distribution';
       if ((REGISTRY_HOOK_KINDS as readonly unknown[]).includes(kindValue)) kind = kindValue as RegistryHookConfig['kind'];
-      else this.problem(`${path}.kind`, `is required: one of ${REGISTRY_HOOK_KINDS.join(', ')}${kindValue === undefined ? '' : `; got ${JSON.stringify(kindValue)}`}`);
+      else
+        this.problem(
+          `${path}.kind`,
+          `is required: one of ${REGISTRY_HOOK_KINDS.join(', ')}${kindValue === undefined ? '' : `; got ${JSON.stringify(kindValue)}`}`,
+        );
       const defaultEnv = `DUCC_REGISTRY_${(name || 'hook').toUpperCase().replace(/-/g, '_')}_SECRET`;
       result.push({ name, kind, secretEnv: this.envName(entry, 'secretEnv', path, defaultEnv) });
     });
@@ -395,7 +405,14 @@ class Checker {
     }
     const result: string[] = [];
     list.forEach((item, index) => {
-      if (typeof item !== 'string' || item === '' || item.startsWith('/') || item.includes('\\') || item.split('/').some((part) => part === '..' || part === '') || /[\0-\x1f]/.test(item)) {
+      if (
+        typeof item !== 'string' ||
+        item === '' ||
+        item.startsWith('/') ||
+        item.includes('\\') ||
+        item.split('/').some((part) => part === '..' || part === '') ||
+        /[\0-\x1f]/.test(item)
+      ) {
         this.problem(`${path}[${index}]`, `must be a relative path inside the repository (no leading /, no ..), got ${JSON.stringify(item)}`);
       } else {
         result.push(item);
@@ -471,11 +488,23 @@ class Checker {
     return value;
   }
 
-  private number(object: Record<string, unknown>, key: string, parent: string, fallback: number, range: { min: number; max: number; integer?: boolean }): number {
+  private number(
+    object: Record<string, unknown>,
+    key: string,
+    parent: string,
+    fallback: number,
+    range: { min: number; max: number; integer?: boolean },
+  ): number {
     const path = parent === '' ? key : `${parent}.${key}`;
     const value = object[key];
     if (value === undefined || value === null) return fallback;
-    if (typeof value !== 'number' || !Number.isFinite(value) || (range.integer === true && !Number.isInteger(value)) || value < range.min || value > range.max) {
+    if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      (range.integer === true && !Number.isInteger(value)) ||
+      value < range.min ||
+      value > range.max
+    ) {
       this.problem(path, `must be a${range.integer ? ' whole' : ''} number from ${range.min} to ${range.max}, got ${describe(value)}`);
       return fallback;
     }

@@ -38,7 +38,8 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
   if (section === undefined) return DEFAULT_PUBLISHER;
   if (section['kind'] === 'directory') {
     const sync = section['sync'];
-    if (sync !== undefined && typeof sync !== 'boolean') throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.sync must be true or false, not ${JSON.stringify(sync)}`);
+    if (sync !== undefined && typeof sync !== 'boolean')
+      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.sync must be true or false, not ${JSON.stringify(sync)}`);
     return { kind: 'directory', root: String(section['root'] ?? DEFAULT_PUBLISHER.root), ...(sync === undefined ? {} : { sync }) };
   }
   if (section['kind'] === 'cvmfs') {
@@ -63,7 +64,8 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
 
 /** The publisher for one `cvmfs_repo` (which may carry a sub-directory, `repo/subdir`). */
 export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: import('pino').Logger): Promise<Publisher> {
-  if (config.kind === 'directory') return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo, ...(config.sync === undefined ? {} : { sync: config.sync }) });
+  if (config.kind === 'directory')
+    return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo, ...(config.sync === undefined ? {} : { sync: config.sync }) });
   const { CvmfsServerPublisher } = await import('../publish/cvmfs-publisher.ts');
   const [repository, ...sub] = cvmfsRepo.split('/');
   return new CvmfsServerPublisher({

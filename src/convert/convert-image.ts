@@ -117,7 +117,8 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   const name = wholeName(image);
   const ref: RepositoryRef = { scheme: image.scheme, registry: image.registry, repository: image.repository };
   const log = ctx.logger.child({ image: name, ...(target.platformDir ? { platform: target.platformDir } : {}) });
-  const manifestInfo = target.resolved ?? (await ctx.client.resolveManifest(ref, manifestReference(image), options.platform ? { platform: options.platform } : {}));
+  const manifestInfo =
+    target.resolved ?? (await ctx.client.resolveManifest(ref, manifestReference(image), options.platform ? { platform: options.platform } : {}));
   const manifest = manifestInfo.manifest;
   const configDigest = manifest.config.digest;
   const publicName = target.platformDir ? multiarchPublicPath(target.platformDir, image) : publicPath(image);
@@ -206,10 +207,23 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
           const result = await unpackLayer(ctx, ref, name, layer, diffIds[index]!, keptOrigin);
           warnings.push(...result);
           newLayers++;
-          await ctx.notifications.write({ action: 'end_layer_conversion', ...notice, status: 'ok', size_bytes: layer.size, time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
+          await ctx.notifications.write({
+            action: 'end_layer_conversion',
+            ...notice,
+            status: 'ok',
+            size_bytes: layer.size,
+            time_elapsed_s: formatElapsedSeconds(Date.now() - started),
+          });
           await ctx.notifications.write({ action: 'publish_layer', image: publicName, layer_digest: digestHex(layer.digest) });
         } catch (error) {
-          await ctx.notifications.write({ action: 'end_layer_conversion', ...notice, status: 'error', error: errorMessage(error), size_bytes: layer.size, time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
+          await ctx.notifications.write({
+            action: 'end_layer_conversion',
+            ...notice,
+            status: 'error',
+            error: errorMessage(error),
+            size_bytes: layer.size,
+            time_elapsed_s: formatElapsedSeconds(Date.now() - started),
+          });
           throw error;
         }
         ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: false });
@@ -238,7 +252,13 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
       for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);
       await ctx.publisher.publishTree(flat, tree.entries());
     } catch (error) {
-      await ctx.notifications.write({ action: 'end_flat_conversion', ...notice, status: 'error', error: errorMessage(error), time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
+      await ctx.notifications.write({
+        action: 'end_flat_conversion',
+        ...notice,
+        status: 'error',
+        error: errorMessage(error),
+        time_elapsed_s: formatElapsedSeconds(Date.now() - started),
+      });
       throw error;
     }
     await ctx.notifications.write({ action: 'end_flat_conversion', ...notice, status: 'ok', time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
@@ -361,7 +381,14 @@ async function readlinkIn(publisher: Publisher, relPath: string): Promise<string
 export const UNPACK_NOTES_FILE = 'unpack-notes.json';
 type UnpackNotes = Pick<FlatLayerInput, 'externalHardlinks' | 'implicitDirectories'>;
 
-async function unpackLayer(ctx: ConvertContext, ref: RepositoryRef, imageName: string, layer: Descriptor, diffId: string, keptOrigin?: Buffer): Promise<string[]> {
+async function unpackLayer(
+  ctx: ConvertContext,
+  ref: RepositoryRef,
+  imageName: string,
+  layer: Descriptor,
+  diffId: string,
+  keptOrigin?: Buffer,
+): Promise<string[]> {
   const label = `${imageName}: layer ${layer.digest}`;
   const compression = compressionOf(layer.mediaType, label);
   const blob = await ctx.client.openBlob(ref, layer);

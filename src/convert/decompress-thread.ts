@@ -107,7 +107,9 @@ export class ThreadedDecompressor extends Transform {
       decompressThreadStats.running--;
       if (!this.#ended && !this.destroyed) this.destroy(new DuccError('BOT_ERR_PUBLISH', `${this.#label}: the decompression thread stopped`));
     });
-    this.#worker.on('error', (error) => this.destroy(new DuccError('BOT_ERR_PUBLISH', `${this.#label}: the decompression thread failed: ${error.message}`, { cause: error })));
+    this.#worker.on('error', (error) =>
+      this.destroy(new DuccError('BOT_ERR_PUBLISH', `${this.#label}: the decompression thread failed: ${error.message}`, { cause: error })),
+    );
     this.#worker.on('message', (message: unknown) => this.#receive(message));
   }
 

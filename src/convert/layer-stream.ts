@@ -177,7 +177,9 @@ export class DigestingStream extends Transform {
   override _flush(callback: TransformCallback): void {
     this.digest = `sha256:${this.hash.digest('hex')}`;
     if (this.expected !== undefined && this.expected !== this.digest) {
-      callback(new DuccError('BOT_ERR_DIGEST_MISMATCH', `${this.label}: uncompressed content has digest ${this.digest}, but the image config says ${this.expected}`));
+      callback(
+        new DuccError('BOT_ERR_DIGEST_MISMATCH', `${this.label}: uncompressed content has digest ${this.digest}, but the image config says ${this.expected}`),
+      );
       return;
     }
     callback();

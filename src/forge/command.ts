@@ -52,7 +52,11 @@ function parse(body: string): ParsedCommand | undefined {
   const images: string[] = [];
   for (const word of words) {
     const problem = imageProblem(word);
-    if (problem !== undefined) return { kind: 'invalid', message: `${problem}. Usage: \`${COMMAND_NAME} [IMAGE ...]\`, e.g. \`${COMMAND_NAME} https://registry.example.org/group/image:1.0\`.` };
+    if (problem !== undefined)
+      return {
+        kind: 'invalid',
+        message: `${problem}. Usage: \`${COMMAND_NAME} [IMAGE ...]\`, e.g. \`${COMMAND_NAME} https://registry.example.org/group/image:1.0\`.`,
+      };
     if (!images.includes(word)) images.push(word);
   }
   return { kind: 'reconvert', images };

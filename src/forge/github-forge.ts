@@ -7,14 +7,7 @@ import { pino, type Logger } from 'pino';
 import { DuccError } from '../util/errors.ts';
 import type { Actor, ForgeKind } from './events.ts';
 import { REPORT_MARKER, type ChangeRequestInfo, type CommitStatus, type Forge } from './forge.ts';
-import {
-  ForgeError,
-  GITHUB_COMMENT_MAX_CHARS,
-  GITHUB_STATUS_DESCRIPTION_MAX_CHARS,
-  STATUS_FIELD_MAX_CHARS,
-  truncateMarkdown,
-  truncateText,
-} from './limits.ts';
+import { ForgeError, GITHUB_COMMENT_MAX_CHARS, GITHUB_STATUS_DESCRIPTION_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
 
 export interface GitHubForgeOptions {
   /** `https://api.github.com`, `https://ghe.example.org/api/v3`, or a test double. */
@@ -121,9 +114,7 @@ export class GitHubForge implements Forge {
   async getChangeRequest(project: string, number: number): Promise<ChangeRequestInfo> {
     const { owner, repo } = splitProject(project);
     checkNumber(number);
-    const { data } = await this.#call(`reading pull request ${project}#${number}`, () =>
-      this.#octokit.rest.pulls.get({ owner, repo, pull_number: number }),
-    );
+    const { data } = await this.#call(`reading pull request ${project}#${number}`, () => this.#octokit.rest.pulls.get({ owner, repo, pull_number: number }));
     const pull = data as unknown as RawPull;
     return {
       number: pull.number,
@@ -149,7 +140,9 @@ export class GitHubForge implements Forge {
       throw toForgeError(`listing the pull requests of ${project}@${sha}`, error);
     }
     // The endpoint can also list pull requests of other repositories (forks) that contain the commit.
-    const ours = pulls.filter((pull) => pull.base.repo === null || pull.base.repo === undefined || pull.base.repo.full_name.toLowerCase() === project.toLowerCase());
+    const ours = pulls.filter(
+      (pull) => pull.base.repo === null || pull.base.repo === undefined || pull.base.repo.full_name.toLowerCase() === project.toLowerCase(),
+    );
     return ours.find((pull) => Boolean(pull.merged_at))?.number;
   }
 
@@ -206,8 +199,13 @@ function toForgeError(operation: string, error: unknown): ForgeError {
     return new ForgeError('github', `${operation}: ${reason}`, undefined, { cause: error });
   }
   const data = (error as { response?: { data?: unknown } }).response?.data;
-  const apiMessage = typeof data === 'object' && data !== null && typeof (data as { message?: unknown }).message === 'string' ? (data as { message: string }).message : undefined;
+  const apiMessage =
+    typeof data === 'object' && data !== null && typeof (data as { message?: unknown }).message === 'string'
+      ? (data as { message: string }).message
+      : undefined;
   const errors = typeof data === 'object' && data !== null ? (data as { errors?: unknown }).errors : undefined;
-  const detail = Array.isArray(errors) ? ` (${errors.map((e) => (typeof e === 'object' && e !== null && 'message' in e ? String(e.message) : JSON.stringify(e))).join('; ')})` : '';
+  const detail = Array.isArray(errors)
+    ? ` (${errors.map((e) => (typeof e === 'object' && e !== null && 'message' in e ? String(e.message) : JSON.stringify(e))).join('; ')})`
+    : '';
   return new ForgeError('github', `${operation}: HTTP ${status}${apiMessage ? `: ${apiMessage}` : ''}${detail}`, status);
 }

@@ -133,7 +133,9 @@ export class GitLabForge implements Forge {
     const text = truncateMarkdown(`${REPORT_MARKER}\n${body}`, GITLAB_NOTE_MAX_CHARS);
     const existing = await this.#findReport(project, number);
     if (existing !== undefined) {
-      await this.#call(`editing report note ${existing} on ${project}!${number}`, () => this.#api.MergeRequestNotes.edit(project, number, existing, { body: text }));
+      await this.#call(`editing report note ${existing} on ${project}!${number}`, () =>
+        this.#api.MergeRequestNotes.edit(project, number, existing, { body: text }),
+      );
       return;
     }
     await this.#call(`posting report note on ${project}!${number}`, () => this.#api.MergeRequestNotes.create(project, number, text));
@@ -168,7 +170,9 @@ export class GitLabForge implements Forge {
   async getChangeRequest(project: string, number: number): Promise<ChangeRequestInfo> {
     checkProject(project);
     checkNumber(number);
-    const mr = (await this.#call(`reading merge request ${project}!${number}`, () => this.#api.MergeRequests.show(project, number))) as unknown as RawMergeRequest;
+    const mr = (await this.#call(`reading merge request ${project}!${number}`, () =>
+      this.#api.MergeRequests.show(project, number),
+    )) as unknown as RawMergeRequest;
     return {
       number: mr.iid,
       headSha: mr.sha,
@@ -210,7 +214,10 @@ export class GitLabForge implements Forge {
   }
 
   async #findUserId(username: string): Promise<number | undefined> {
-    const users = (await this.#call(`looking up the user ${username}`, () => this.#api.Users.all({ username }))) as unknown as { id: number; username: string }[];
+    const users = (await this.#call(`looking up the user ${username}`, () => this.#api.Users.all({ username }))) as unknown as {
+      id: number;
+      username: string;
+    }[];
     return users.find((user) => user.username.toLowerCase() === username.toLowerCase())?.id;
   }
 

@@ -71,12 +71,18 @@ export function buildApp(deps: AppDeps): RequestListener {
     const secrets = read(hook.secretEnv);
     if (secrets.length === 0) problems.push(`registry hook '${hook.name}': ${hook.secretEnv} (or ${hook.secretEnv}_FILE) is not set`);
     else if ((hook.kind === 'dockerhub' || hook.kind === 'quay') && secrets.some((s) => s.length < MIN_PATH_SECRET_LENGTH)) {
-      logger.warn({ hook: hook.name, minLength: MIN_PATH_SECRET_LENGTH }, 'registry hook secret is short for a URL secret; use a long random value (e.g. openssl rand -hex 24)');
+      logger.warn(
+        { hook: hook.name, minLength: MIN_PATH_SECRET_LENGTH },
+        'registry hook secret is short for a URL secret; use a long random value (e.g. openssl rand -hex 24)',
+      );
     }
     registryHooks.set(hook.name, { config: hook, secret: new SharedSecret(secrets) });
   }
   if (problems.length > 0) {
-    throw new DuccError('BOT_ERR_CONFIG', `webhook secrets missing (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+    throw new DuccError(
+      'BOT_ERR_CONFIG',
+      `webhook secrets missing (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`,
+    );
   }
 
   const metrics = createMetrics({ store, version: deps.version, ...(deps.isShuttingDown ? { isShuttingDown: deps.isShuttingDown } : {}) });
@@ -140,7 +146,11 @@ export function buildApp(deps: AppDeps): RequestListener {
       now: Date.now(),
     });
     res
-      .set({ 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'", 'Referrer-Policy': 'no-referrer' })
+      .set({
+        'Content-Type': 'text/html; charset=utf-8',
+        'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        'Referrer-Policy': 'no-referrer',
+      })
       .send(html);
   });
 

@@ -1,7 +1,19 @@
 import { parseGitHubWebhook } from '../forge/parse-github.ts';
 import { GitHubSignature } from './auth.ts';
 import { readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, type HookHandler, type HookRequest, type WebhookContext } from './webhook-common.ts';
+import {
+  acceptDelivery,
+  header,
+  locals,
+  parseJson,
+  replyEarly,
+  safeDeliveryId,
+  sendJson,
+  sha256Hex,
+  type HookHandler,
+  type HookRequest,
+  type WebhookContext,
+} from './webhook-common.ts';
 
 /**
  * `POST /hooks/github`. Order matters: size and encoding from the headers, and the presence and shape of
@@ -62,6 +74,8 @@ function parsePayload(req: HookRequest, body: Buffer): unknown {
 function botLoginFor(context: WebhookContext, payload: unknown): { botLogin?: string } {
   const repository = (payload as { repository?: { full_name?: unknown } } | null)?.repository?.full_name;
   if (typeof repository !== 'string') return {};
-  const wishlist = context.config.wishlists.find((w) => w.forge === 'github' && w.project.toLowerCase() === repository.toLowerCase() && w.botUser !== undefined);
+  const wishlist = context.config.wishlists.find(
+    (w) => w.forge === 'github' && w.project.toLowerCase() === repository.toLowerCase() && w.botUser !== undefined,
+  );
   return wishlist?.botUser !== undefined ? { botLogin: wishlist.botUser } : {};
 }

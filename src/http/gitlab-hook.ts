@@ -1,7 +1,18 @@
 import { parseGitLabWebhook } from '../forge/parse-gitlab.ts';
 import type { SharedSecret } from './auth.ts';
 import { readRawBody, refusedByBodyHeaders } from './body.ts';
-import { acceptDelivery, header, locals, parseJson, replyEarly, safeDeliveryId, sendJson, sha256Hex, type HookHandler, type WebhookContext } from './webhook-common.ts';
+import {
+  acceptDelivery,
+  header,
+  locals,
+  parseJson,
+  replyEarly,
+  safeDeliveryId,
+  sendJson,
+  sha256Hex,
+  type HookHandler,
+  type WebhookContext,
+} from './webhook-common.ts';
 
 /**
  * `POST /hooks/gitlab`. GitLab disables a hook for good after a few 4xx answers (until someone sends a

@@ -50,7 +50,9 @@ export function registryHook(context: WebhookContext, hooks: ReadonlyMap<string,
     for (const candidate of presented) ok = hook.secret.matches(candidate) || ok;
     if (!ok) {
       locals(res).reason = presented.length === 0 ? 'missing secret' : 'secret does not match';
-      replyEarly(res, 401, 'unauthorized', { error: HEADER_KINDS.has(kind) ? 'invalid or missing Authorization header' : 'invalid or missing secret in the URL' });
+      replyEarly(res, 401, 'unauthorized', {
+        error: HEADER_KINDS.has(kind) ? 'invalid or missing Authorization header' : 'invalid or missing secret in the URL',
+      });
       return;
     }
     if (refusedByBodyHeaders(req, res)) return;

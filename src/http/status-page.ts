@@ -98,8 +98,7 @@ export function describeJob(payload: JobPayload): string {
       return `publish ${payload.wishlist} at ${String(payload.sha).slice(0, 12)}`;
     case 'check-change-request':
       return `check ${payload.wishlist} !${payload.number} at ${String(payload.headSha).slice(0, 12)}`;
-    case 'reconvert':
-      {
+    case 'reconvert': {
       const images = Array.isArray(payload.images) ? payload.images : [];
       return `reconvert on ${payload.wishlist} !${payload.number}${images.length ? `: ${images.join(' ')}` : ''}`;
     }

@@ -45,14 +45,29 @@ export function goJsonQuote(s: string): string {
     if (c < 0x80) {
       if (c >= 0x20 && c !== 0x22 && c !== 0x5c && c !== 0x3c && c !== 0x3e && c !== 0x26) continue;
       switch (c) {
-        case 0x22: escaped = '\\"'; break;
-        case 0x5c: escaped = '\\\\'; break;
-        case 0x08: escaped = '\\b'; break;
-        case 0x0c: escaped = '\\f'; break;
-        case 0x0a: escaped = '\\n'; break;
-        case 0x0d: escaped = '\\r'; break;
-        case 0x09: escaped = '\\t'; break;
-        default: escaped = `\\u00${HEX[c >> 4]}${HEX[c & 0xf]}`;
+        case 0x22:
+          escaped = '\\"';
+          break;
+        case 0x5c:
+          escaped = '\\\\';
+          break;
+        case 0x08:
+          escaped = '\\b';
+          break;
+        case 0x0c:
+          escaped = '\\f';
+          break;
+        case 0x0a:
+          escaped = '\\n';
+          break;
+        case 0x0d:
+          escaped = '\\r';
+          break;
+        case 0x09:
+          escaped = '\\t';
+          break;
+        default:
+          escaped = `\\u00${HEX[c >> 4]}${HEX[c & 0xf]}`;
       }
     } else if (c === 0x2028 || c === 0x2029) {
       escaped = `\\u202${HEX[c & 0xf]}`;
@@ -87,12 +102,15 @@ export function goJsonMarshalIndent(value: GoJsonValue, prefix: string, indent: 
 function encode(value: GoJsonValue, indent: string | undefined, prefix: string, depth: number): string {
   if (value === null) return 'null';
   switch (typeof value) {
-    case 'boolean': return value ? 'true' : 'false';
-    case 'string': return goJsonQuote(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'string':
+      return goJsonQuote(value);
     case 'number':
       if (!Number.isSafeInteger(value)) throw new TypeError(`Go integer expected, got ${value}`);
       return Object.is(value, -0) ? '0' : String(value);
-    default: break;
+    default:
+      break;
   }
   const items: string[] = [];
   let open: string;
@@ -277,9 +295,15 @@ export function decodeDuccManifestValue(value: unknown, what: string, into: Ducc
   if (!isJsonObject(value)) throw new GoJsonTypeError(`${what}: cannot decode ${describeJson(value)} into a Go struct`);
   for (const [key, item] of Object.entries(value)) {
     switch (goFieldFor(key, MANIFEST_FIELDS)) {
-      case 'SchemaVersion': into.schemaVersion = decodeGoInt(item, into.schemaVersion, `${what}.SchemaVersion`); break;
-      case 'MediaType': into.mediaType = decodeGoString(item, into.mediaType, `${what}.MediaType`); break;
-      case 'Config': decodeDescriptor(item, into.config, `${what}.Config`); break;
+      case 'SchemaVersion':
+        into.schemaVersion = decodeGoInt(item, into.schemaVersion, `${what}.SchemaVersion`);
+        break;
+      case 'MediaType':
+        into.mediaType = decodeGoString(item, into.mediaType, `${what}.MediaType`);
+        break;
+      case 'Config':
+        decodeDescriptor(item, into.config, `${what}.Config`);
+        break;
       case 'Layers':
         if (item === null) {
           into.layers = null;
@@ -289,7 +313,8 @@ export function decodeDuccManifestValue(value: unknown, what: string, into: Ducc
           throw new GoJsonTypeError(`${what}.Layers: cannot decode ${describeJson(item)} into a Go slice`);
         }
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return into;
@@ -300,10 +325,17 @@ function decodeDescriptor(value: unknown, into: DuccManifest['config'], what: st
   if (!isJsonObject(value)) throw new GoJsonTypeError(`${what}: cannot decode ${describeJson(value)} into a Go struct`);
   for (const [key, item] of Object.entries(value)) {
     switch (goFieldFor(key, DESCRIPTOR_FIELDS)) {
-      case 'MediaType': into.mediaType = decodeGoString(item, into.mediaType, `${what}.MediaType`); break;
-      case 'Size': into.size = decodeGoInt(item, into.size, `${what}.Size`); break;
-      case 'Digest': into.digest = decodeGoString(item, into.digest, `${what}.Digest`); break;
-      default: break;
+      case 'MediaType':
+        into.mediaType = decodeGoString(item, into.mediaType, `${what}.MediaType`);
+        break;
+      case 'Size':
+        into.size = decodeGoInt(item, into.size, `${what}.Size`);
+        break;
+      case 'Digest':
+        into.digest = decodeGoString(item, into.digest, `${what}.Digest`);
+        break;
+      default:
+        break;
     }
   }
   return into;
@@ -312,7 +344,11 @@ function decodeDescriptor(value: unknown, into: DuccManifest['config'], what: st
 /** The Go-ordered JSON object of a DUCC manifest (key order = Go struct field order). */
 export function duccManifestToGoJson(manifest: DuccManifest): GoJsonObject {
   const descriptor = (d: DuccManifest['config']): GoJsonObject =>
-    new Map<string, GoJsonValue>([['MediaType', d.mediaType], ['Size', d.size], ['Digest', d.digest]]);
+    new Map<string, GoJsonValue>([
+      ['MediaType', d.mediaType],
+      ['Size', d.size],
+      ['Digest', d.digest],
+    ]);
   return new Map<string, GoJsonValue>([
     ['SchemaVersion', manifest.schemaVersion],
     ['MediaType', manifest.mediaType],

@@ -105,10 +105,7 @@ export class CvmfsServerPublisher implements Publisher {
     await this.#exclusive(async () => {
       const entry = await this.#listEntry();
       if (entry === undefined) {
-        throw new DuccError(
-          'BOT_ERR_CVMFS',
-          `repository ${this.repository} is not served by this machine (cvmfs_server list)`,
-        );
+        throw new DuccError('BOT_ERR_CVMFS', `repository ${this.repository} is not served by this machine (cvmfs_server list)`);
       }
       if (entry.inTransaction) {
         this.#log.warn('repository was left in a transaction (crash?); aborting it with cvmfs_server abort -f');
@@ -125,11 +122,7 @@ export class CvmfsServerPublisher implements Publisher {
     return ifExists(readFile(this.#absolute(relPath, true)));
   }
 
-  async publishLayer(
-    layerDir: string,
-    tar: Readable,
-    metadata: (result: LayerUnpackResult) => Record<string, Buffer>,
-  ): Promise<LayerUnpackResult> {
+  async publishLayer(layerDir: string, tar: Readable, metadata: (result: LayerUnpackResult) => Record<string, Buffer>): Promise<LayerUnpackResult> {
     let rel: string;
     try {
       rel = this.#checkNew(layerDir);
@@ -237,10 +230,7 @@ export class CvmfsServerPublisher implements Publisher {
         const abs = await writable(relPath);
         const existing = await ifExists(lstat(abs));
         if (existing !== undefined && !existing.isSymbolicLink()) {
-          throw new DuccError(
-            'BOT_ERR_PUBLISH',
-            `refusing to replace ${relPath} with a symlink: it exists and is a ${describeType(existing)}`,
-          );
+          throw new DuccError('BOT_ERR_PUBLISH', `refusing to replace ${relPath} with a symlink: it exists and is a ${describeType(existing)}`);
         }
         const temporary = temporarySibling(abs);
         try {
@@ -306,11 +296,7 @@ export class CvmfsServerPublisher implements Publisher {
         killed = child.kill('SIGTERM');
       }
     });
-    const [produced, fed, exited] = await Promise.allSettled([
-      producer.result,
-      pipeline(producer.output, stdin),
-      command.result,
-    ]);
+    const [produced, fed, exited] = await Promise.allSettled([producer.result, pipeline(producer.output, stdin), command.result]);
     // An ingest that fails by itself aborts its own transaction; a killed one leaves it open.
     if (killed) await this.#abortLeftoverTransaction();
     if (produced.status === 'rejected' && !(produced.reason instanceof TarOutputClosedError)) {
@@ -319,18 +305,14 @@ export class CvmfsServerPublisher implements Publisher {
     if (exited.status === 'rejected') throw exited.reason;
     this.#check(args, exited.value);
     if (produced.status === 'rejected') {
-      throw new DuccError(
-        'BOT_ERR_CVMFS',
-        `cvmfs_server ingest ${this.repository} stopped reading its input: ${errorMessage(produced.reason)}`,
-        { cause: produced.reason },
-      );
+      throw new DuccError('BOT_ERR_CVMFS', `cvmfs_server ingest ${this.repository} stopped reading its input: ${errorMessage(produced.reason)}`, {
+        cause: produced.reason,
+      });
     }
     if (fed.status === 'rejected') {
-      throw new DuccError(
-        'BOT_ERR_CVMFS',
-        `cvmfs_server ingest ${this.repository} stopped reading its input: ${errorMessage(fed.reason)}`,
-        { cause: fed.reason },
-      );
+      throw new DuccError('BOT_ERR_CVMFS', `cvmfs_server ingest ${this.repository} stopped reading its input: ${errorMessage(fed.reason)}`, {
+        cause: fed.reason,
+      });
     }
     return produced.value;
   }
@@ -397,14 +379,8 @@ export class CvmfsServerPublisher implements Publisher {
     if (result.code === 0) return;
     const subcommand = args[0] ?? '';
     const status = result.code === null ? `signal ${result.signal ?? 'unknown'}` : `exit ${result.code}`;
-    this.#log.error(
-      { argv: [this.#command, ...args], status, stdout: result.stdout, stderr: result.stderr },
-      'cvmfs_server failed',
-    );
-    throw new DuccError(
-      'BOT_ERR_CVMFS',
-      `cvmfs_server ${subcommand} ${this.repository} failed (${status}): ${lastLines(result.stderr, result.stdout)}`,
-    );
+    this.#log.error({ argv: [this.#command, ...args], status, stdout: result.stdout, stderr: result.stderr }, 'cvmfs_server failed');
+    throw new DuccError('BOT_ERR_CVMFS', `cvmfs_server ${subcommand} ${this.repository} failed (${status}): ${lastLines(result.stderr, result.stdout)}`);
   }
 
   // ---- locking --------------------------------------------------------------------------------
@@ -770,7 +746,14 @@ export function packTree(entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>
       switch (entry.type) {
         case 'directory':
           // An empty path is the tree's root itself, packed as `./`.
-          await packEntry(pack, { name: name === '.' ? './' : name, type: 'directory', mode: entry.mode & 0o7777, uid: entry.uid, gid: entry.gid, mtime: entry.mtime });
+          await packEntry(pack, {
+            name: name === '.' ? './' : name,
+            type: 'directory',
+            mode: entry.mode & 0o7777,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+          });
           files.delete(name);
           break;
         case 'symlink':
@@ -954,7 +937,10 @@ class OutputTail {
 
 function lastLines(stderr: string, stdout: string): string {
   for (const text of [stderr, stdout]) {
-    const lines = text.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+    const lines = text
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '');
     if (lines.length > 0) return lines.slice(-QUOTED_STDERR_LINES).join(' / ');
   }
   return 'no output';

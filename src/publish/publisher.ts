@@ -85,11 +85,7 @@ export interface Publisher {
    * nothing: if the stream errors (for example a digest check failing at its end) nothing is published.
    * `layerDir` must not exist yet.
    */
-  publishLayer(
-    layerDir: string,
-    tar: Readable,
-    metadata: (result: LayerUnpackResult) => Record<string, Buffer>,
-  ): Promise<LayerUnpackResult>;
+  publishLayer(layerDir: string, tar: Readable, metadata: (result: LayerUnpackResult) => Record<string, Buffer>): Promise<LayerUnpackResult>;
 
   /**
    * Whether publishTree takes regular files of the layers as `link` entries: it hard-links them, so their

@@ -180,9 +180,7 @@ export class RegistryClient {
       if (usable.length === 1 && usable[0]!.platform === undefined) entry = usable[0];
     }
     if (entry === undefined) {
-      const available = entries
-        .filter((e) => !isIgnoredIndexEntry(e) && e.platform !== undefined)
-        .map((e) => formatPlatform(e.platform!));
+      const available = entries.filter((e) => !isIgnoredIndexEntry(e) && e.platform !== undefined).map((e) => formatPlatform(e.platform!));
       throw new DuccError(
         'BOT_ERR_PLATFORM',
         `no ${formatPlatform(wanted)} image in ${refName(ref)}:${reference} (index ${top.digest}; available: ${available.length > 0 ? available.join(', ') : 'none'})`,
@@ -381,8 +379,7 @@ export class RegistryClient {
         verifier.destroy(failure);
         return;
       }
-      const reason =
-        failure === undefined ? `the body ended after ${position} of ${descriptor.size} bytes` : this.#describeNetworkFailure(failure);
+      const reason = failure === undefined ? `the body ended after ${position} of ${descriptor.size} bytes` : this.#describeNetworkFailure(failure);
       if (resumes >= this.#maxRetries) {
         verifier.destroy(
           new DuccError(
@@ -395,7 +392,10 @@ export class RegistryClient {
       }
       const delay = backoffDelay(resumes, this.#retryBaseMs);
       resumes++;
-      this.#log?.warn({ registry: ref.registry, repository: ref.repository, what, position, size: descriptor.size, attempt: resumes, delayMs: delay, reason }, 'blob download broke off, resuming');
+      this.#log?.warn(
+        { registry: ref.registry, repository: ref.repository, what, position, size: descriptor.size, attempt: resumes, delayMs: delay, reason },
+        'blob download broke off, resuming',
+      );
       await sleep(delay);
       if (verifier.destroyed) return;
       try {
@@ -425,8 +425,11 @@ export class RegistryClient {
       this.#withRetries(spec, async () => {
         const exchange = await this.#sendOnce(spec);
         await this.#throwUnlessOk(spec, exchange);
-        return this.#readBody(spec, exchange.response, descriptor.size, () =>
-          new DuccError('BOT_ERR_SIZE_MISMATCH', `${what}: more than the ${descriptor.size} bytes of its descriptor`),
+        return this.#readBody(
+          spec,
+          exchange.response,
+          descriptor.size,
+          () => new DuccError('BOT_ERR_SIZE_MISMATCH', `${what}: more than the ${descriptor.size} bytes of its descriptor`),
         );
       }),
     );
@@ -654,7 +657,10 @@ export class RegistryClient {
     }
     const child = await this.#fetchManifest(ref, entry.digest, entry);
     if (child.doc.kind !== 'manifest') {
-      throw new DuccError('BOT_ERR_MEDIA_TYPE', `entry ${entry.digest} of index ${refName(ref)}:${reference} is itself an index (nested indexes are not supported)`);
+      throw new DuccError(
+        'BOT_ERR_MEDIA_TYPE',
+        `entry ${entry.digest} of index ${refName(ref)}:${reference} is itself an index (nested indexes are not supported)`,
+      );
     }
     return resolvedManifest(ref, child, index.digest, entry.platform);
   }
@@ -929,13 +935,7 @@ export class RegistryClient {
     return pending;
   }
 
-  async #fetchToken(
-    spec: SendSpec,
-    repositoryPath: string,
-    challenge: AuthChallenge,
-    credential: Credential | undefined,
-    key: string,
-  ): Promise<string> {
+  async #fetchToken(spec: SendSpec, repositoryPath: string, challenge: AuthChallenge, credential: Credential | undefined, key: string): Promise<string> {
     let url: URL;
     try {
       url = new URL(challenge.params['realm'] ?? '');
@@ -1014,7 +1014,7 @@ export class RegistryClient {
   async #statusError(spec: SendSpec, exchange: Exchange): Promise<DuccError> {
     const { response, url } = exchange;
     const status = response.statusCode;
-    let detail = '';
+    let detail: string;
     try {
       const body = await readCapped(response, MAX_ERROR_BODY_BYTES, undefined);
       detail = registryErrorDetail(body);
@@ -1042,9 +1042,13 @@ export class RegistryClient {
       );
     } catch (error) {
       if (error instanceof DuccError) throw error;
-      const duccError = new DuccError('BOT_ERR_REGISTRY_UNREACHABLE', `reading ${spec.what} from ${spec.ref.registry} failed: ${this.#describeNetworkFailure(error)}`, {
-        cause: error,
-      });
+      const duccError = new DuccError(
+        'BOT_ERR_REGISTRY_UNREACHABLE',
+        `reading ${spec.what} from ${spec.ref.registry} failed: ${this.#describeNetworkFailure(error)}`,
+        {
+          cause: error,
+        },
+      );
       throw isTransientNetworkError(error) ? new RetryableFailure(duccError) : duccError;
     }
   }
@@ -1107,12 +1111,7 @@ function basicAuth(credential: Credential): string {
   return `Basic ${Buffer.from(`${credential.username}:${credential.password}`, 'utf8').toString('base64')}`;
 }
 
-function resolvedManifest(
-  ref: RepositoryRef,
-  fetched: FetchedManifest,
-  indexDigest: string | undefined,
-  platform: Platform | undefined,
-): ResolvedManifest {
+function resolvedManifest(ref: RepositoryRef, fetched: FetchedManifest, indexDigest: string | undefined, platform: Platform | undefined): ResolvedManifest {
   if (fetched.doc.kind !== 'manifest') throw new Error('unreachable: not an image manifest');
   const resolved: ResolvedManifest = {
     ref: { scheme: ref.scheme, registry: ref.registry, repository: ref.repository },

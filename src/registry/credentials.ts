@@ -109,10 +109,7 @@ export class CredentialStore {
         throw new DuccError('BOT_ERR_CONFIG', `DUCC_${name}_USER is not set although DUCC_${name}_PASS is`);
       }
       if (user === undefined && proxyText === undefined) {
-        throw new DuccError(
-          'BOT_ERR_CONFIG',
-          `entry ${name} of DUCC_AUTH_REGISTRIES needs DUCC_${name}_USER and DUCC_${name}_PASS, or DUCC_${name}_PROXY`,
-        );
+        throw new DuccError('BOT_ERR_CONFIG', `entry ${name} of DUCC_AUTH_REGISTRIES needs DUCC_${name}_USER and DUCC_${name}_PASS, or DUCC_${name}_PROXY`);
       }
       const entry: EnvEntry = { name, ident: ident.toLowerCase() };
       if (user !== undefined && pass !== undefined) entry.credential = { username: user, password: pass };
@@ -156,10 +153,7 @@ export class CredentialStore {
         const decoded = decodeBase64Strict(entry.auth);
         const colon = decoded?.indexOf(':') ?? -1;
         if (decoded === undefined || colon <= 0) {
-          throw new DuccError(
-            'BOT_ERR_CONFIG',
-            `${sourceName}: auths[${JSON.stringify(key)}].auth is not base64 of "user:password"`,
-          );
+          throw new DuccError('BOT_ERR_CONFIG', `${sourceName}: auths[${JSON.stringify(key)}].auth is not base64 of "user:password"`);
         }
         credential = { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
       } else if (typeof entry.username === 'string' && entry.username !== '' && typeof entry.password === 'string') {

@@ -15,11 +15,7 @@ export function isValidDigest(value: unknown): value is string {
  * Throws unless `value` is a valid digest. `what` names the digest in the message (never echo untrusted
  * long strings: the value is truncated).
  */
-export function assertValidDigest(
-  value: unknown,
-  what: string,
-  code: DuccErrorCode = 'BOT_ERR_DIGEST_MISMATCH',
-): asserts value is string {
+export function assertValidDigest(value: unknown, what: string, code: DuccErrorCode = 'BOT_ERR_DIGEST_MISMATCH'): asserts value is string {
   if (!isValidDigest(value)) {
     throw new DuccError(code, `invalid digest for ${what}: ${describeValue(value)} (expected sha256:<64 hex> or sha512:<128 hex>)`);
   }

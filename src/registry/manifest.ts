@@ -13,9 +13,7 @@ import {
   type Platform,
 } from './types.ts';
 
-export type ManifestDocument =
-  | { kind: 'manifest'; mediaType: string; manifest: ImageManifest }
-  | { kind: 'index'; mediaType: string; index: ImageIndex };
+export type ManifestDocument = { kind: 'manifest'; mediaType: string; manifest: ImageManifest } | { kind: 'index'; mediaType: string; index: ImageIndex };
 
 /** 'application/vnd.oci.image.manifest.v1+json; charset=utf-8' → 'application/vnd.oci.image.manifest.v1+json' */
 export function baseContentType(value: string | string[] | undefined): string {

@@ -40,8 +40,7 @@ export function normalizePlatform(platform: Platform): Platform {
  */
 export function parsePlatform(value: string): Platform {
   const parts = value.trim().split('/');
-  const bad = () =>
-    new DuccError('BOT_ERR_PLATFORM', `invalid platform ${JSON.stringify(value)}: expected os/architecture[/variant], e.g. linux/arm64/v8`);
+  const bad = () => new DuccError('BOT_ERR_PLATFORM', `invalid platform ${JSON.stringify(value)}: expected os/architecture[/variant], e.g. linux/arm64/v8`);
   if (parts.length < 1 || parts.length > 3 || parts.some((p) => !PART_PATTERN.test(p.toLowerCase()))) throw bad();
   if (parts.length === 1) return { os: 'linux', architecture: normalizeArchitecture(parts[0]!) };
   const [os, architecture, variant] = parts as [string, string, string | undefined];

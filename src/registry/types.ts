@@ -99,9 +99,4 @@ export const MANIFEST_MEDIA_TYPES: readonly string[] = [MEDIA_TYPE_DOCKER_MANIFE
 export const INDEX_MEDIA_TYPES: readonly string[] = [MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX];
 
 /** The Accept header value sent for manifest requests: all four supported types. */
-export const MANIFEST_ACCEPT = [
-  MEDIA_TYPE_OCI_INDEX,
-  MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-  MEDIA_TYPE_OCI_MANIFEST,
-  MEDIA_TYPE_DOCKER_MANIFEST,
-].join(', ');
+export const MANIFEST_ACCEPT = [MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST].join(', ');

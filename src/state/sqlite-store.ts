@@ -157,7 +157,12 @@ export class SqliteStateStore implements StateStore {
   }
 
   requeueRunning(now = Date.now()): Job[] {
-    return this.#transaction(() => this.#stmt.requeueRunning.all(now).map(toJob).sort((a, b) => a.id - b.id));
+    return this.#transaction(() =>
+      this.#stmt.requeueRunning
+        .all(now)
+        .map(toJob)
+        .sort((a, b) => a.id - b.id),
+    );
   }
 
   requeue(id: number, options: { notBefore?: number; error?: string; now?: number } = {}): Job | undefined {

@@ -38,7 +38,11 @@ const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).dig
  * deterministic, so an unchanged image yields the same digest on every run.
  */
 export async function buildThinImage(input: ThinImageInput): Promise<BuiltThinImage> {
-  const thinJson = formatThinJson(wholeName(input.image), input.layerDigests.map((digest) => ({ digest })), input.cvmfsRepo);
+  const thinJson = formatThinJson(
+    wholeName(input.image),
+    input.layerDigests.map((digest) => ({ digest })),
+    input.cvmfsRepo,
+  );
   const pack = tarStream.pack();
   const tarDone = buffer(pack);
   pack.entry({ name: 'thin.json', size: thinJson.length, mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), type: 'file' }, thinJson);
@@ -73,7 +77,14 @@ export async function buildThinImage(input: ThinImageInput): Promise<BuiltThinIm
       layers: [{ mediaType: DOCKER_LAYER, size: layer.length, digest: sha256(layer) }],
     }),
   );
-  return { manifest, manifestDigest: sha256(manifest), blobs: [{ digest: sha256(layer), data: layer }, { digest: sha256(config), data: config }] };
+  return {
+    manifest,
+    manifestDigest: sha256(manifest),
+    blobs: [
+      { digest: sha256(layer), data: layer },
+      { digest: sha256(config), data: config },
+    ],
+  };
 }
 
 /**

@@ -83,7 +83,9 @@ const OPAQUE = Object.freeze({ kind: 'opaque' as const });
 const AUFS_META = Object.freeze({ kind: 'aufs-meta' as const });
 
 /** Classifies a file name: a whiteout of `target`, the opaque marker, other `.wh..wh.` metadata (aufs), or a plain name. */
-export function classifyName(name: string): { kind: 'whiteout'; target: string } | { readonly kind: 'opaque' } | { readonly kind: 'aufs-meta' } | { readonly kind: 'plain' } {
+export function classifyName(
+  name: string,
+): { kind: 'whiteout'; target: string } | { readonly kind: 'opaque' } | { readonly kind: 'aufs-meta' } | { readonly kind: 'plain' } {
   if (!name.startsWith(WHITEOUT_PREFIX)) return PLAIN;
   if (name === OPAQUE_WHITEOUT) return OPAQUE;
   if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return AUFS_META;

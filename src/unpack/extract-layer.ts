@@ -1,5 +1,22 @@
 import { constants as fsConstants } from 'node:fs';
-import { closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
 import { DuccError } from '../util/errors.ts';
@@ -247,7 +264,8 @@ export async function extractLayer(tar: Readable, targetDir: string, options: Ex
       // Symlink targets are stored verbatim; they are resolved (inside the root) only when used.
       const linkTarget = header.linkname ?? '';
       if (linkTarget.includes('\0')) throw unsafe(where, 'symlink target contains a NUL byte');
-      if (Buffer.byteLength(linkTarget) > limits.maxPathBytes) throw new DuccError('BOT_ERR_LIMIT', `${where}: symlink target longer than ${limits.maxPathBytes} bytes`);
+      if (Buffer.byteLength(linkTarget) > limits.maxPathBytes)
+        throw new DuccError('BOT_ERR_LIMIT', `${where}: symlink target longer than ${limits.maxPathBytes} bytes`);
       replacing(path, () => symlinkSync(linkTarget, path));
       if (preserveOwnership) lchownSync(path, uid, gid);
       lutimesSync(path, mtime, mtime);
@@ -282,7 +300,10 @@ export async function extractLayer(tar: Readable, targetDir: string, options: Ex
     const size = header.size;
     if (writer !== undefined && ++regularFiles > handOverAfter && writer.accepts(size) && !names.has(path)) {
       // A new name in a real directory: the writer thread creates it (O_EXCL|O_NOFOLLOW there too).
-      names.set(path, writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where));
+      names.set(
+        path,
+        writer.begin({ path, size, createMode, mode, uid: needsChown ? uid : -1, gid: needsChown ? gid : -1, mtime: mtime.getTime() / 1000 }, where),
+      );
       sink = writeToWriter;
       finish = endWriterFile;
       return;
@@ -496,7 +517,8 @@ function layerError(error: unknown, label: string, where: string | undefined, en
   if (typeof (error as { syscall?: unknown } | null)?.syscall === 'string') {
     return new DuccError('BOT_ERR_PUBLISH', `${where ?? label}: ${message}`, { cause: error });
   }
-  const position = entries === 0 ? 'before the first entry' : `after ${entries} entries${where === undefined ? '' : ` (last: ${where.slice(label.length + 2)})`}`;
+  const position =
+    entries === 0 ? 'before the first entry' : `after ${entries} entries${where === undefined ? '' : ` (last: ${where.slice(label.length + 2)})`}`;
   if (/header exceeds max size/i.test(message)) {
     return new DuccError('BOT_ERR_LIMIT', `${label}: a PAX or GNU long-name header larger than 4 MiB ${position}`, { cause: error });
   }

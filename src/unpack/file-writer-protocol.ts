@@ -65,7 +65,16 @@ export function packJob(numbers: Float64Array, index: number, offset: number, jo
 export function unpackJob(batch: Pick<WriteBatch, 'paths' | 'numbers'>, index: number): FileJob {
   const at = index * JOB_FIELDS;
   const n = batch.numbers;
-  return { path: batch.paths[index]!, offset: n[at]!, size: n[at + 1]!, createMode: n[at + 2]!, mode: n[at + 3]!, uid: n[at + 4]!, gid: n[at + 5]!, mtime: n[at + 6]! };
+  return {
+    path: batch.paths[index]!,
+    offset: n[at]!,
+    size: n[at + 1]!,
+    createMode: n[at + 2]!,
+    mode: n[at + 3]!,
+    uid: n[at + 4]!,
+    gid: n[at + 5]!,
+    mtime: n[at + 6]!,
+  };
 }
 
 /**

@@ -49,7 +49,8 @@ function writerThreadCount(): number {
   const cores = availableParallelism();
   const raw = process.env[WRITER_THREADS_VARIABLE]?.trim();
   if (raw === undefined || raw === '') return cores <= 1 ? 0 : Math.min(4, cores - 1);
-  if (!/^\d{1,3}$/.test(raw)) throw new DuccError('BOT_ERR_CONFIG', `${WRITER_THREADS_VARIABLE} must be a number of threads (0 or more), not ${JSON.stringify(raw)}`);
+  if (!/^\d{1,3}$/.test(raw))
+    throw new DuccError('BOT_ERR_CONFIG', `${WRITER_THREADS_VARIABLE} must be a number of threads (0 or more), not ${JSON.stringify(raw)}`);
   return Number(raw);
 }
 
@@ -215,7 +216,13 @@ export class FileWriterSession {
     if (this.batch === undefined) {
       this.collectReplies();
       const spare = spareBuffers.pop();
-      this.batch = { buffer: spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(BATCH_BYTES), used: 0, paths: [], numbers: new Float64Array(BATCH_FILES * JOB_FIELDS), labels: [] };
+      this.batch = {
+        buffer: spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(BATCH_BYTES),
+        used: 0,
+        paths: [],
+        numbers: new Float64Array(BATCH_FILES * JOB_FIELDS),
+        labels: [],
+      };
     }
     const batch = this.batch;
     const offset = batch.used;
@@ -290,7 +297,10 @@ export class FileWriterSession {
     this.batch = undefined;
     const buffer = batch.buffer.buffer as ArrayBuffer;
     const numbers = batch.numbers.subarray(0, batch.paths.length * JOB_FIELDS).slice();
-    this.dispatch(batch.labels, (seq) => ({ kind: 'batch', session: this.session, seq, buffer, paths: batch.paths, numbers }), [buffer, numbers.buffer as ArrayBuffer]);
+    this.dispatch(batch.labels, (seq) => ({ kind: 'batch', session: this.session, seq, buffer, paths: batch.paths, numbers }), [
+      buffer,
+      numbers.buffer as ArrayBuffer,
+    ]);
   }
 
   private sendLinks(): void {

@@ -2,7 +2,18 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 
 /** Fields that may hold secrets; pino replaces their values before anything is written. */
-export const REDACTED_PATHS = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', 'headers.cookie', 'secret', '*.secret'];
+export const REDACTED_PATHS = [
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'headers.cookie',
+  'secret',
+  '*.secret',
+];
 
 /**
  * Structured JSON logs (one object per line) on stderr; on a terminal the same records as short

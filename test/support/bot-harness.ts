@@ -77,10 +77,17 @@ export async function startTestBot(t: TestContext | Cleanup, config: (root: stri
 /** Posts a GitHub webhook signed as GitHub does (HMAC-SHA256 of the raw body). */
 export function postGitHub(bot: { url: string }, event: string, payload: unknown, options: { delivery?: string; secret?: string } = {}): Promise<Response> {
   const body = JSON.stringify(payload);
-  const signature = `sha256=${createHmac('sha256', options.secret ?? GITHUB_SECRET).update(body).digest('hex')}`;
+  const signature = `sha256=${createHmac('sha256', options.secret ?? GITHUB_SECRET)
+    .update(body)
+    .digest('hex')}`;
   return fetch(`${bot.url}/hooks/github`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-github-event': event, 'x-github-delivery': options.delivery ?? randomUUID(), 'x-hub-signature-256': signature },
+    headers: {
+      'content-type': 'application/json',
+      'x-github-event': event,
+      'x-github-delivery': options.delivery ?? randomUUID(),
+      'x-hub-signature-256': signature,
+    },
     body,
   });
 }
@@ -89,7 +96,12 @@ export function postGitHub(bot: { url: string }, event: string, payload: unknown
 export function postGitLab(bot: { url: string }, event: string, payload: unknown, options: { token?: string; uuid?: string } = {}): Promise<Response> {
   return fetch(`${bot.url}/hooks/gitlab`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-gitlab-event': event, 'x-gitlab-token': options.token ?? GITLAB_TOKEN, 'x-gitlab-event-uuid': options.uuid ?? randomUUID() },
+    headers: {
+      'content-type': 'application/json',
+      'x-gitlab-event': event,
+      'x-gitlab-token': options.token ?? GITLAB_TOKEN,
+      'x-gitlab-event-uuid': options.uuid ?? randomUUID(),
+    },
     body: JSON.stringify(payload),
   });
 }
@@ -122,7 +134,16 @@ export function githubComment(project: string, number: number, body: string, log
 }
 
 export function gitlabPush(project: string, branch: string, after: string) {
-  return { object_kind: 'push', ref: `refs/heads/${branch}`, before: '0'.repeat(40), after, checkout_sha: after, project: { id: 42, path_with_namespace: project }, commits: [], total_commits_count: 0 };
+  return {
+    object_kind: 'push',
+    ref: `refs/heads/${branch}`,
+    before: '0'.repeat(40),
+    after,
+    checkout_sha: after,
+    project: { id: 42, path_with_namespace: project },
+    commits: [],
+    total_commits_count: 0,
+  };
 }
 
 export function gitlabMergeRequest(project: string, iid: number, action: 'open' | 'update', headSha: string, oldrev?: string) {

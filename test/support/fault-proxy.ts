@@ -77,7 +77,12 @@ export interface FaultProxyOptions {
 }
 
 /** Starts a proxy in front of `upstream` (host:port of a plain-http registry); closed when the test ends. */
-export async function startFaultProxy(t: Pick<TestContext, 'after'>, upstream: string, rules: FaultRule[] = [], options: FaultProxyOptions = {}): Promise<FaultProxy> {
+export async function startFaultProxy(
+  t: Pick<TestContext, 'after'>,
+  upstream: string,
+  rules: FaultRule[] = [],
+  options: FaultProxyOptions = {},
+): Promise<FaultProxy> {
   const [upstreamHost, upstreamPort] = splitHost(upstream);
   let active = rules.map((rule) => ({ rule, left: rule.times ?? Infinity }));
   const requests: RecordedRequest[] = [];
@@ -119,7 +124,13 @@ export async function startFaultProxy(t: Pick<TestContext, 'after'>, upstream: s
     socket.on('close', () => sockets.delete(socket));
   });
 
-  async function handle(req: IncomingMessage, res: ServerResponse, recorded: RecordedRequest, matched: FaultAction | undefined, refund: () => void): Promise<void> {
+  async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    recorded: RecordedRequest,
+    matched: FaultAction | undefined,
+    refund: () => void,
+  ): Promise<void> {
     const body = await readAll(req);
     let action = matched;
     if ((action?.kind === 'shift-range' || action?.kind === 'ignore-range') && req.headers.range === undefined) {
@@ -166,7 +177,11 @@ export async function startFaultProxy(t: Pick<TestContext, 'after'>, upstream: s
     const status = upstreamRes.statusCode ?? 502;
     recorded.status = status;
     const changesAnswer =
-      action?.kind === 'truncate' || action?.kind === 'corrupt' || action?.kind === 'headers' || action?.kind === 'replace-body' || (action?.kind === 'stall' && action.afterBytes !== undefined);
+      action?.kind === 'truncate' ||
+      action?.kind === 'corrupt' ||
+      action?.kind === 'headers' ||
+      action?.kind === 'replace-body' ||
+      (action?.kind === 'stall' && action.afterBytes !== undefined);
     if (changesAnswer && (status < 200 || status > 299)) {
       refund();
       action = undefined;

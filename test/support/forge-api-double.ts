@@ -94,7 +94,10 @@ export async function startApiDouble(t: TestContext, options: ApiDoubleOptions =
     requests.push(received);
 
     const match = expectations.find(
-      (e) => e.used < e.times && e.request.method.toUpperCase() === method && (typeof e.request.path === 'string' ? e.request.path === path : matches(e.request.path, path)),
+      (e) =>
+        e.used < e.times &&
+        e.request.method.toUpperCase() === method &&
+        (typeof e.request.path === 'string' ? e.request.path === path : matches(e.request.path, path)),
     );
     if (match === undefined) {
       unexpected.push(received);
@@ -150,7 +153,9 @@ export async function startApiDouble(t: TestContext, options: ApiDoubleOptions =
     assertDone() {
       const pending = expectations.filter((e) => Number.isFinite(e.times) && e.used < e.times);
       if (pending.length > 0) {
-        throw new Error(`api double: expected requests not received:\n${pending.map((e) => `  ${e.request.method} ${String(e.request.path)} (${e.used}/${e.times})`).join('\n')}`);
+        throw new Error(
+          `api double: expected requests not received:\n${pending.map((e) => `  ${e.request.method} ${String(e.request.path)} (${e.used}/${e.times})`).join('\n')}`,
+        );
       }
     },
     close,
@@ -347,7 +352,13 @@ export function githubRepoDouble(double: ApiDouble, options: GitHubRepoDoubleOpt
       if (typeof b.description === 'string') record.description = b.description;
       if (typeof b.target_url === 'string') record.target_url = b.target_url;
       if (record.description !== undefined && record.description.length > 140) {
-        return { status: 422, body: { message: 'Validation Failed', errors: [{ resource: 'Status', code: 'custom', field: 'description', message: 'description is too long (maximum is 140 characters)' }] } };
+        return {
+          status: 422,
+          body: {
+            message: 'Validation Failed',
+            errors: [{ resource: 'Status', code: 'custom', field: 'description', message: 'description is too long (maximum is 140 characters)' }],
+          },
+        };
       }
       state.statuses.push(record);
       return { status: 201, body: { id: state.statuses.length, ...record, created_at: TIMESTAMP } };
@@ -372,7 +383,8 @@ export function githubRepoDouble(double: ApiDouble, options: GitHubRepoDoubleOpt
       const issueNumber = Number(/\/issues\/(\d+)\/comments/.exec(path)![1]);
       const text = (body as { body?: unknown }).body;
       if (typeof text !== 'string' || text === '') return { status: 422, body: { message: 'Validation Failed' } };
-      if (text.length > 65_536) return { status: 422, body: { message: 'Validation Failed', errors: [{ message: 'Body is too long (maximum is 65536 characters)' }] } };
+      if (text.length > 65_536)
+        return { status: 422, body: { message: 'Validation Failed', errors: [{ message: 'Body is too long (maximum is 65536 characters)' }] } };
       return { status: 201, body: commentJson(state.addComment(issueNumber, text, botLogin)) };
     },
   });
@@ -386,7 +398,8 @@ export function githubRepoDouble(double: ApiDouble, options: GitHubRepoDoubleOpt
       if (comment === undefined) return notFound;
       const text = (body as { body?: unknown }).body;
       if (typeof text !== 'string' || text === '') return { status: 422, body: { message: 'Validation Failed' } };
-      if (text.length > 65_536) return { status: 422, body: { message: 'Validation Failed', errors: [{ message: 'Body is too long (maximum is 65536 characters)' }] } };
+      if (text.length > 65_536)
+        return { status: 422, body: { message: 'Validation Failed', errors: [{ message: 'Body is too long (maximum is 65536 characters)' }] } };
       comment.body = text;
       return { status: 200, body: commentJson(comment) };
     },
@@ -486,7 +499,14 @@ export interface GitLabProjectDouble {
 }
 
 /** GitLab's commit status events and the states they move to, for the "Cannot transition" answer. */
-const GITLAB_EVENT_FOR_STATE: Record<string, string> = { pending: 'enqueue', running: 'run', success: 'succeed', failed: 'drop', canceled: 'cancel', skipped: 'skip' };
+const GITLAB_EVENT_FOR_STATE: Record<string, string> = {
+  pending: 'enqueue',
+  running: 'run',
+  success: 'succeed',
+  failed: 'drop',
+  canceled: 'cancel',
+  skipped: 'skip',
+};
 
 export function gitlabProjectDouble(double: ApiDouble, options: GitLabProjectDoubleOptions): GitLabProjectDouble {
   const projectId = options.projectId ?? 42;
@@ -550,7 +570,12 @@ export function gitlabProjectDouble(double: ApiDouble, options: GitLabProjectDou
       const previous = state.statuses.findLast((s) => s.sha === sha && s.name === name);
       // GitLab updates an unfinished status in place; moving it to the state it already has is refused.
       if (previous !== undefined && (previous.state === 'pending' || previous.state === 'running') && previous.state === newState) {
-        return { status: 400, body: { message: `Cannot transition status via :${GITLAB_EVENT_FOR_STATE[newState]} from :${previous.state} (Reasons(s): Status cannot transition via "${GITLAB_EVENT_FOR_STATE[newState]}")` } };
+        return {
+          status: 400,
+          body: {
+            message: `Cannot transition status via :${GITLAB_EVENT_FOR_STATE[newState]} from :${previous.state} (Reasons(s): Status cannot transition via "${GITLAB_EVENT_FOR_STATE[newState]}")`,
+          },
+        };
       }
       const record: GitLabStatusRecord = { sha, state: newState, name };
       if (typeof b.description === 'string') record.description = b.description;
@@ -559,7 +584,10 @@ export function gitlabProjectDouble(double: ApiDouble, options: GitLabProjectDou
         return { status: 400, body: { message: { description: ['is too long (maximum is 255 characters)'] } } };
       }
       state.statuses.push(record);
-      return { status: 201, body: { id: state.statuses.length, sha, status: newState, name, description: record.description ?? null, target_url: record.target_url ?? null } };
+      return {
+        status: 201,
+        body: { id: state.statuses.length, sha, status: newState, name, description: record.description ?? null, target_url: record.target_url ?? null },
+      };
     },
   });
   double.expect({

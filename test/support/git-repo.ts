@@ -22,7 +22,17 @@ export async function createGitRepo(t: TestContext | { after: (fn: () => Promise
   t.after(() => rm(root, { recursive: true, force: true }));
   const bare = join(root, 'origin.git');
   const work = join(root, 'work');
-  const git = (cwd: string, ...args: string[]) => run('git', args, { cwd, env: { ...process.env, GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.org', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.org' } });
+  const git = (cwd: string, ...args: string[]) =>
+    run('git', args, {
+      cwd,
+      env: {
+        ...process.env,
+        GIT_AUTHOR_NAME: 'Test',
+        GIT_AUTHOR_EMAIL: 'test@example.org',
+        GIT_COMMITTER_NAME: 'Test',
+        GIT_COMMITTER_EMAIL: 'test@example.org',
+      },
+    });
   await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', bare]);
   await run('git', ['init', '--quiet', '--initial-branch=main', work]);
   await git(work, 'remote', 'add', 'origin', bare);
@@ -32,7 +42,10 @@ export async function createGitRepo(t: TestContext | { after: (fn: () => Promise
     async commit(files, options = {}) {
       const branch = options.branch ?? 'main';
       if (branch !== current) {
-        const exists = await git(work, 'rev-parse', '--verify', '--quiet', `refs/heads/${branch}`).then(() => true, () => false);
+        const exists = await git(work, 'rev-parse', '--verify', '--quiet', `refs/heads/${branch}`).then(
+          () => true,
+          () => false,
+        );
         if (exists) await git(work, 'checkout', '--quiet', branch);
         else await git(work, 'checkout', '--quiet', '-b', branch, ...(options.from ? [options.from] : []));
         current = branch;

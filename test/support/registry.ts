@@ -41,9 +41,7 @@ const START_TIMEOUT_MS = 15_000;
  */
 export async function startRegistry(t: TestContext, options: StartRegistryOptions = {}): Promise<TestRegistry> {
   if (!existsSync(REGISTRY_BINARY)) {
-    throw new Error(
-      `${REGISTRY_BINARY} is missing: install the Debian package docker-registry (apt-get install docker-registry; scripts/with-deps does it)`,
-    );
+    throw new Error(`${REGISTRY_BINARY} is missing: install the Debian package docker-registry (apt-get install docker-registry; scripts/with-deps does it)`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'ducc-test-registry-'));
   const storageDir = join(dir, 'storage');
@@ -122,7 +120,7 @@ async function launch(dir: string, storageDir: string, options: StartRegistryOpt
   } catch (error) {
     await stopProcess(child, exited, () => running);
     if (/address already in use/i.test(output)) throw new PortInUseError(`port ${port} taken`);
-    throw new Error(`docker-registry did not start: ${(error as Error).message}\n${output}`);
+    throw new Error(`docker-registry did not start: ${(error as Error).message}\n${output}`, { cause: error });
   }
   return { host, url: `http://${host}`, storageDir, stop };
 }
@@ -219,8 +217,7 @@ export function bcryptHash(password: string, cost = 5, salt: Buffer = randomByte
   const P = init.slice(0, 18);
   const S = init.slice(18);
 
-  const F = (x: number): number =>
-    ((((S[x >>> 24]! + S[256 + ((x >>> 16) & 0xff)]!) | 0) ^ S[512 + ((x >>> 8) & 0xff)]!) + S[768 + (x & 0xff)]!) | 0;
+  const F = (x: number): number => ((((S[x >>> 24]! + S[256 + ((x >>> 16) & 0xff)]!) | 0) ^ S[512 + ((x >>> 8) & 0xff)]!) + S[768 + (x & 0xff)]!) | 0;
   const block = new Uint32Array(2);
   const encipher = () => {
     let l = block[0]!;

@@ -28,7 +28,14 @@ export async function snapshotTree(root: string, options: { ignore?: (path: stri
         await visit(child);
       }
     } else if (stat.isFile()) {
-      result.set(rel, { type: 'file', ...base, size: stat.size, sha256: createHash('sha256').update(await readFile(path)).digest('hex') });
+      result.set(rel, {
+        type: 'file',
+        ...base,
+        size: stat.size,
+        sha256: createHash('sha256')
+          .update(await readFile(path))
+          .digest('hex'),
+      });
     } else if (stat.isSymbolicLink()) {
       result.set(rel, { type: 'symlink', ...base, mode: '', target: await readlink(path) });
     } else {

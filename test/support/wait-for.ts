@@ -12,7 +12,12 @@ export async function waitFor(
   const deadline = Date.now() + timeoutMs;
   const detail = () => (options.detail ? `\n${options.detail()}` : '');
   for (;;) {
-    if (await Promise.resolve().then(condition).catch(() => false)) return;
+    if (
+      await Promise.resolve()
+        .then(condition)
+        .catch(() => false)
+    )
+      return;
     const abort = options.abortIf?.();
     if (abort !== undefined) throw new Error(`${abort} before ${what}${detail()}`);
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail()}`);

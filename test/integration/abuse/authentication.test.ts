@@ -7,7 +7,18 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { githubPush } from '../../support/bot-harness.ts';
-import { abuseConfig, assertNoSecrets, distributionPush, githubSignature, postGitHub, postGitLab, postRegistry, rawPost, SECRETS, startAbuseBot } from './support.ts';
+import {
+  abuseConfig,
+  assertNoSecrets,
+  distributionPush,
+  githubSignature,
+  postGitHub,
+  postGitLab,
+  postRegistry,
+  rawPost,
+  SECRETS,
+  startAbuseBot,
+} from './support.ts';
 
 const SHA = 'a'.repeat(40);
 
@@ -53,7 +64,14 @@ it('GitHub: missing, malformed, wrong-length and wrong-algorithm signatures are 
 
 it('GitLab: wrong, missing, empty, overlong and misplaced tokens are 401 and never reach the intake', async (t) => {
   const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{ forge: 'gitlab' }]));
-  const payload = { object_kind: 'push', ref: 'refs/heads/unwatched', before: '0'.repeat(40), after: SHA, project: { id: 42, path_with_namespace: 'unpacked/sync' }, commits: [] };
+  const payload = {
+    object_kind: 'push',
+    ref: 'refs/heads/unwatched',
+    before: '0'.repeat(40),
+    after: SHA,
+    project: { id: 42, path_with_namespace: 'unpacked/sync' },
+    commits: [],
+  };
   const token = SECRETS.gitlabWebhook;
   const cases: [string, Record<string, string | null>][] = [
     ['missing', { 'x-gitlab-token': null }],
@@ -86,7 +104,8 @@ it('registry hooks: wrong or misplaced secrets are 401 (404 for the wrong URL sh
   const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{}]));
   const envelope = { events: [distributionPush({ repository: 'sci/nothing', tag: '1' })] };
   const hub = { push_data: { tag: '1', pusher: 'x' }, repository: { repo_name: 'sci/nothing', namespace: 'sci', name: 'nothing' } };
-  const post = (path: string, body: unknown, authorization?: string | null) => postRegistry(bot, body, { path, ...(authorization === undefined ? {} : { authorization }) });
+  const post = (path: string, body: unknown, authorization?: string | null) =>
+    postRegistry(bot, body, { path, ...(authorization === undefined ? {} : { authorization }) });
 
   for (const [name, authorization] of [
     ['missing', null],

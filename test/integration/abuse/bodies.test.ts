@@ -34,7 +34,12 @@ it('a declared Content-Length of 30 MiB is refused at once (413; GitLab: 200 ign
     ['GitLab', '/hooks/gitlab', { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': SECRETS.gitlabWebhook }, 200],
   ];
   for (const [name, path, headers, status] of cases) {
-    const result = await rawPost(bot.port, path, { 'content-type': 'application/json', 'content-length': length, ...headers }, stalledAfter(Buffer.from('{"a":')));
+    const result = await rawPost(
+      bot.port,
+      path,
+      { 'content-type': 'application/json', 'content-length': length, ...headers },
+      stalledAfter(Buffer.from('{"a":')),
+    );
     assert.equal(result.status, status, name);
     assert.match(result.body, /larger than 26214400 bytes/, name);
     assert.ok(result.answeredAfterMs < 1000, `${name}: answered after ${result.answeredAfterMs} ms`);
@@ -62,7 +67,9 @@ it('a chunked body that goes on past 25 MiB gets 413 and a closed connection, wi
       peak = Math.max(peak, now.arrayBuffers + now.heapUsed - baseline.arrayBuffers - baseline.heapUsed);
     }, 5);
     // A sender that stops once it has an answer, as HTTP clients do; the server closes when it goes quiet.
-    const result = await rawPost(bot.port, path, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers }, endless, { stopOnAnswer: true });
+    const result = await rawPost(bot.port, path, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers }, endless, {
+      stopOnAnswer: true,
+    });
     clearInterval(sampler);
     assert.equal(result.status, 413, name);
     assert.notEqual(result.closedAfterMs, undefined, `${name}: the server closed the connection`);
@@ -75,7 +82,10 @@ it('a chunked body that goes on past 25 MiB gets 413 and a closed connection, wi
     const result = await rawPost(bot.port, path, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers }, endless);
     assert.equal(result.status, 413, `${name}, sender ignoring the answer`);
     assert.notEqual(result.closedAfterMs, undefined, `${name}, sender ignoring the answer: connection closed`);
-    assert.ok(result.closedAfterMs! - result.answeredAfterMs < LINGER_MAX_MS + 1000, `${name}: cut off ${result.closedAfterMs! - result.answeredAfterMs} ms after the answer`);
+    assert.ok(
+      result.closedAfterMs! - result.answeredAfterMs < LINGER_MAX_MS + 1000,
+      `${name}: cut off ${result.closedAfterMs! - result.answeredAfterMs} ms after the answer`,
+    );
   }
   assert.deepEqual(bot.accepted, []);
   // The server still works.
@@ -86,7 +96,12 @@ it('the body bytes held by all requests together are capped: past the cap a requ
   const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{}]));
   process.env[BODIES_LIMIT_VARIABLE] = '4MiB';
   t.after(() => delete process.env[BODIES_LIMIT_VARIABLE]);
-  const headers = { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-github-event': 'push', 'x-hub-signature-256': WELL_FORMED_SIGNATURE };
+  const headers = {
+    'content-type': 'application/json',
+    'transfer-encoding': 'chunked',
+    'x-github-event': 'push',
+    'x-hub-signature-256': WELL_FORMED_SIGNATURE,
+  };
   const chunk = Buffer.alloc(256 * 1024, 0x61);
   // A sender of a wrongly signed body that pauses after 3 MiB: the server must hold it to check it.
   let resume!: () => void;

@@ -47,12 +47,18 @@ it('/reconvert is refused without write access, on forks and when the permission
     owner: 'cern',
     repo: 'wishlist',
     permissions: { mallory: 'read', alice: 'write' },
-    pulls: [{ number: 5, headSha: sha }, { number: 6, headSha: sha, fromFork: true }],
+    pulls: [
+      { number: 5, headSha: sha },
+      { number: 6, headSha: sha, fromFork: true },
+    ],
   });
   const gitlab = gitlabProjectDouble(api, {
     project: 'unpacked/sync',
     members: { 11: 30, 12: 20 },
-    mergeRequests: [{ iid: 7, sha }, { iid: 8, sha, fromFork: true }],
+    mergeRequests: [
+      { iid: 7, sha },
+      { iid: 8, sha, fromFork: true },
+    ],
   });
   const bot = await startAbuseBot(t, (root) =>
     abuseConfig(root, [
@@ -82,7 +88,10 @@ it('/reconvert is refused without write access, on forks and when the permission
   assert.equal((await postGitLab(bot, 'Note Hook', gitlabNote(7, 501, { id: 12, username: 'mallory' }, command))).status, 200);
   assert.equal((await postGitLab(bot, 'Note Hook', gitlabNote(8, 502, { id: 11, username: 'alice' }, command))).status, 200);
   assert.equal((await postGitLab(bot, 'Note Hook', gitlabNote(7, 503, { id: 13, username: 'carol' }, command))).status, 200);
-  for (const payload of [gitlabNote(7, 504, { id: 11, username: 'alice' }, command, 'update'), gitlabNote(7, 505, { id: 9000, username: 'ducc-bot' }, command)]) {
+  for (const payload of [
+    gitlabNote(7, 504, { id: 11, username: 'alice' }, command, 'update'),
+    gitlabNote(7, 505, { id: 9000, username: 'ducc-bot' }, command),
+  ]) {
     const reply = await postGitLab(bot, 'Note Hook', payload);
     assert.equal(reply.status, 200);
     assert.equal(reply.body.outcome, 'ignored');
@@ -97,9 +106,18 @@ it('/reconvert is refused without write access, on forks and when the permission
   assert.match(answers.find(([, body]) => body.startsWith('@carol'))![1], /could not be checked \(the GitHub API failed\); nothing was converted/);
   const notes = gitlab.notes.map((n) => n.body);
   assert.equal(notes.length, 3, JSON.stringify(notes));
-  assert.match(notes.find((body) => body.startsWith('@mallory'))!, /needs write access .*nothing was converted/);
-  assert.match(notes.find((body) => body.startsWith('@alice'))!, /forks; nothing was converted/);
-  assert.match(notes.find((body) => body.startsWith('@carol'))!, /could not be checked \(the GitLab API failed\); nothing was converted/);
+  assert.match(
+    notes.find((body) => body.startsWith('@mallory'))!,
+    /needs write access .*nothing was converted/,
+  );
+  assert.match(
+    notes.find((body) => body.startsWith('@alice'))!,
+    /forks; nothing was converted/,
+  );
+  assert.match(
+    notes.find((body) => body.startsWith('@carol'))!,
+    /could not be checked \(the GitLab API failed\); nothing was converted/,
+  );
   await assert.rejects(lstat(published), { code: 'ENOENT' }, 'nothing was converted');
   await assert.rejects(lstat(join(bot.root, 'cvmfs', 'unpacked.example.org', '.layers')), { code: 'ENOENT' });
   const jobs = await bot.queue();

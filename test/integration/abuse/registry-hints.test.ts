@@ -16,7 +16,17 @@ import { githubRepoDouble, startApiDouble } from '../../support/forge-api-double
 import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
 import { startRegistry } from '../../support/registry.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
-import { abuseConfig, distributionPush, postGitHub, postGitLab, postRegistry, recordOutgoingRequests, SECRETS, startAbuseBot, type AbuseBot } from './support.ts';
+import {
+  abuseConfig,
+  distributionPush,
+  postGitHub,
+  postGitLab,
+  postRegistry,
+  recordOutgoingRequests,
+  SECRETS,
+  startAbuseBot,
+  type AbuseBot,
+} from './support.ts';
 
 /** A loopback server that must never be contacted; the test fails (from t.after) if it was. */
 async function startTrap(t: TestContext): Promise<{ host: string; requests: string[] }> {
@@ -45,11 +55,21 @@ it('registry notifications never make the bot fetch from target.url or a host th
   await pushOciLayout(layout, '1', { host: source.host, repository: 'sci/a', tag: '1' });
   const repo = await createGitRepo(t);
   await repo.commit({
-    'recipe.yaml': ['version: 1', 'user: pusher', 'cvmfs_repo: unpacked.example.org', `output_format: 'http://${output.host}/thin/$(image)'`, 'input:', `  - 'http://${source.host}/sci/a:1'`, ''].join('\n'),
+    'recipe.yaml': [
+      'version: 1',
+      'user: pusher',
+      'cvmfs_repo: unpacked.example.org',
+      `output_format: 'http://${output.host}/thin/$(image)'`,
+      'input:',
+      `  - 'http://${source.host}/sci/a:1'`,
+      '',
+    ].join('\n'),
   });
   const api = await startApiDouble(t);
   githubRepoDouble(api, { owner: 'cern', repo: 'wishlist' });
-  const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url }], { convert: { skipThinImage: false, multiArch: false } }));
+  const bot = await startAbuseBot(t, (root) =>
+    abuseConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url }], { convert: { skipThinImage: false, multiArch: false } }),
+  );
   const digest = `sha256:${'c'.repeat(64)}`;
 
   // The wish's own repository and tag, but target.url points at the trap: converted from the wish list's registry.
@@ -63,11 +83,38 @@ it('registry notifications never make the bot fetch from target.url or a host th
 
   // Hosts that no wish names: cloud metadata, the trap, Harbor and Quay payloads naming them.
   const hints: [string, unknown][] = [
-    ['/hooks/registry/distribution/local', { events: [distributionPush({ repository: 'sci/a', tag: '1', url: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' }, { host: '169.254.169.254' })] }],
-    ['/hooks/registry/distribution/local', { events: [distributionPush({ repository: 'sci/a', tag: '1', url: `http://${trap.host}/v2/sci/a/manifests/1` }, { host: trap.host })] }],
-    ['/hooks/registry/harbor/harbor', { type: 'PUSH_ARTIFACT', occur_at: 1, operator: 'x', event_data: { resources: [{ digest, tag: '1', resource_url: `${trap.host}/sci/a:1` }], repository: { name: 'a', namespace: 'sci' } } }],
-    ['/hooks/registry/harbor/harbor', { type: 'PUSH_ARTIFACT', occur_at: 2, operator: 'x', event_data: { resources: [{ digest, tag: '1', resource_url: '169.254.169.254/sci/a:1' }] } }],
-    [`/hooks/registry/quay/quay/${SECRETS.registryPath}`, { repository: 'sci/a', docker_url: `${trap.host}/sci/a`, updated_tags: ['1'], homepage: `http://${trap.host}/` }],
+    [
+      '/hooks/registry/distribution/local',
+      {
+        events: [
+          distributionPush(
+            { repository: 'sci/a', tag: '1', url: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' },
+            { host: '169.254.169.254' },
+          ),
+        ],
+      },
+    ],
+    [
+      '/hooks/registry/distribution/local',
+      { events: [distributionPush({ repository: 'sci/a', tag: '1', url: `http://${trap.host}/v2/sci/a/manifests/1` }, { host: trap.host })] },
+    ],
+    [
+      '/hooks/registry/harbor/harbor',
+      {
+        type: 'PUSH_ARTIFACT',
+        occur_at: 1,
+        operator: 'x',
+        event_data: { resources: [{ digest, tag: '1', resource_url: `${trap.host}/sci/a:1` }], repository: { name: 'a', namespace: 'sci' } },
+      },
+    ],
+    [
+      '/hooks/registry/harbor/harbor',
+      { type: 'PUSH_ARTIFACT', occur_at: 2, operator: 'x', event_data: { resources: [{ digest, tag: '1', resource_url: '169.254.169.254/sci/a:1' }] } },
+    ],
+    [
+      `/hooks/registry/quay/quay/${SECRETS.registryPath}`,
+      { repository: 'sci/a', docker_url: `${trap.host}/sci/a`, updated_tags: ['1'], homepage: `http://${trap.host}/` },
+    ],
   ];
   for (const [path, body] of hints) {
     const reply = await postRegistry(bot, body, { path, ...(path.includes('/quay/') ? { authorization: null } : {}) });
@@ -75,8 +122,14 @@ it('registry notifications never make the bot fetch from target.url or a host th
   }
   await bot.running.worker.onIdle();
 
-  assert.ok(outgoing.some((url) => url.includes(source.host)), 'outgoing requests are recorded');
-  assert.ok(outgoing.some((url) => url.includes(output.host)), 'the thin image was pushed');
+  assert.ok(
+    outgoing.some((url) => url.includes(source.host)),
+    'outgoing requests are recorded',
+  );
+  assert.ok(
+    outgoing.some((url) => url.includes(output.host)),
+    'the thin image was pushed',
+  );
   const forbidden = outgoing.filter((url) => url.includes('169.254.169.254') || url.includes(trap.host));
   assert.deepEqual(forbidden, []);
   const queue = await bot.queue();
@@ -94,7 +147,18 @@ it('repository, tag and host names that would form paths outside the repository 
     assert.equal(answer.status, 200, name);
     assert.equal(answer.body.outcome, 'ignored', name);
   };
-  const repositories = ['../../etc/passwd', 'sci/../../etc', 'sci/..%2F..%2Fetc', '..%2F..%2Fetc', '%2e%2e/%2e%2e/etc', '/etc/passwd', 'sci/a/', 'sci//a', 'sci/./a', 'sci\\..\\a'];
+  const repositories = [
+    '../../etc/passwd',
+    'sci/../../etc',
+    'sci/..%2F..%2Fetc',
+    '..%2F..%2Fetc',
+    '%2e%2e/%2e%2e/etc',
+    '/etc/passwd',
+    'sci/a/',
+    'sci//a',
+    'sci/./a',
+    'sci\\..\\a',
+  ];
   for (const repository of repositories) {
     await ignored(postRegistry(bot, { events: [distributionPush({ repository, tag: '1' })] }), `repository ${repository}`);
   }
@@ -104,21 +168,63 @@ it('repository, tag and host names that would form paths outside the repository 
   for (const host of ['../..', 'registry.example.org/../..', '/abs', '..%2F..']) {
     await ignored(postRegistry(bot, { events: [distributionPush({ repository: 'sci/a', tag: '1' }, { host })] }), `host ${host}`);
   }
-  for (const url of ['registry.example.org/../../etc:1', 'registry.example.org/%2e%2e/etc:1', '/etc/passwd:1', 'registry.example.org/sci/a:../x', '../registry/sci/a:1']) {
+  for (const url of [
+    'registry.example.org/../../etc:1',
+    'registry.example.org/%2e%2e/etc:1',
+    '/etc/passwd:1',
+    'registry.example.org/sci/a:../x',
+    '../registry/sci/a:1',
+  ]) {
     const body = { type: 'PUSH_ARTIFACT', event_data: { resources: [{ tag: '1', resource_url: url }] } };
     await ignored(postRegistry(bot, body, { path: '/hooks/registry/harbor/harbor' }), `Harbor ${url}`);
   }
-  await ignored(postRegistry(bot, { docker_url: 'quay.io/../../etc', updated_tags: ['1'] }, { path: `/hooks/registry/quay/quay/${SECRETS.registryPath}`, authorization: null }), 'Quay docker_url');
-  await ignored(postRegistry(bot, { docker_url: 'quay.io/sci/a', updated_tags: ['../x', '..'] }, { path: `/hooks/registry/quay/quay/${SECRETS.registryPath}`, authorization: null }), 'Quay tags');
-  await ignored(postRegistry(bot, { push_data: { tag: '1' }, repository: { repo_name: '../../etc' } }, { path: `/hooks/registry/dockerhub/hub/${SECRETS.registryPath}`, authorization: null }), 'Docker Hub repo_name');
-  await ignored(postRegistry(bot, { push_data: { tag: '../x' }, repository: { repo_name: 'sci/a' } }, { path: `/hooks/registry/dockerhub/hub/${SECRETS.registryPath}`, authorization: null }), 'Docker Hub tag');
+  await ignored(
+    postRegistry(
+      bot,
+      { docker_url: 'quay.io/../../etc', updated_tags: ['1'] },
+      { path: `/hooks/registry/quay/quay/${SECRETS.registryPath}`, authorization: null },
+    ),
+    'Quay docker_url',
+  );
+  await ignored(
+    postRegistry(
+      bot,
+      { docker_url: 'quay.io/sci/a', updated_tags: ['../x', '..'] },
+      { path: `/hooks/registry/quay/quay/${SECRETS.registryPath}`, authorization: null },
+    ),
+    'Quay tags',
+  );
+  await ignored(
+    postRegistry(
+      bot,
+      { push_data: { tag: '1' }, repository: { repo_name: '../../etc' } },
+      { path: `/hooks/registry/dockerhub/hub/${SECRETS.registryPath}`, authorization: null },
+    ),
+    'Docker Hub repo_name',
+  );
+  await ignored(
+    postRegistry(
+      bot,
+      { push_data: { tag: '../x' }, repository: { repo_name: 'sci/a' } },
+      { path: `/hooks/registry/dockerhub/hub/${SECRETS.registryPath}`, authorization: null },
+    ),
+    'Docker Hub tag',
+  );
   assertNoRegistryEvent(bot);
   // Forge payloads naming projects and branches: matched against the configuration, never used as
   // paths; nothing configured matches, so nothing is queued.
-  await ignored(postGitHub(bot, 'push', { ...githubPush('cern/wishlist', 'main', 'd'.repeat(40)), repository: { id: 1, full_name: '../..' } }), 'GitHub full_name');
+  await ignored(
+    postGitHub(bot, 'push', { ...githubPush('cern/wishlist', 'main', 'd'.repeat(40)), repository: { id: 1, full_name: '../..' } }),
+    'GitHub full_name',
+  );
   await ignored(postGitHub(bot, 'push', githubPush('cern/wishlist', '../../main', 'd'.repeat(40))), 'GitHub branch');
   await ignored(
-    postGitLab(bot, 'Push Hook', { object_kind: 'push', ref: 'refs/heads/main', after: 'd'.repeat(40), project: { id: 1, path_with_namespace: 'unpacked/../../sync' } }),
+    postGitLab(bot, 'Push Hook', {
+      object_kind: 'push',
+      ref: 'refs/heads/main',
+      after: 'd'.repeat(40),
+      project: { id: 1, path_with_namespace: 'unpacked/../../sync' },
+    }),
     'GitLab path_with_namespace',
   );
   // Hook names are looked up, never used as paths.

@@ -56,14 +56,27 @@ it('replays: the same delivery id is processed once; the same comment through ne
     merge_request: { iid: 7 },
   };
   const noteReplies = await Promise.all(
-    Array.from({ length: 3 }, (_, i) => postGitLab(bot, 'Note Hook', note, { headers: { 'idempotency-key': randomUUID(), 'x-gitlab-event-uuid': `uuid-${i}` } })),
+    Array.from({ length: 3 }, (_, i) =>
+      postGitLab(bot, 'Note Hook', note, { headers: { 'idempotency-key': randomUUID(), 'x-gitlab-event-uuid': `uuid-${i}` } }),
+    ),
   );
   assert.equal(noteReplies.filter((r) => r.body.outcome === 'queued').length, 1);
   await bot.running.worker.onIdle();
 
-  assert.deepEqual(github.statuses.map((s) => s.state), ['pending', 'success'], 'the push was published once');
-  assert.deepEqual(github.comments.map((c) => c.body), ['@alice nothing to reconvert.'], 'one command, one answer');
-  assert.deepEqual(gitlab.notes.map((n) => n.body), ['@alice nothing to reconvert.']);
+  assert.deepEqual(
+    github.statuses.map((s) => s.state),
+    ['pending', 'success'],
+    'the push was published once',
+  );
+  assert.deepEqual(
+    github.comments.map((c) => c.body),
+    ['@alice nothing to reconvert.'],
+    'one command, one answer',
+  );
+  assert.deepEqual(
+    gitlab.notes.map((n) => n.body),
+    ['@alice nothing to reconvert.'],
+  );
   assert.deepEqual(await bot.queue(), { queued: 0, running: 0, done: 3, failed: 0 });
   assertNoSecrets(JSON.stringify([github.statuses, github.comments, gitlab.statuses, gitlab.notes]), 'statuses and comments');
 });

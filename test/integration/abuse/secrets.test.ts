@@ -26,11 +26,21 @@ it('a thin push refused for a wrong password names no password in statuses, repo
   await pushOciLayout(layout, '1', { host: source.host, repository: 'sci/a', tag: '1' });
   const repo = await createGitRepo(t);
   const sha = await repo.commit({
-    'recipe.yaml': ['version: 1', 'user: pusher', 'cvmfs_repo: unpacked.example.org', `output_format: 'http://${output.host}/thin/$(image)'`, 'input:', `  - 'http://${source.host}/sci/a:1'`, ''].join('\n'),
+    'recipe.yaml': [
+      'version: 1',
+      'user: pusher',
+      'cvmfs_repo: unpacked.example.org',
+      `output_format: 'http://${output.host}/thin/$(image)'`,
+      'input:',
+      `  - 'http://${source.host}/sci/a:1'`,
+      '',
+    ].join('\n'),
   });
   const api = await startApiDouble(t);
   const github = githubRepoDouble(api, { owner: 'cern', repo: 'wishlist', pulls: [{ number: 3, headSha: sha, state: 'merged', mergeCommitSha: sha }] });
-  const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url }], { convert: { skipThinImage: false, multiArch: false } }));
+  const bot = await startAbuseBot(t, (root) =>
+    abuseConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url }], { convert: { skipThinImage: false, multiArch: false } }),
+  );
 
   assert.equal((await postGitHub(bot, 'push', githubPush('cern/wishlist', 'main', sha))).status, 202);
   await bot.running.worker.onIdle();

@@ -94,18 +94,20 @@ export async function startAbuseBot(
   });
   const logger = createLogger({ stream, human: false, level: 'trace' });
   const logs = () => lines.join('');
-  let running: RunningServer | undefined;
+  // Set once the server runs; the cleanup is registered first so that it runs whatever happens.
+  const started: { running?: RunningServer } = {};
   t.after(async () => {
     try {
-      running?.server.closeAllConnections();
-      await running?.stop(5000);
+      started.running?.server.closeAllConnections();
+      await started.running?.stop(5000);
     } finally {
       await rm(root, { recursive: true, force: true, maxRetries: 3 });
     }
     assertNoSecrets(logs(), 'the bot log');
   });
-  running = await startServer(config(root), { ...ABUSE_ENV, ...options.env }, logger, 'test', options.timeouts ? { timeouts: options.timeouts } : {});
+  const running = await startServer(config(root), { ...ABUSE_ENV, ...options.env }, logger, 'test', options.timeouts ? { timeouts: options.timeouts } : {});
   const accepted: Delivery[] = [];
+  started.running = running;
   const bot = running.bot;
   const accept = bot.accept.bind(bot);
   bot.accept = (delivery) => {
@@ -201,7 +203,10 @@ function present(headers: Record<string, string | null>): Record<string, string>
 }
 
 /** One CNCF distribution push event. */
-export function distributionPush(target: Record<string, unknown>, request: Record<string, unknown> = { host: 'registry.example.org' }): Record<string, unknown> {
+export function distributionPush(
+  target: Record<string, unknown>,
+  request: Record<string, unknown> = { host: 'registry.example.org' },
+): Record<string, unknown> {
   return {
     id: randomUUID(),
     timestamp: '2025-01-01T00:00:00Z',

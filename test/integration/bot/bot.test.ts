@@ -9,7 +9,17 @@ import { createGitRepo } from '../../support/git-repo.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 import { waitFor } from '../../support/wait-for.ts';
 import { startApiDouble, githubRepoDouble, gitlabProjectDouble } from '../../support/forge-api-double.ts';
-import { botConfig, githubComment, githubPush, gitlabMergeRequest, gitlabPush, postGitHub, postGitLab, startTestBot, REGISTRY_SECRET } from '../../support/bot-harness.ts';
+import {
+  botConfig,
+  githubComment,
+  githubPush,
+  gitlabMergeRequest,
+  gitlabPush,
+  postGitHub,
+  postGitLab,
+  startTestBot,
+  REGISTRY_SECRET,
+} from '../../support/bot-harness.ts';
 
 /** Pushes a small distinct image to the test registry. */
 async function pushImage(t: TestContext, registry: TestRegistry, repository: string, tag: string, content: string): Promise<void> {
@@ -19,7 +29,9 @@ async function pushImage(t: TestContext, registry: TestRegistry, repository: str
 }
 
 function wishlist(registry: TestRegistry, images: string[]): string {
-  return ['version: 1', 'user: pusher', 'cvmfs_repo: unpacked.example.org', 'input:', ...images.map((i) => `  - 'http://${registry.host}/${i}'`), ''].join('\n');
+  return ['version: 1', 'user: pusher', 'cvmfs_repo: unpacked.example.org', 'input:', ...images.map((i) => `  - 'http://${registry.host}/${i}'`), ''].join(
+    '\n',
+  );
 }
 
 describe('ducc serve', () => {
@@ -39,7 +51,10 @@ describe('ducc serve', () => {
     await bot.worker.onIdle();
 
     const mine = github.statuses.filter((s) => s.sha === sha);
-    assert.deepEqual(mine.map((s) => s.state), ['pending', 'success']);
+    assert.deepEqual(
+      mine.map((s) => s.state),
+      ['pending', 'success'],
+    );
     assert.equal(mine[1]!.context, 'ducc-gitops/publish');
     assert.match(mine[1]!.description ?? '', /^2 converted, 0 up to date, 0 failed$/);
     const repoRoot = join(bot.root, 'cvmfs', 'unpacked.example.org');
@@ -70,7 +85,10 @@ describe('ducc serve', () => {
     await postGitLab(bot, 'Push Hook', gitlabPush('unpacked/sync', 'main', second));
     await bot.worker.onIdle();
 
-    assert.deepEqual(gitlab.statuses.filter((s) => s.sha === first).map((s) => s.state), ['running', 'success']);
+    assert.deepEqual(
+      gitlab.statuses.filter((s) => s.sha === first).map((s) => s.state),
+      ['running', 'success'],
+    );
     const last = gitlab.statuses.filter((s) => s.sha === second).at(-1)!;
     assert.equal(last.state, 'success');
     assert.match(last.description ?? '', /0 converted, 1 up to date, 1 removed, 0 failed/);
@@ -90,7 +108,10 @@ describe('ducc serve', () => {
     const bad = await repo.commit({ 'recipe.yaml': wishlist(registry, ['sci/base:1', 'sci/good:1', 'sci/missing:1']) }, { branch: 'feature-7', from: 'main' });
     await repo.pushChangeRequestRef('refs/merge-requests/7/head', bad);
     const api = await startApiDouble(t);
-    const gitlab = gitlabProjectDouble(api, { project: 'unpacked/sync', mergeRequests: [{ iid: 7, sha: bad, sourceBranch: 'feature-7', targetBranch: 'main' }] });
+    const gitlab = gitlabProjectDouble(api, {
+      project: 'unpacked/sync',
+      mergeRequests: [{ iid: 7, sha: bad, sourceBranch: 'feature-7', targetBranch: 'main' }],
+    });
     const bot = await startTestBot(t, (root) => botConfig(root, [{ forge: 'gitlab', project: 'unpacked/sync', apiUrl: api.url, cloneUrl: repo.url }]));
 
     await postGitLab(bot, 'Merge Request Hook', gitlabMergeRequest('unpacked/sync', 7, 'open', bad));
@@ -160,13 +181,21 @@ describe('ducc serve', () => {
     const api = await startApiDouble(t);
     githubRepoDouble(api, { owner: 'cern', repo: 'wishlist', botLogin: 'ducc-bot' });
     const repo = await createGitRepo(t);
-    let botUrl = '';
     // The registry posts its real notifications to the bot; the bot starts first so its port is known.
     const bot = await startTestBot(t, (root) => botConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url }]));
-    botUrl = bot.url;
+    const botUrl = bot.url;
     const registry = await startRegistry(t, {
       notifications: {
-        endpoints: [{ name: 'ducc', url: `${botUrl}/hooks/registry/distribution/local`, headers: { Authorization: [`Bearer ${REGISTRY_SECRET}`] }, timeout: '2s', threshold: 3, backoff: '100ms' }],
+        endpoints: [
+          {
+            name: 'ducc',
+            url: `${botUrl}/hooks/registry/distribution/local`,
+            headers: { Authorization: [`Bearer ${REGISTRY_SECRET}`] },
+            timeout: '2s',
+            threshold: 3,
+            backoff: '100ms',
+          },
+        ],
       },
     });
     await pushImage(t, registry, 'sci/moving', 'latest', 'v1');
@@ -178,7 +207,11 @@ describe('ducc serve', () => {
     const stillBefore = await lstat(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/still:1'));
 
     await pushImage(t, registry, 'sci/moving', 'latest', 'v2');
-    await waitFor(async () => (await readlink(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/moving:latest'))) !== linkBefore, 20_000, 'the public symlink to move after the registry push');
+    await waitFor(
+      async () => (await readlink(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/moving:latest'))) !== linkBefore,
+      20_000,
+      'the public symlink to move after the registry push',
+    );
     await bot.worker.onIdle();
 
     const stillAfter = await lstat(join(bot.root, 'cvmfs/unpacked.example.org', registry.host, 'sci/still:1'));

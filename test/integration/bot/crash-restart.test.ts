@@ -40,7 +40,9 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
       publisher: { kind: 'directory', root: join(root, 'cvmfs') },
       reconcileMinutes: 0,
       convert: { skipThinImage: true },
-      wishlists: [{ name: 'unpacked', forge: 'github', apiUrl: api.url, project: 'cern/wishlist', cloneUrl: repo.url, tokenEnv: 'TEST_FORGE_TOKEN', botUser: 'ducc-bot' }],
+      wishlists: [
+        { name: 'unpacked', forge: 'github', apiUrl: api.url, project: 'cern/wishlist', cloneUrl: repo.url, tokenEnv: 'TEST_FORGE_TOKEN', botUser: 'ducc-bot' },
+      ],
     }),
   );
   const children: ChildProcess[] = [];

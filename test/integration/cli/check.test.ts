@@ -55,22 +55,45 @@ describe('ducc check', () => {
   it('exits 1 with file:line:col errors for a bad reference and a missing image, and still checks the rest', async (t) => {
     const dir = await tempDir(t);
     const file = join(dir, 'wishlist.yaml');
-    await writeFile(file, wishlistYaml(REPO, ['ubuntu:22.04', `http://${registry.host}/chk/missing:1`, `http://${registry.host}/chk/versions:9.*`, `http://${registry.host}/chk/plain:latest`]));
+    await writeFile(
+      file,
+      wishlistYaml(REPO, [
+        'ubuntu:22.04',
+        `http://${registry.host}/chk/missing:1`,
+        `http://${registry.host}/chk/versions:9.*`,
+        `http://${registry.host}/chk/plain:latest`,
+      ]),
+    );
 
     const result = expectExit(await runCli(['check', file]), 1);
 
     const lines = result.stdout.trim().split('\n');
     assert.equal(lines.length, 4, result.stdout);
-    assert.match(lines.find((l) => l.includes('ubuntu:22.04'))!, new RegExp(`^${escape(file)}:5:5: error: .*https://registry\\.hub\\.docker\\.com/library/ubuntu:22\\.04`));
-    assert.match(lines.find((l) => l.includes('chk/missing'))!, new RegExp(`^${escape(file)}:6:5: error: http://${escape(registry.host)}/chk/missing:1: .*not found`, 'i'));
-    assert.match(lines.find((l) => l.includes('9.*'))!, new RegExp(`^${escape(file)}:7:5: error: .*no tag of ${escape(registry.host)}/chk/versions matches '9\\.\\*'`));
-    assert.equal(lines.find((l) => l.includes('chk/plain')), `${file}:8:5: ok: http://${registry.host}/chk/plain:latest ${plain.digest}`);
+    assert.match(
+      lines.find((l) => l.includes('ubuntu:22.04'))!,
+      new RegExp(`^${escape(file)}:5:5: error: .*https://registry\\.hub\\.docker\\.com/library/ubuntu:22\\.04`),
+    );
+    assert.match(
+      lines.find((l) => l.includes('chk/missing'))!,
+      new RegExp(`^${escape(file)}:6:5: error: http://${escape(registry.host)}/chk/missing:1: .*not found`, 'i'),
+    );
+    assert.match(
+      lines.find((l) => l.includes('9.*'))!,
+      new RegExp(`^${escape(file)}:7:5: error: .*no tag of ${escape(registry.host)}/chk/versions matches '9\\.\\*'`),
+    );
+    assert.equal(
+      lines.find((l) => l.includes('chk/plain')),
+      `${file}:8:5: ok: http://${registry.host}/chk/plain:latest ${plain.digest}`,
+    );
   });
 
   it('exits 1 with the position of a YAML syntax error', async (t) => {
     const dir = await tempDir(t);
     const file = join(dir, 'broken.yaml');
-    await writeFile(file, ['version: 1', 'user: pusher', 'cvmfs_repo: check: example.org', 'input:', `  - 'http://${registry.host}/chk/plain:latest'`, ''].join('\n'));
+    await writeFile(
+      file,
+      ['version: 1', 'user: pusher', 'cvmfs_repo: check: example.org', 'input:', `  - 'http://${registry.host}/chk/plain:latest'`, ''].join('\n'),
+    );
 
     const result = expectExit(await runCli(['check', file]), 1);
 

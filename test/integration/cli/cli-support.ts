@@ -103,4 +103,3 @@ export function layerPath(digest: string): string {
 export function flatPath(configDigest: string): string {
   return `.flat/${hexOf(configDigest).slice(0, 2)}/${hexOf(configDigest)}`;
 }
-

@@ -11,7 +11,22 @@ import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import type { WrittenImage } from '../../support/oci-image.ts';
 import { debianShellEntries } from '../../support/debian-base-layer.ts';
-import { asTestContext, entriesOf, exists, expectExit, FAKE_CVMFS_SERVER, flatPath, hexOf, layerPath, pushImage, runCli, suiteCleanup, tempDir, wishlistYaml, type Cleanup } from './cli-support.ts';
+import {
+  asTestContext,
+  entriesOf,
+  exists,
+  expectExit,
+  FAKE_CVMFS_SERVER,
+  flatPath,
+  hexOf,
+  layerPath,
+  pushImage,
+  runCli,
+  suiteCleanup,
+  tempDir,
+  wishlistYaml,
+  type Cleanup,
+} from './cli-support.ts';
 
 const run = promisify(execFile);
 const REPO = 'cvmfs-cli.example.org';
@@ -58,8 +73,20 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
   before(async () => {
     registry = await startRegistry(asTestContext(suite));
     const base = [...debianShellEntries(), { name: 'etc/', type: 'directory' as const }, { name: 'etc/os-release', content: 'ID=test\n' }];
-    first = await pushImage(suite, registry, 'sci/first', '1.0', [base, [{ name: 'opt/', type: 'directory' }, { name: 'opt/first', content: 'one' }]]);
-    second = await pushImage(suite, registry, 'sci/second', '2.0', [base, [{ name: 'opt/', type: 'directory' }, { name: 'opt/second', content: 'two' }]]);
+    first = await pushImage(suite, registry, 'sci/first', '1.0', [
+      base,
+      [
+        { name: 'opt/', type: 'directory' },
+        { name: 'opt/first', content: 'one' },
+      ],
+    ]);
+    second = await pushImage(suite, registry, 'sci/second', '2.0', [
+      base,
+      [
+        { name: 'opt/', type: 'directory' },
+        { name: 'opt/second', content: 'two' },
+      ],
+    ]);
   });
   after(() => suite.runAll());
 
@@ -83,7 +110,10 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
     assert.ok((await lstat(join(repo, layerPath(first.layerDigests[0]!), 'layerfs/bin/dash'))).isFile());
     const baseOrigin = JSON.parse(await readFile(join(repo, layerPath(first.layerDigests[0]!), '.metadata/origin.json'), 'utf8'));
     assert.deepEqual(baseOrigin, { origin: [first.configDigest, second.configDigest] });
-    for (const [image, name, file] of [[first, 'sci/first:1.0', 'opt/first'], [second, 'sci/second:2.0', 'opt/second']] as const) {
+    for (const [image, name, file] of [
+      [first, 'sci/first:1.0', 'opt/first'],
+      [second, 'sci/second:2.0', 'opt/second'],
+    ] as const) {
       const flat = join(repo, flatPath(image.configDigest));
       assert.ok((await lstat(join(flat, '.cvmfscatalog'))).isFile(), `${name}: flat tree is a nested catalog`);
       assert.ok((await lstat(join(flat, 'bin/dash'))).isFile());
@@ -92,7 +122,10 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
       assert.equal(await readlink(join(repo, registry.host, name)), `../../${flatPath(image.configDigest)}`);
       const manifest = JSON.parse(await readFile(join(repo, '.metadata', registry.host, name, 'manifest.json'), 'utf8'));
       assert.equal(manifest.Config.Digest, image.configDigest);
-      assert.deepEqual(manifest.Layers.map((l: { Digest: string }) => l.Digest), image.layerDigests);
+      assert.deepEqual(
+        manifest.Layers.map((l: { Digest: string }) => l.Digest),
+        image.layerDigests,
+      );
     }
     for (const marker of ['.layers/.cvmfscatalog', '.flat/.cvmfscatalog']) assert.ok(await exists(join(repo, marker)), marker);
 
@@ -101,7 +134,10 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
     const ingests = calls.filter((line) => line.startsWith('ingest '));
     assert.deepEqual(
       ingests.slice().sort(),
-      [...layers.map((d) => `ingest --catalog -t - -b ${layerPath(d)}/layerfs -k ${REPO}`), ...[first, second].map((i) => `ingest --catalog -t - -b ${flatPath(i.configDigest)} -k ${REPO}`)].sort(),
+      [
+        ...layers.map((d) => `ingest --catalog -t - -b ${layerPath(d)}/layerfs -k ${REPO}`),
+        ...[first, second].map((i) => `ingest --catalog -t - -b ${flatPath(i.configDigest)} -k ${REPO}`),
+      ].sort(),
     );
     for (let i = 0; i < calls.length; i++) {
       if (calls[i] === `transaction ${REPO}`) assert.equal(calls[i + 1], `publish ${REPO}`, `call ${i + 1} after transaction: ${calls.join(' | ')}`);
@@ -129,7 +165,8 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
     const forced = expectExit(await runCli(['convert', wishlist, '--config', s0.config, '--skip-thin-image', '-g', '-f'], { env: s0.env }), 0);
     assert.match(forced.stdout, /^2 converted, 0 up to date, 0 failed$/m);
     const forcedCalls = (await s0.invocations()).slice(beforeForce);
-    for (const digest of layers) assert.ok(forcedCalls.includes(`ingest --catalog -t - -b ${layerPath(digest)}/layerfs -k ${REPO}`), `${digest} not ingested again`);
+    for (const digest of layers)
+      assert.ok(forcedCalls.includes(`ingest --catalog -t - -b ${layerPath(digest)}/layerfs -k ${REPO}`), `${digest} not ingested again`);
     assert.ok(!forcedCalls.some((line) => line.startsWith('ingest --catalog -t - -b .flat/')), 'flat trees are kept');
     const origin = JSON.parse(await readFile(join(repo, layerPath(first.layerDigests[0]!), '.metadata/origin.json'), 'utf8')) as { origin: string[] };
     assert.deepEqual(new Set(origin.origin), new Set([first.configDigest, second.configDigest]));
@@ -141,13 +178,18 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
     const wishlist = join(s0.dir, 'wishlist.yaml');
     await writeFile(wishlist, wishlistYaml(REPO, [`http://${registry.host}/sci/first:1.0`]));
 
-    const result = expectExit(await runCli(['convert', wishlist, '--config', s0.config, '--skip-thin-image', '--max-concurrent-downloads', '1'], { env: s0.env }), 1);
+    const result = expectExit(
+      await runCli(['convert', wishlist, '--config', s0.config, '--skip-thin-image', '--max-concurrent-downloads', '1'], { env: s0.env }),
+      1,
+    );
 
     const errors = result.stdout.split('\n').filter((line) => line.startsWith('error: '));
     assert.equal(errors.length, 1, result.stdout);
     assert.match(
       errors[0]!,
-      new RegExp(`^error: .*wishlist\\.yaml:5: http://${registry.host.replace(/\./g, '\\.')}/sci/first:1\\.0: cvmfs_server publish ${REPO.replace(/\./g, '\\.')} failed \\(exit 1\\): CernVM-FS error: injected failure of 'publish'`),
+      new RegExp(
+        `^error: .*wishlist\\.yaml:5: http://${registry.host.replace(/\./g, '\\.')}/sci/first:1\\.0: cvmfs_server publish ${REPO.replace(/\./g, '\\.')} failed \\(exit 1\\): CernVM-FS error: injected failure of 'publish'`,
+      ),
     );
     assert.match(result.stdout, /^0 converted, 0 up to date, 1 failed$/m);
     const calls = await s0.invocations();
@@ -155,7 +197,10 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
     assert.equal(calls.indexOf(`abort -f ${REPO}`), calls.indexOf(`publish ${REPO}`) + 1, 'the failed publish is aborted at once');
     assert.doesNotMatch(await s0.list(), /in transaction/);
     // The half-published layer is taken back; no symlink, no manifest.
-    assert.ok(calls.some((line) => line.startsWith('ingest --delete .layers/')), calls.join('\n'));
+    assert.ok(
+      calls.some((line) => line.startsWith('ingest --delete .layers/')),
+      calls.join('\n'),
+    );
     for (const digest of first.layerDigests) assert.equal(await exists(join(s0.repoDir, layerPath(digest))), false, `${hexOf(digest)} left behind`);
     assert.equal(await exists(join(s0.repoDir, registry.host, 'sci/first:1.0')), false);
     assert.equal(await exists(join(s0.repoDir, '.metadata', registry.host, 'sci/first:1.0', 'manifest.json')), false);
@@ -174,10 +219,16 @@ describe('ducc convert --config (cvmfs publisher, stand-in cvmfs_server)', () =>
 
     assert.match(result.stdout, /^1 converted, 0 up to date, 0 failed$/m);
     const ingests = (await s0.invocations()).filter((line) => line.startsWith('ingest ') && line.includes('/layerfs '));
-    assert.deepEqual(ingests.sort(), [image.layerDigests[0]!, image.layerDigests[1]!].map((d) => `ingest --catalog -t - -b ${layerPath(d)}/layerfs -k ${REPO}`).sort());
+    assert.deepEqual(
+      ingests.sort(),
+      [image.layerDigests[0]!, image.layerDigests[1]!].map((d) => `ingest --catalog -t - -b ${layerPath(d)}/layerfs -k ${REPO}`).sort(),
+    );
     const origin = JSON.parse(await readFile(join(s0.repoDir, layerPath(image.layerDigests[0]!), '.metadata/origin.json'), 'utf8'));
     assert.deepEqual(origin, { origin: [image.configDigest] });
-    const started = (await readFile(notifications, 'utf8')).trim().split('\n').filter((line) => line.includes('"start_layer_conversion"'));
+    const started = (await readFile(notifications, 'utf8'))
+      .trim()
+      .split('\n')
+      .filter((line) => line.includes('"start_layer_conversion"'));
     assert.equal(started.length, 2);
     assert.ok(await exists(join(s0.repoDir, flatPath(image.configDigest), 'middle')));
   });

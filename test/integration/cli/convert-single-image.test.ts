@@ -18,7 +18,16 @@ describe('ducc convert-single-image', () => {
 
   before(async () => {
     registry = await startRegistry(asTestContext(suite));
-    image = await pushImage(suite, registry, 'single/tool', '3.1', [[{ name: 'usr/', type: 'directory' }, { name: 'usr/tool', content: 'tool', mode: 0o755 }], [{ name: 'etc/', type: 'directory' }, { name: 'etc/tool.conf', content: 'conf' }]]);
+    image = await pushImage(suite, registry, 'single/tool', '3.1', [
+      [
+        { name: 'usr/', type: 'directory' },
+        { name: 'usr/tool', content: 'tool', mode: 0o755 },
+      ],
+      [
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/tool.conf', content: 'conf' },
+      ],
+    ]);
   });
   after(() => suite.runAll());
 
@@ -45,7 +54,10 @@ describe('ducc convert-single-image', () => {
   it('accepts a repository with a sub-directory', async (t) => {
     const root = await tempDir(t);
 
-    expectExit(await runCli(['convert-single-image', `http://${registry.host}/single/tool:3.1`, 'single.example.org/images', '--repo-root', root, '--skip-thin-image']), 0);
+    expectExit(
+      await runCli(['convert-single-image', `http://${registry.host}/single/tool:3.1`, 'single.example.org/images', '--repo-root', root, '--skip-thin-image']),
+      0,
+    );
 
     const repo = join(root, 'single.example.org', 'images');
     assert.equal(await readlink(join(repo, registry.host, 'single/tool:3.1')), `../../${flatPath(image.configDigest)}`);
@@ -58,13 +70,32 @@ describe('ducc convert-single-image', () => {
     const root = await tempDir(t);
     const thinName = `http://${output.host}/thin/tool:3.1-thin`;
 
-    const result = await runCli(['convert-single-image', `http://${registry.host}/single/tool:3.1`, 'single.example.org', '--repo-root', root, '-u', 'thin-pusher', '--thin-image-name', thinName], {
-      env: { DUCC_OUTPUT_REGISTRY_PASS: 'thin-secret' },
-    });
+    const result = await runCli(
+      [
+        'convert-single-image',
+        `http://${registry.host}/single/tool:3.1`,
+        'single.example.org',
+        '--repo-root',
+        root,
+        '-u',
+        'thin-pusher',
+        '--thin-image-name',
+        thinName,
+      ],
+      {
+        env: { DUCC_OUTPUT_REGISTRY_PASS: 'thin-secret' },
+      },
+    );
 
     expectExit(result, 0);
     assert.doesNotMatch(result.stderr, /thin-secret/);
-    const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--creds', 'thin-pusher:thin-secret', `docker://${output.host}/thin/tool:3.1-thin`]);
+    const { stdout } = await run('skopeo', [
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      'thin-pusher:thin-secret',
+      `docker://${output.host}/thin/tool:3.1-thin`,
+    ]);
     const inspected = JSON.parse(stdout) as { Env: string[] };
     assert.ok(inspected.Env.includes('CVMFS_IMAGE=true'), stdout);
   });

@@ -15,7 +15,21 @@ import { buildTar } from '../../support/build-tar.ts';
 import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import type { WrittenImage } from '../../support/oci-image.ts';
-import { asTestContext, entriesOf, exists, expectExit, FAKE_CVMFS_SERVER, flatPath, layerPath, runCli, startCli, suiteCleanup, tempDir, waitFor, wishlistYaml } from './cli-support.ts';
+import {
+  asTestContext,
+  entriesOf,
+  exists,
+  expectExit,
+  FAKE_CVMFS_SERVER,
+  flatPath,
+  layerPath,
+  runCli,
+  startCli,
+  suiteCleanup,
+  tempDir,
+  waitFor,
+  wishlistYaml,
+} from './cli-support.ts';
 
 const run = promisify(execFile);
 
@@ -53,7 +67,22 @@ describe('crash safety', () => {
     payloadHash = createHash('sha256').update(payload).digest('hex');
     const layout = join(await tempDir(suite, 'ducc-crash-layout-'), 'layout');
     // Uncompressed: quick to build, and the unpacking writes 50 MB, which leaves time to kill it.
-    const written = await writeOciLayout(layout, 'big', [{ layers: [await buildTar([{ name: 'data/', type: 'directory' }, { name: 'data/blob.bin', content: payload }])], config: { Cmd: ['/bin/true'] } }], { compression: 'none' });
+    const written = await writeOciLayout(
+      layout,
+      'big',
+      [
+        {
+          layers: [
+            await buildTar([
+              { name: 'data/', type: 'directory' },
+              { name: 'data/blob.bin', content: payload },
+            ]),
+          ],
+          config: { Cmd: ['/bin/true'] },
+        },
+      ],
+      { compression: 'none' },
+    );
     await pushOciLayout(layout, 'big', { host: registry.host, repository: 'crash/big', tag: 'big' });
     image = written.manifests[0]!;
     layer = image.layerDigests[0]!;
@@ -79,7 +108,10 @@ describe('crash safety', () => {
     // Nothing half-written under a final name: the layer is absent or complete, no metadata, no symlink.
     const deadPid = doomed.child.pid!;
     const leftovers = await entriesOf(staging);
-    assert.ok(leftovers.some((name) => name.startsWith(`${deadPid}-`)), `the dead process's staging is there: ${leftovers.join(', ')}`);
+    assert.ok(
+      leftovers.some((name) => name.startsWith(`${deadPid}-`)),
+      `the dead process's staging is there: ${leftovers.join(', ')}`,
+    );
     if (await exists(join(repo, layerPath(layer)))) {
       assert.equal((await lstat(join(repo, layerPath(layer), 'layerfs/data/blob.bin'))).size, BIG);
       assert.ok(await exists(join(repo, layerPath(layer), '.metadata/layers.json')));
@@ -108,7 +140,10 @@ describe('crash safety', () => {
     const config = join(dir, 'ducc.yaml');
     const lockDir = join(dir, 'lock');
     await mkdir(lockDir);
-    await writeFile(config, ['publisher:', '  kind: cvmfs', `  mountRoot: '${mountRoot}'`, `  cvmfsServer: '${FAKE_CVMFS_SERVER}'`, `  lockDir: '${lockDir}'`, ''].join('\n'));
+    await writeFile(
+      config,
+      ['publisher:', '  kind: cvmfs', `  mountRoot: '${mountRoot}'`, `  cvmfsServer: '${FAKE_CVMFS_SERVER}'`, `  lockDir: '${lockDir}'`, ''].join('\n'),
+    );
     const env = { CVMFS_FAKE_ROOT: mountRoot, CVMFS_FAKE_STATE: state };
     const wishlist = join(dir, 'wishlist.yaml');
     await writeFile(wishlist, wishlistYaml(REPO, [`http://${registry.host}/crash/big:big`]));
@@ -154,7 +189,10 @@ describe('crash safety', () => {
     assert.equal(await sha256File(join(repo, registry.host, 'crash/big:big', 'data/blob.bin')), payloadHash);
     const { stdout: list } = await run(FAKE_CVMFS_SERVER, ['list'], { env: { ...process.env, ...env } });
     assert.doesNotMatch(list, /in transaction/);
-    assert.deepEqual((await entriesOf(state)).filter((name) => name.startsWith('staging.') || name.endsWith('.transaction')), []);
+    assert.deepEqual(
+      (await entriesOf(state)).filter((name) => name.startsWith('staging.') || name.endsWith('.transaction')),
+      [],
+    );
   });
 });
 

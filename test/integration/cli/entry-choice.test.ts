@@ -27,7 +27,8 @@ it('bin/ducc.js runs the bundle only when it is newer than src/ and package-lock
   await writeFile(join(root, 'dist/.build-stamp'), '');
   const at = (seconds: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, seconds));
   const touch = (path: string, seconds: number) => utimes(join(root, path), at(seconds), at(seconds));
-  const ran = async () => (await run(process.execPath, [join(root, 'bin/ducc.js')], { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '1' } })).stdout.trim();
+  const ran = async () =>
+    (await run(process.execPath, [join(root, 'bin/ducc.js')], { env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '1' } })).stdout.trim();
 
   await touch('src/cli/main.ts', 1);
   await touch('package-lock.json', 1);

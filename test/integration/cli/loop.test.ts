@@ -69,7 +69,9 @@ describe('ducc loop', () => {
 
   it('ends at once with exit 1 when the first round cannot start (missing wish list)', async (t) => {
     const root = await tempDir(t);
-    const result = await runCli(['loop', join(root, 'missing.yaml'), '--interval', '1', '--repo-root', join(root, 'cvmfs'), '--skip-thin-image'], { timeoutMs: 10_000 });
+    const result = await runCli(['loop', join(root, 'missing.yaml'), '--interval', '1', '--repo-root', join(root, 'cvmfs'), '--skip-thin-image'], {
+      timeoutMs: 10_000,
+    });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /^ducc: cannot read wish list .*missing\.yaml: ENOENT/m);
   });

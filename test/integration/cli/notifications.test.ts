@@ -12,7 +12,10 @@ const GO_TIME = /^[ 1-3]\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{
 
 it('ducc convert -n writes one JSON line per step in DUCC order, string values only, each with a time', async (t) => {
   const registry = await startRegistry(t);
-  const base = [{ name: 'etc/', type: 'directory' as const }, { name: 'etc/base', content: 'base' }];
+  const base = [
+    { name: 'etc/', type: 'directory' as const },
+    { name: 'etc/base', content: 'base' },
+  ];
   const first = await pushImage(t, registry, 'n/first', '1', [base, [{ name: 'first', content: '1' }]]);
   const second = await pushImage(t, registry, 'n/second', '2', [base, [{ name: 'second', content: '2' }]]);
   const root = await tempDir(t);
@@ -24,7 +27,10 @@ it('ducc convert -n writes one JSON line per step in DUCC order, string values o
 
   const text = await readFile(file, 'utf8');
   assert.ok(text.endsWith('\n'));
-  const lines = text.slice(0, -1).split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = text
+    .slice(0, -1)
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   for (const line of lines) {
     for (const [key, value] of Object.entries(line)) assert.equal(typeof value, 'string', `${key} of ${JSON.stringify(line)}`);
     assert.match(line['time'] as string, GO_TIME);
@@ -45,7 +51,9 @@ it('ducc convert -n writes one JSON line per step in DUCC order, string values o
       [...layerSteps, ['start_flat_conversion', request], ['end_flat_conversion', request], ['publish_flat_image', request]],
     );
     for (const digest of newLayers) {
-      const [start, end] = ['start_layer_conversion', 'end_layer_conversion'].map((action) => mine.find((n) => n['action'] === action && n['layer'] === hexOf(digest))!);
+      const [start, end] = ['start_layer_conversion', 'end_layer_conversion'].map((action) =>
+        mine.find((n) => n['action'] === action && n['layer'] === hexOf(digest))!,
+      );
       assert.match(start!['id']!, /^[0-9a-f-]{36}$/);
       assert.equal(end!['id'], start!['id'], 'start and end of a layer share their id');
       assert.equal(end!['status'], 'ok');
@@ -86,16 +94,25 @@ it('a failing layer fails its image: an error notification, no further layer sta
   const file = join(root, 'notifications.jsonl');
   const repo = join(root, 'cvmfs', REPO);
 
-  const result = expectExit(await runCli(['convert', wishlist, '--repo-root', join(root, 'cvmfs'), '--skip-thin-image', '-n', file, '--max-concurrent-downloads', '1']), 1);
+  const result = expectExit(
+    await runCli(['convert', wishlist, '--repo-root', join(root, 'cvmfs'), '--skip-thin-image', '-n', file, '--max-concurrent-downloads', '1']),
+    1,
+  );
 
   assert.match(result.stdout, /^error: .*n\/bad:1: .*escape/m);
   assert.match(result.stdout, /^1 converted, 0 up to date, 1 failed$/m);
-  const notes = (await readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, string>);
+  const notes = (await readFile(file, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, string>);
   const badNotes = notes.filter((n) => n['image'] === `${registry.host}/n/bad:1` || n['image_request'] === `http://${registry.host}/n/bad:1`);
-  assert.deepEqual(badNotes.map((n) => [n['action'], n['layer'], n['status']]), [
-    ['start_layer_conversion', hexOf(bad.layerDigests[0]!), undefined],
-    ['end_layer_conversion', hexOf(bad.layerDigests[0]!), 'error'],
-  ]);
+  assert.deepEqual(
+    badNotes.map((n) => [n['action'], n['layer'], n['status']]),
+    [
+      ['start_layer_conversion', hexOf(bad.layerDigests[0]!), undefined],
+      ['end_layer_conversion', hexOf(bad.layerDigests[0]!), 'error'],
+    ],
+  );
   assert.equal(badNotes[1]!['id'], badNotes[0]!['id']);
   assert.match(badNotes[1]!['error']!, /escape/);
   assert.match(badNotes[1]!['time_elapsed_s']!, /^\d+\.\d{6}$/);

@@ -22,8 +22,8 @@ const CLI = new URL('../../../bin/ducc.js', import.meta.url).pathname;
 const quietLogger = createLogger({ level: 'silent' });
 
 /** Paths DUCC adds to every flat image for Apptainer (and our catalog marker); absent from umoci's rootfs. */
-const APPTAINER_PATHS = /^(\.singularity\.d(\/.*)?|singularity|\.run|\.exec|\.test|\.shell|environment|\.cvmfscatalog|dev|proc|sys|root|home|tmp|var|var\/tmp|etc|etc\/hosts|etc\/resolv\.conf)$/;
-
+const APPTAINER_PATHS =
+  /^(\.singularity\.d(\/.*)?|singularity|\.run|\.exec|\.test|\.shell|environment|\.cvmfscatalog|dev|proc|sys|root|home|tmp|var|var\/tmp|etc|etc\/hosts|etc\/resolv\.conf)$/;
 
 /** A multi-layer image on a real Debian shell: whiteouts, an opaque dir, hard links (also into a lower layer), setuid, symlinks. */
 async function debianLikeImage(): Promise<TestImageSpec> {
@@ -60,7 +60,13 @@ async function debianLikeImage(): Promise<TestImageSpec> {
   ]);
   return {
     layers: [base, changes, top],
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'], Cmd: ['/bin/sh'], Entrypoint: [], WorkingDir: '/home/user', User: '1000' },
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'],
+      Cmd: ['/bin/sh'],
+      Entrypoint: [],
+      WorkingDir: '/home/user',
+      User: '1000',
+    },
     platform: { os: 'linux', architecture: 'amd64' },
   };
 }
@@ -83,7 +89,15 @@ async function umociRootfs(t: TestContext, layout: string, tag: string): Promise
 }
 
 function wishlistText(registry: TestRegistry, images: string[], extra = ''): string {
-  return ['version: 1', 'user: pusher', "cvmfs_repo: 'unpacked.example.org'", extra, 'input:', ...images.map((i) => `  - '${i.startsWith('http') || !i.includes('/') ? i : `http://${registry.host}/${i}`}'`), ''].join('\n');
+  return [
+    'version: 1',
+    'user: pusher',
+    "cvmfs_repo: 'unpacked.example.org'",
+    extra,
+    'input:',
+    ...images.map((i) => `  - '${i.startsWith('http') || !i.includes('/') ? i : `http://${registry.host}/${i}`}'`),
+    '',
+  ].join('\n');
 }
 
 describe('ducc convert with the directory publisher', () => {
@@ -134,7 +148,14 @@ describe('ducc convert with the directory publisher', () => {
 
     // manifest.json is DUCC's struct, byte for byte.
     const raw = await readFile(join(repo, '.metadata', registry.host, 'test/debianish:v1/manifest.json'));
-    assert.deepEqual(raw, formatDuccManifest({ mediaType: manifest.MediaType, config: { mediaType: manifest.Config.MediaType, size: manifest.Config.Size, digest: manifest.Config.Digest }, layers: manifest.Layers.map((l: { MediaType: string; Size: number; Digest: string }) => ({ mediaType: l.MediaType, size: l.Size, digest: l.Digest })) }));
+    assert.deepEqual(
+      raw,
+      formatDuccManifest({
+        mediaType: manifest.MediaType,
+        config: { mediaType: manifest.Config.MediaType, size: manifest.Config.Size, digest: manifest.Config.Digest },
+        layers: manifest.Layers.map((l: { MediaType: string; Size: number; Digest: string }) => ({ mediaType: l.MediaType, size: l.Size, digest: l.Digest })),
+      }),
+    );
     assert.match(raw.toString(), /^\{"SchemaVersion":2,"MediaType":"application\/vnd\.oci\.image\.manifest\.v1\+json","Config":\{"MediaType":/);
 
     // Apptainer files, and the image really runs.
@@ -163,7 +184,16 @@ describe('ducc convert with the directory publisher', () => {
     const root = await tempDir(t);
     const wishlist = join(root, 'wishlist.yaml');
     const locked = await startRegistry(t, { htpasswd: { username: 'owner', password: 'secret-pass' } });
-    await writeFile(wishlist, wishlistText(registry, ['test/debianish:v1', 'test/missing:v1', 'http://127.0.0.1:1/nothing/here:v1', 'ubuntu:22.04', `http://${locked.host}/private/image:1`]));
+    await writeFile(
+      wishlist,
+      wishlistText(registry, [
+        'test/debianish:v1',
+        'test/missing:v1',
+        'http://127.0.0.1:1/nothing/here:v1',
+        'ubuntu:22.04',
+        `http://${locked.host}/private/image:1`,
+      ]),
+    );
 
     const result = await run(process.execPath, [CLI, 'convert', wishlist, '--repo-root', join(root, 'cvmfs'), '--skip-thin-image']).then(
       () => assert.fail('convert should exit non-zero'),
@@ -172,10 +202,22 @@ describe('ducc convert with the directory publisher', () => {
 
     assert.equal(result.code, 1);
     const lines = result.stdout.trim().split('\n');
-    assert.match(lines.find((l) => l.includes('test/missing:v1'))!, /^error: .*wishlist\.yaml:7: http:\/\/127\.0\.0\.1:\d+\/test\/missing:v1: .*not found/);
-    assert.match(lines.find((l) => l.includes('127.0.0.1:1/'))!, /wishlist\.yaml:8: .*127\.0\.0\.1:1/);
-    assert.match(lines.find((l) => l.includes('ubuntu:22.04'))!, /wishlist\.yaml:9:5: error: .*registry\.hub\.docker\.com\/library\/ubuntu:22\.04/);
-    assert.match(lines.find((l) => l.includes('private/image'))!, /wishlist\.yaml:10: .*private\/image:1: .*(authentication|access denied)/);
+    assert.match(
+      lines.find((l) => l.includes('test/missing:v1'))!,
+      /^error: .*wishlist\.yaml:7: http:\/\/127\.0\.0\.1:\d+\/test\/missing:v1: .*not found/,
+    );
+    assert.match(
+      lines.find((l) => l.includes('127.0.0.1:1/'))!,
+      /wishlist\.yaml:8: .*127\.0\.0\.1:1/,
+    );
+    assert.match(
+      lines.find((l) => l.includes('ubuntu:22.04'))!,
+      /wishlist\.yaml:9:5: error: .*registry\.hub\.docker\.com\/library\/ubuntu:22\.04/,
+    );
+    assert.match(
+      lines.find((l) => l.includes('private/image'))!,
+      /wishlist\.yaml:10: .*private\/image:1: .*(authentication|access denied)/,
+    );
     assert.equal(lines.at(-1), '1 converted, 0 up to date, 4 failed');
     assert.ok((await lstat(join(root, 'cvmfs/unpacked.example.org', registry.host, 'test/debianish:v1'))).isSymbolicLink());
     assert.doesNotMatch(result.stdout, /secret-pass/);
@@ -199,7 +241,13 @@ describe('ducc convert with the directory publisher', () => {
       const root = await tempDir(t);
       const threadsBefore = decompressThreadStats.started;
 
-      const convert = () => runConversion(parseWishlist(wishlistText(registry, [`test/variants:${variant.tag}`]), 'w.yaml'), { repoRoot: join(root, 'cvmfs'), skipThinImage: true }, {}, quietLogger);
+      const convert = () =>
+        runConversion(
+          parseWishlist(wishlistText(registry, [`test/variants:${variant.tag}`]), 'w.yaml'),
+          { repoRoot: join(root, 'cvmfs'), skipThinImage: true },
+          {},
+          quietLogger,
+        );
       const threadFrom = 'threadFrom' in variant ? variant.threadFrom : undefined;
       const summary = threadFrom === undefined ? await convert() : await withEnv({ DUCC_DECOMPRESS_THREAD_MIN_BYTES: threadFrom }, convert);
 
@@ -216,7 +264,10 @@ describe('ducc convert with the directory publisher', () => {
   }
 
   it('takes the amd64 entry of a two-platform index, and a digest-pinned reference', async (t) => {
-    const arm: TestImageSpec = { layers: [await buildTar([{ name: 'arch', content: 'arm64' }])], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } };
+    const arm: TestImageSpec = {
+      layers: [await buildTar([{ name: 'arch', content: 'arm64' }])],
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+    };
     const amd: TestImageSpec = { ...image, platform: { os: 'linux', architecture: 'amd64' } };
     const indexLayout = join(await tempDir(t), 'layout');
     const written = await writeOciLayout(indexLayout, 'multi', [arm, amd]);
@@ -241,11 +292,13 @@ describe('ducc convert with the directory publisher', () => {
   });
 });
 
-
 describe('ducc convert --multi-arch', () => {
   it('publishes every platform under .multiarch/ with a CVMFS variant symlink and arch aliases; a rerun fetches no blob', async (t) => {
     const registry = await startRegistry(t);
-    const arm: TestImageSpec = { layers: [await buildTar([{ name: 'arch', content: 'arm64' }])], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } };
+    const arm: TestImageSpec = {
+      layers: [await buildTar([{ name: 'arch', content: 'arm64' }])],
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+    };
     const amd: TestImageSpec = { layers: [await buildTar([{ name: 'arch', content: 'amd64' }])], platform: { os: 'linux', architecture: 'amd64' } };
     const layout = join(await tempDir(t), 'layout');
     const written = await writeOciLayout(layout, '2.0', [arm, amd]);
@@ -261,9 +314,15 @@ describe('ducc convert --multi-arch', () => {
     const repo = join(root, 'cvmfs', 'unpacked.example.org');
     const name = `${registry.host}/sci/multi:2.0`;
     assert.equal(await readlink(join(repo, name)), `../../.multiarch/$(CVMFS_ARCH:-amd64)/${name}`);
-    for (const [dir, index] of [['amd64', 1], ['arm64:v8', 0]] as const) {
+    for (const [dir, index] of [
+      ['amd64', 1],
+      ['arm64:v8', 0],
+    ] as const) {
       const flat = await realpath(join(repo, '.multiarch', dir, name));
-      assert.equal(flat, await realpath(join(repo, '.flat', written.manifests[index]!.configDigest.slice(7, 9), written.manifests[index]!.configDigest.slice(7))));
+      assert.equal(
+        flat,
+        await realpath(join(repo, '.flat', written.manifests[index]!.configDigest.slice(7, 9), written.manifests[index]!.configDigest.slice(7))),
+      );
       assert.equal(await readFile(join(flat, 'arch'), 'utf8'), dir.slice(0, 5));
       assert.ok((await lstat(join(repo, '.metadata/.multiarch', dir, name, 'manifest.json'))).isFile());
     }

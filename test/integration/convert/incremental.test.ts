@@ -9,10 +9,26 @@ import { lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import type { TarEntrySpec } from '../../support/build-tar.ts';
-import { asTestContext, entriesOf, exists, expectExit, flatPath, layerPath, pushImage, runCli, suiteCleanup, tempDir, wishlistYaml, type Cleanup } from '../cli/cli-support.ts';
+import {
+  asTestContext,
+  entriesOf,
+  exists,
+  expectExit,
+  flatPath,
+  layerPath,
+  pushImage,
+  runCli,
+  suiteCleanup,
+  tempDir,
+  wishlistYaml,
+  type Cleanup,
+} from '../cli/cli-support.ts';
 
 const REPO = 'incremental.example.org';
-const BASE: TarEntrySpec[] = [{ name: 'etc/', type: 'directory' }, { name: 'etc/base', content: 'base layer' }];
+const BASE: TarEntrySpec[] = [
+  { name: 'etc/', type: 'directory' },
+  { name: 'etc/base', content: 'base layer' },
+];
 
 /** path, type, mode, and content hash or link target of every entry under `root` (contents of files named in `skipContent` left out). */
 async function treeListing(root: string, options: { skipContent?: string[] } = {}): Promise<string[]> {
@@ -30,7 +46,11 @@ async function treeListing(root: string, options: { skipContent?: string[] } = {
       } else if (options.skipContent?.includes(name)) {
         lines.push(`${relPath} ${(stat.mode & 0o7777).toString(8)} (content not compared)`);
       } else {
-        lines.push(`${relPath} ${(stat.mode & 0o7777).toString(8)} ${createHash('sha256').update(await readFile(path)).digest('hex')}`);
+        lines.push(
+          `${relPath} ${(stat.mode & 0o7777).toString(8)} ${createHash('sha256')
+            .update(await readFile(path))
+            .digest('hex')}`,
+        );
       }
     }
   };
@@ -58,7 +78,13 @@ interface Setup {
 async function setUp(t: Cleanup, registry: TestRegistry, inputs: string[]): Promise<Setup> {
   const root = await tempDir(t, 'ducc-incremental-');
   const wishlist = join(root, 'wishlist.yaml');
-  await writeFile(wishlist, wishlistYaml(REPO, inputs.map((input) => `http://${registry.host}/${input}`)));
+  await writeFile(
+    wishlist,
+    wishlistYaml(
+      REPO,
+      inputs.map((input) => `http://${registry.host}/${input}`),
+    ),
+  );
   return {
     root,
     repo: join(root, 'cvmfs', REPO),
@@ -97,7 +123,10 @@ describe('incremental conversion (ducc convert)', () => {
     assert.deepEqual(await markersLeft(s.repo, [old.layerDigests[0]!]), [true], 'the shared layer is not unpacked again');
     const manifest = JSON.parse(await readFile(join(s.repo, '.metadata', registry.host, 'inc/moving:stable/manifest.json'), 'utf8'));
     assert.equal(manifest.Config.Digest, moved.configDigest);
-    const schedule = JSON.parse(await readFile(join(s.repo, '.metadata/remove-schedule.json'), 'utf8')) as { Config: { Digest: string }; Layers: { Digest: string }[] }[];
+    const schedule = JSON.parse(await readFile(join(s.repo, '.metadata/remove-schedule.json'), 'utf8')) as {
+      Config: { Digest: string };
+      Layers: { Digest: string }[];
+    }[];
     assert.deepEqual(
       schedule.map((entry) => [entry.Config.Digest, entry.Layers.map((l) => l.Digest)]),
       [[old.configDigest, old.layerDigests]],
@@ -132,7 +161,8 @@ describe('incremental conversion (ducc convert)', () => {
     await s.convert();
     const only = join(s.root, 'only-overwrite.yaml');
     await writeFile(only, wishlistYaml(REPO, [`http://${registry.host}/inc/overwrite:1`]));
-    const convertOnly = async (...flags: string[]) => expectExit(await runCli(['convert', only, '--repo-root', join(s.root, 'cvmfs'), '--skip-thin-image', ...flags]), 0).stdout;
+    const convertOnly = async (...flags: string[]) =>
+      expectExit(await runCli(['convert', only, '--repo-root', join(s.root, 'cvmfs'), '--skip-thin-image', ...flags]), 0).stdout;
     const before = await treeListing(s.repo, { skipContent: ['origin.json', 'layers.json'] });
     await plantMarkers(s.repo, image.layerDigests);
     await writeFile(join(s.repo, flatPath(image.configDigest), MARKER), '');
@@ -144,7 +174,11 @@ describe('incremental conversion (ducc convert)', () => {
     assert.equal(await convertOnly('-g', '--overwrite-layers', '-n', notifications), '1 converted, 0 up to date, 0 failed\n');
 
     assert.deepEqual(await markersLeft(s.repo, image.layerDigests), [false, false], 'layers not unpacked again');
-    const started = (await readFile(notifications, 'utf8')).trim().split('\n').map((line) => JSON.parse(line)).filter((n) => n.action === 'start_layer_conversion');
+    const started = (await readFile(notifications, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .filter((n) => n.action === 'start_layer_conversion');
     assert.deepEqual(started.map((n) => n.layer).sort(), image.layerDigests.map((d) => d.slice(7)).sort());
     assert.ok(await exists(join(s.repo, flatPath(image.configDigest), MARKER)), 'the flat tree is content-addressed and kept');
     assert.deepEqual(withoutMarkers(await treeListing(s.repo, { skipContent: ['origin.json', 'layers.json'] })), before);

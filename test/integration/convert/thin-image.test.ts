@@ -14,7 +14,6 @@ import { tempDir } from '../../support/tmp-dir.ts';
 
 const run = promisify(execFile);
 
-
 it('pushes a thin image that skopeo accepts and whose only file is thin.json pointing at the layers', async (t) => {
   const source = await startRegistry(t);
   const output = await startRegistry(t, { htpasswd: { username: 'pusher', password: 's3cret-pass' } });
@@ -22,7 +21,14 @@ it('pushes a thin image that skopeo accepts and whose only file is thin.json poi
   const written = await writeOciLayout(layout, '1.0', [
     {
       layers: [await buildTar([{ name: 'hello', content: 'world' }]), await buildTar([{ name: 'second', content: '2' }])],
-      config: { Env: ['PATH=/usr/bin', 'LANG=C.UTF-8'], Cmd: ['run', 'me'], Entrypoint: ['/entry'], WorkingDir: '/work', User: '1000:1000', Labels: { team: 'physics' } },
+      config: {
+        Env: ['PATH=/usr/bin', 'LANG=C.UTF-8'],
+        Cmd: ['run', 'me'],
+        Entrypoint: ['/entry'],
+        WorkingDir: '/work',
+        User: '1000:1000',
+        Labels: { team: 'physics' },
+      },
     },
   ]);
   await pushOciLayout(layout, '1.0', { host: source.host, repository: 'sci/app', tag: '1.0' });
@@ -36,7 +42,12 @@ it('pushes a thin image that skopeo accepts and whose only file is thin.json poi
     `  - 'http://${source.host}/sci/app:1.0'`,
   ].join('\n');
 
-  const summary = await runConversion(parseWishlist(text, 'w.yaml'), { repoRoot: join(root, 'cvmfs') }, { DUCC_OUTPUT_REGISTRY_PASS: 's3cret-pass' }, createLogger({ level: 'silent' }));
+  const summary = await runConversion(
+    parseWishlist(text, 'w.yaml'),
+    { repoRoot: join(root, 'cvmfs') },
+    { DUCC_OUTPUT_REGISTRY_PASS: 's3cret-pass' },
+    createLogger({ level: 'silent' }),
+  );
 
   assert.deepEqual(summary.failures, []);
   assert.equal(summary.results[0]?.thinImage?.name, `http://${output.host}/thin/sci/app:1.0`);
@@ -48,7 +59,14 @@ it('pushes a thin image that skopeo accepts and whose only file is thin.json poi
   assert.equal(inspected.Digest, summary.results[0]?.thinImage?.digest);
 
   const pulled = join(await tempDir(t), 'pulled');
-  await run('skopeo', ['copy', '--src-tls-verify=false', '--src-creds', 'pusher:s3cret-pass', `docker://${output.host}/thin/sci/app:1.0`, `oci:${pulled}:thin`]);
+  await run('skopeo', [
+    'copy',
+    '--src-tls-verify=false',
+    '--src-creds',
+    'pusher:s3cret-pass',
+    `docker://${output.host}/thin/sci/app:1.0`,
+    `oci:${pulled}:thin`,
+  ]);
   const bundle = join(await tempDir(t), 'bundle');
   await run('umoci', ['unpack', '--image', `${pulled}:thin`, bundle]);
   const thin = JSON.parse(await readFile(join(bundle, 'rootfs/thin.json'), 'utf8'));
@@ -81,6 +99,9 @@ it('reads the push password from DUCC_OUTPUT_REGISTRY_PASS_FILE (systemd credent
   await writeFile(join(dir, 'pass'), 'from-file\n');
 
   assert.equal(secretFromEnv({ DUCC_OUTPUT_REGISTRY_PASS_FILE: join(dir, 'pass') }, 'DUCC_OUTPUT_REGISTRY_PASS'), 'from-file');
-  assert.equal(secretFromEnv({ DUCC_OUTPUT_REGISTRY_PASS: 'direct', DUCC_OUTPUT_REGISTRY_PASS_FILE: join(dir, 'pass') }, 'DUCC_OUTPUT_REGISTRY_PASS'), 'direct');
+  assert.equal(
+    secretFromEnv({ DUCC_OUTPUT_REGISTRY_PASS: 'direct', DUCC_OUTPUT_REGISTRY_PASS_FILE: join(dir, 'pass') }, 'DUCC_OUTPUT_REGISTRY_PASS'),
+    'direct',
+  );
   assert.throws(() => secretFromEnv({ X_FILE: join(dir, 'missing') }, 'X'), /cannot read X_FILE .*ENOENT/);
 });

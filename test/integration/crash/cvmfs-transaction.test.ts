@@ -49,7 +49,10 @@ it('a transaction left open by a SIGKILL is aborted at the next start, which the
   const registry = await startRegistry(t);
   const layout = join(dir, 'layout');
   await writeOciLayout(layout, '1', [
-    { layers: [await buildTar([{ name: 'etc/', type: 'directory' }, ...Array.from({ length: 20 }, (_, i) => ({ name: `etc/f${i}`, content: `${i}\n` }))])], config: { Cmd: ['/bin/sh'] } },
+    {
+      layers: [await buildTar([{ name: 'etc/', type: 'directory' }, ...Array.from({ length: 20 }, (_, i) => ({ name: `etc/f${i}`, content: `${i}\n` }))])],
+      config: { Cmd: ['/bin/sh'] },
+    },
   ]);
   await pushOciLayout(layout, '1', { host: registry.host, repository: 'sci/tx', tag: '1' });
   const wishlist = join(dir, 'wishlist.yaml');
@@ -100,5 +103,8 @@ it('a transaction left open by a SIGKILL is aborted at the next start, which the
 
   assertSameTree(await repoSnapshot(crashed.root), reference, 'the rerun published another tree than a clean run');
   assert.doesNotMatch(await crashed.list(), /in transaction/);
-  assert.deepEqual((await entries(crashed.state)).filter((name) => name.startsWith('staging.') || name.endsWith('.transaction')), []);
+  assert.deepEqual(
+    (await entries(crashed.state)).filter((name) => name.startsWith('staging.') || name.endsWith('.transaction')),
+    [],
+  );
 });

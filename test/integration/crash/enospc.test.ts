@@ -30,6 +30,7 @@ it('ENOSPC in the middle of a layer: one clean error line naming wish and layer,
     await rm(dir, { recursive: true, force: true });
     throw new Error(
       `this test needs root: it mounts an 8 MiB tmpfs to fill it up (mount -t tmpfs -o size=8m tmpfs ${mountPoint} failed: ${(error as { stderr?: string }).stderr?.trim() || String(error)})`,
+      { cause: error },
     );
   }
   t.after(async () => {
@@ -40,7 +41,16 @@ it('ENOSPC in the middle of a layer: one clean error line naming wish and layer,
   const registry = await startRegistry(t);
   const layout = join(dir, 'layout');
   // 12 MiB that does not compress: larger than the whole filesystem.
-  const written = await writeOciLayout(layout, '1', [{ layers: [await buildTar([{ name: 'data/', type: 'directory' }, { name: 'data/huge.bin', content: randomBytes(12 * 1024 * 1024) }])] }]);
+  const written = await writeOciLayout(layout, '1', [
+    {
+      layers: [
+        await buildTar([
+          { name: 'data/', type: 'directory' },
+          { name: 'data/huge.bin', content: randomBytes(12 * 1024 * 1024) },
+        ]),
+      ],
+    },
+  ]);
   await pushOciLayout(layout, '1', { host: registry.host, repository: 'sci/huge', tag: '1' });
   const layer = written.manifests[0]!.layerDigests[0]!;
   const wish = `http://${registry.host}/sci/huge:1`;

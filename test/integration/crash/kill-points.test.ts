@@ -60,7 +60,10 @@ describe('SIGKILL at each phase of ducc convert', () => {
     outputProxy = await startFaultProxy(suite, output.host);
     const layout = join(await tempDir('ducc-crash-layout-'), 'layout');
     // A large incompressible layer (download and extraction take a moment) and one of many small files.
-    const big = await buildTar([{ name: 'data/', type: 'directory' }, { name: 'data/big.bin', content: randomBytes(2 * 1024 * 1024) }]);
+    const big = await buildTar([
+      { name: 'data/', type: 'directory' },
+      { name: 'data/big.bin', content: randomBytes(2 * 1024 * 1024) },
+    ]);
     const small = await buildTar([
       { name: 'etc/', type: 'directory' },
       ...Array.from({ length: 120 }, (_, i) => ({ name: `etc/file-${i}`, content: `file ${i}\n`, mode: i % 7 === 0 ? 0o755 : 0o644 })),
@@ -68,11 +71,21 @@ describe('SIGKILL at each phase of ducc convert', () => {
     ]);
     await writeOciLayout(layout, '1', [{ layers: [big, small], config: { Env: ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'] } }]);
     await pushOciLayout(layout, '1', { host: source.host, repository: 'crash/img', tag: '1' });
-    const blobs = await fetch(`${source.url}/v2/crash/img/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } }).then((r) => r.json() as Promise<{ layers: { digest: string; size: number }[] }>);
+    const blobs = await fetch(`${source.url}/v2/crash/img/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } }).then(
+      (r) => r.json() as Promise<{ layers: { digest: string; size: number }[] }>,
+    );
     bigLayer = blobs.layers[0]!;
     const dir = await tempDir('ducc-crash-');
     const list = (outputRepository: string) =>
-      ['version: 1', 'user: pusher', `cvmfs_repo: '${REPO}'`, `output_format: 'http://${outputProxy.host}/${outputRepository}/$(image)'`, 'input:', `  - 'http://${sourceProxy.host}/crash/img:1'`, ''].join('\n');
+      [
+        'version: 1',
+        'user: pusher',
+        `cvmfs_repo: '${REPO}'`,
+        `output_format: 'http://${outputProxy.host}/${outputRepository}/$(image)'`,
+        'input:',
+        `  - 'http://${sourceProxy.host}/crash/img:1'`,
+        '',
+      ].join('\n');
     wishlist = join(dir, 'wishlist.yaml');
     thinKillWishlist = join(dir, 'wishlist-thin-kill.yaml');
     await writeFile(wishlist, list('thin'));
@@ -181,10 +194,8 @@ describe('SIGKILL at each phase of ducc convert', () => {
     });
   });
 
-  it(
-    'after a kill in the metadata transaction, the layers\' origin.json is the clean run\'s',
-    () => assertSameTree(deferred.get('in the middle of the metadata transaction')!, reference, 'origin.json after the rerun'),
-  );
+  it("after a kill in the metadata transaction, the layers' origin.json is the clean run's", () =>
+    assertSameTree(deferred.get('in the middle of the metadata transaction')!, reference, 'origin.json after the rerun'));
 
   it('during the thin-image push: the tag appears only after a complete push, blobs before the manifest', async (t) => {
     const uploads = /^\/v2\/killed\/crash\/img\/blobs\/uploads\//;
@@ -211,18 +222,18 @@ describe('SIGKILL at each phase of ducc convert', () => {
   });
   let thinRerun: RecordedRequest[] = [];
 
-  it(
-    'the thin image of a push that was killed is pushed by the rerun, blobs before the manifest',
-    async () => {
-      assertBlobsBeforeManifest(thinRerun, 'rerun');
-      assert.equal(await thinTagStatus('killed'), 200, 'thin image tag missing after the rerun');
-    },
-  );
+  it('the thin image of a push that was killed is pushed by the rerun, blobs before the manifest', async () => {
+    assertBlobsBeforeManifest(thinRerun, 'rerun');
+    assert.equal(await thinTagStatus('killed'), 200, 'thin image tag missing after the rerun');
+  });
 
   /** Status of GET <output registry>/v2/<repository>/crash/img/manifests/1 (200 once the tag exists). */
   async function thinTagStatus(repository: string): Promise<number> {
     const response = await fetch(`${output.url}/v2/${repository}/crash/img/manifests/1`, {
-      headers: { authorization: `Basic ${Buffer.from(`pusher:${PASSWORD}`).toString('base64')}`, accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+      headers: {
+        authorization: `Basic ${Buffer.from(`pusher:${PASSWORD}`).toString('base64')}`,
+        accept: 'application/vnd.docker.distribution.manifest.v2+json',
+      },
     });
     await response.arrayBuffer();
     return response.status;
@@ -241,10 +252,8 @@ describe('SIGKILL at each phase of ducc convert', () => {
     assert.deepEqual(await entries(staging), []);
   });
 
-  it(
-    'after two concurrent conversions, the layers\' origin.json is the clean run\'s',
-    () => assertSameTree(deferred.get('two processes converting the same image at once both succeed with the same tree')!, reference, 'origin.json'),
-  );
+  it("after two concurrent conversions, the layers' origin.json is the clean run's", () =>
+    assertSameTree(deferred.get('two processes converting the same image at once both succeed with the same tree')!, reference, 'origin.json'));
 
   function assertBlobsBeforeManifest(requests: RecordedRequest[], name: string): void {
     const manifest = requests.findIndex((r) => r.method === 'PUT' && /\/manifests\//.test(r.path));
@@ -255,7 +264,11 @@ describe('SIGKILL at each phase of ducc convert', () => {
       assert.ok(index < manifest, `${name}: ${request.method} ${request.path} came after the manifest`);
       assert.ok(request.status !== undefined && request.status < 300, `${name}: ${request.method} ${request.path} answered ${request.status}`);
     }
-    assert.equal(requests.slice(manifest + 1).filter((r) => r.method !== 'GET' && r.method !== 'HEAD').length, 0, `${name}: nothing written after the manifest`);
+    assert.equal(
+      requests.slice(manifest + 1).filter((r) => r.method !== 'GET' && r.method !== 'HEAD').length,
+      0,
+      `${name}: nothing written after the manifest`,
+    );
   }
 });
 

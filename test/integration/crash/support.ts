@@ -56,7 +56,12 @@ export function startCli(t: { after(fn: () => unknown): void }, args: string[], 
 }
 
 /** Runs the CLI to its end and fails with its output unless it exits with `expected`. */
-export async function runCli(t: { after(fn: () => unknown): void }, args: string[], expected: number, options: { env?: Record<string, string> } = {}): Promise<CliResult> {
+export async function runCli(
+  t: { after(fn: () => unknown): void },
+  args: string[],
+  expected: number,
+  options: { env?: Record<string, string> } = {},
+): Promise<CliResult> {
   const running = startCli(t, args, options);
   const timer = setTimeout(() => running.child.kill('SIGKILL'), 60_000);
   const result = await running.done;

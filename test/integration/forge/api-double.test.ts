@@ -52,7 +52,10 @@ describe('forge API double', () => {
     const answer = await call(`${double.url}/unknown`, 'DELETE');
     assert.equal(answer.status, 500);
     assert.match(String((answer.body as { message: string }).message), /unexpected request DELETE \/unknown/);
-    assert.deepEqual(double.unexpected.map((r) => `${r.method} ${r.path}`), ['DELETE /unknown']);
+    assert.deepEqual(
+      double.unexpected.map((r) => `${r.method} ${r.path}`),
+      ['DELETE /unknown'],
+    );
     assert.match(double.failures[0]!, /unexpected request DELETE \/unknown/);
   });
 

@@ -21,10 +21,16 @@ describe('GitHubForge.setCommitStatus', () => {
       double.expect({
         method: 'POST',
         path: `/repos/cern/wishlist/statuses/${SHA}`,
-        body: (body) => assert.deepEqual(body, { state, context: 'ducc-gitops/publish', description: 'Publishing 3 images', target_url: 'https://bot.example.org/jobs/1' }),
+        body: (body) =>
+          assert.deepEqual(body, { state, context: 'ducc-gitops/publish', description: 'Publishing 3 images', target_url: 'https://bot.example.org/jobs/1' }),
         reply: { status: 201, body: { id: 1, state } },
       });
-      await forgeFor(double.url).setCommitStatus('cern/wishlist', SHA, { state, context: 'ducc-gitops/publish', description: 'Publishing 3 images', targetUrl: 'https://bot.example.org/jobs/1' });
+      await forgeFor(double.url).setCommitStatus('cern/wishlist', SHA, {
+        state,
+        context: 'ducc-gitops/publish',
+        description: 'Publishing 3 images',
+        targetUrl: 'https://bot.example.org/jobs/1',
+      });
       double.assertDone();
       const request = double.requests[0]!;
       assert.equal(request.headers.authorization, `token ${TOKEN}`);
@@ -35,7 +41,12 @@ describe('GitHubForge.setCommitStatus', () => {
     const double = await startApiDouble(t);
     const repo = githubRepoDouble(double, { owner: 'cern', repo: 'wishlist' });
     const long = 'x'.repeat(139) + '🙂🙂🙂';
-    await forgeFor(double.url).setCommitStatus('cern/wishlist', SHA, { state: 'failure', context: 'ducc-gitops/plan', description: long, targetUrl: `https://e.org/${'p'.repeat(300)}` });
+    await forgeFor(double.url).setCommitStatus('cern/wishlist', SHA, {
+      state: 'failure',
+      context: 'ducc-gitops/plan',
+      description: long,
+      targetUrl: `https://e.org/${'p'.repeat(300)}`,
+    });
     assert.equal(repo.statuses.length, 1);
     const description = repo.statuses[0]!.description!;
     assert.equal(description.length, 140);
@@ -58,7 +69,11 @@ describe('GitHubForge.setCommitStatus', () => {
 
   it('throws a ForgeError with GitHub’s message on a 422', async (t) => {
     const double = await startApiDouble(t);
-    double.expect({ method: 'POST', path: `/repos/cern/wishlist/statuses/${SHA}`, reply: { status: 422, body: { message: 'Validation Failed', errors: [{ message: 'No commit found for SHA' }] } } });
+    double.expect({
+      method: 'POST',
+      path: `/repos/cern/wishlist/statuses/${SHA}`,
+      reply: { status: 422, body: { message: 'Validation Failed', errors: [{ message: 'No commit found for SHA' }] } },
+    });
     await assert.rejects(forgeFor(double.url).setCommitStatus('cern/wishlist', SHA, { state: 'success', context: 'c', description: 'd' }), (error: unknown) => {
       assert.ok(error instanceof ForgeError);
       assert.equal(error.status, 422);
@@ -73,7 +88,11 @@ describe('GitHubForge.setCommitStatus', () => {
 describe('GitHubForge.upsertReport', () => {
   it('creates the report, then edits the same comment in place (PATCH, not a second POST)', async (t) => {
     const double = await startApiDouble(t);
-    double.expect({ method: 'GET', path: '/repos/cern/wishlist/issues/7/comments?per_page=100', reply: { status: 200, body: [{ id: 1, body: 'looks good', user: { login: 'alice' } }] } });
+    double.expect({
+      method: 'GET',
+      path: '/repos/cern/wishlist/issues/7/comments?per_page=100',
+      reply: { status: 200, body: [{ id: 1, body: 'looks good', user: { login: 'alice' } }] },
+    });
     double.expect({
       method: 'POST',
       path: '/repos/cern/wishlist/issues/7/comments',
@@ -83,7 +102,13 @@ describe('GitHubForge.upsertReport', () => {
     double.expect({
       method: 'GET',
       path: '/repos/cern/wishlist/issues/7/comments?per_page=100',
-      reply: { status: 200, body: [{ id: 1, body: 'looks good', user: { login: 'alice' } }, { id: 42, body: `${REPORT_MARKER}\nfirst report`, user: { login: 'ducc-bot' } }] },
+      reply: {
+        status: 200,
+        body: [
+          { id: 1, body: 'looks good', user: { login: 'alice' } },
+          { id: 42, body: `${REPORT_MARKER}\nfirst report`, user: { login: 'ducc-bot' } },
+        ],
+      },
     });
     double.expect({
       method: 'PATCH',
@@ -95,7 +120,10 @@ describe('GitHubForge.upsertReport', () => {
     await forge.upsertReport('cern/wishlist', 7, 'first report');
     await forge.upsertReport('cern/wishlist', 7, 'second report');
     double.assertDone();
-    assert.deepEqual(double.requests.map((r) => r.method), ['GET', 'POST', 'GET', 'PATCH']);
+    assert.deepEqual(
+      double.requests.map((r) => r.method),
+      ['GET', 'POST', 'GET', 'PATCH'],
+    );
   });
 
   it('with the stateful double: one comment, edited in place, found across pages, others’ markers ignored', async (t) => {
@@ -160,7 +188,11 @@ describe('GitHubForge.canWrite', () => {
   for (const [name, answer, expected] of cases) {
     it(`${name} → ${expected}`, async (t) => {
       const double = await startApiDouble(t);
-      double.expect({ method: 'GET', path: '/repos/cern/wishlist/collaborators/alice/permission', reply: { status: 200, body: { ...answer, user: { login: 'alice' } } } });
+      double.expect({
+        method: 'GET',
+        path: '/repos/cern/wishlist/collaborators/alice/permission',
+        reply: { status: 200, body: { ...answer, user: { login: 'alice' } } },
+      });
       assert.equal(await forgeFor(double.url).canWrite('cern/wishlist', { login: 'alice', isBot: false }), expected);
       double.assertDone();
     });
@@ -247,8 +279,20 @@ describe('GitHubForge.findMergedChangeRequest', () => {
         status: 200,
         body: [
           { number: 3, state: 'open', merged_at: null, head: { sha: SHA, ref: 'x', repo: null }, base: { ref: 'main', repo: { full_name: 'cern/wishlist' } } },
-          { number: 8, state: 'closed', merged_at: '2025-01-01T00:00:00Z', head: { sha: SHA, ref: 'y', repo: null }, base: { ref: 'main', repo: { full_name: 'someone/fork' } } },
-          { number: 9, state: 'closed', merged_at: '2025-01-01T00:00:00Z', head: { sha: SHA, ref: 'z', repo: null }, base: { ref: 'main', repo: { full_name: 'cern/wishlist' } } },
+          {
+            number: 8,
+            state: 'closed',
+            merged_at: '2025-01-01T00:00:00Z',
+            head: { sha: SHA, ref: 'y', repo: null },
+            base: { ref: 'main', repo: { full_name: 'someone/fork' } },
+          },
+          {
+            number: 9,
+            state: 'closed',
+            merged_at: '2025-01-01T00:00:00Z',
+            head: { sha: SHA, ref: 'z', repo: null },
+            base: { ref: 'main', repo: { full_name: 'cern/wishlist' } },
+          },
         ],
       },
     });
@@ -260,7 +304,11 @@ describe('GitHubForge.findMergedChangeRequest', () => {
   it('undefined when no pull request was merged, or the commit is unknown (422)', async (t) => {
     const double = await startApiDouble(t);
     githubRepoDouble(double, { owner: 'cern', repo: 'wishlist', pulls: [{ number: 2, headSha: SHA }] });
-    double.expect({ method: 'GET', path: `/repos/other/repo/commits/${SHA}/pulls?per_page=100`, reply: { status: 422, body: { message: `No commit found for SHA: ${SHA}` } } });
+    double.expect({
+      method: 'GET',
+      path: `/repos/other/repo/commits/${SHA}/pulls?per_page=100`,
+      reply: { status: 422, body: { message: `No commit found for SHA: ${SHA}` } },
+    });
     const forge = forgeFor(double.url);
     assert.equal(await forge.findMergedChangeRequest('cern/wishlist', SHA), undefined);
     assert.equal(await forge.findMergedChangeRequest('other/repo', SHA), undefined);
@@ -291,7 +339,12 @@ describe('GitHubForge logging', () => {
     githubRepoDouble(double, { owner: 'cern', repo: 'wishlist', permissions: { alice: 'write' } });
     double.expect({ method: 'GET', path: '/repos/cern/wishlist/collaborators/bob/permission', reply: { status: 500, body: { message: 'boom' } } });
     let output = '';
-    const stream = new Writable({ write(chunk: Buffer, _encoding, callback) { output += chunk.toString(); callback(); } });
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        output += chunk.toString();
+        callback();
+      },
+    });
     const forge = new GitHubForge({ baseUrl: double.url, token: TOKEN, logger: pino({ level: 'trace' }, stream) });
     await forge.setCommitStatus('cern/wishlist', SHA, { state: 'success', context: 'c', description: 'd', targetUrl: `https://e.org/${'x'.repeat(300)}` });
     await forge.upsertReport('cern/wishlist', 1, 'r');

@@ -30,10 +30,16 @@ describe('GitLabForge.setCommitStatus', () => {
       double.expect({
         method: 'POST',
         path: `${API}/statuses/${SHA}`,
-        body: (body) => assert.deepEqual(body, { state: theirs, name: 'ducc-gitops/publish', description: 'Publishing', target_url: 'https://bot.example.org/jobs/2' }),
+        body: (body) =>
+          assert.deepEqual(body, { state: theirs, name: 'ducc-gitops/publish', description: 'Publishing', target_url: 'https://bot.example.org/jobs/2' }),
         reply: { status: 201, body: { id: 1, status: theirs } },
       });
-      await forgeFor(double.url).setCommitStatus(PROJECT, SHA, { state: ours, context: 'ducc-gitops/publish', description: 'Publishing', targetUrl: 'https://bot.example.org/jobs/2' });
+      await forgeFor(double.url).setCommitStatus(PROJECT, SHA, {
+        state: ours,
+        context: 'ducc-gitops/publish',
+        description: 'Publishing',
+        targetUrl: 'https://bot.example.org/jobs/2',
+      });
       double.assertDone();
       assert.equal(double.requests[0]!.headers['private-token'], TOKEN);
     });
@@ -65,17 +71,33 @@ describe('GitLabForge.setCommitStatus', () => {
     await forge.setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'ducc-gitops/publish', description: 'working' });
     await forge.setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'ducc-gitops/publish', description: 'still working' });
     await forge.setCommitStatus(PROJECT, SHA, { state: 'success', context: 'ducc-gitops/publish', description: 'done' });
-    assert.deepEqual(project.statuses.map((s) => s.state), ['running', 'success']);
-    assert.deepEqual(double.requests.map((r) => r.method), ['POST', 'POST', 'POST']);
+    assert.deepEqual(
+      project.statuses.map((s) => s.state),
+      ['running', 'success'],
+    );
+    assert.deepEqual(
+      double.requests.map((r) => r.method),
+      ['POST', 'POST', 'POST'],
+    );
   });
 
   it('other 400s throw, including a transition that is not a repeat', async (t) => {
     const double = await startApiDouble(t);
     double.expect({ method: 'POST', path: `${API}/statuses/${SHA}`, reply: { status: 400, body: { message: { description: ['is too long'] } } } });
-    double.expect({ method: 'POST', path: `${API}/statuses/${SHA}`, reply: { status: 400, body: { message: 'Cannot transition status via :run from :success' } } });
+    double.expect({
+      method: 'POST',
+      path: `${API}/statuses/${SHA}`,
+      reply: { status: 400, body: { message: 'Cannot transition status via :run from :success' } },
+    });
     const forge = forgeFor(double.url);
-    await assert.rejects(forge.setCommitStatus(PROJECT, SHA, { state: 'success', context: 'c', description: 'd' }), (error: unknown) => error instanceof ForgeError && error.status === 400);
-    await assert.rejects(forge.setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'c', description: 'd' }), /Cannot transition status via :run from :success/);
+    await assert.rejects(
+      forge.setCommitStatus(PROJECT, SHA, { state: 'success', context: 'c', description: 'd' }),
+      (error: unknown) => error instanceof ForgeError && error.status === 400,
+    );
+    await assert.rejects(
+      forge.setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'c', description: 'd' }),
+      /Cannot transition status via :run from :success/,
+    );
     double.assertDone();
   });
 
@@ -91,7 +113,10 @@ describe('GitLabForge.setCommitStatus', () => {
   it('a 409 that persists is retried 3 times, then thrown', async (t) => {
     const double = await startApiDouble(t);
     double.expect({ method: 'POST', path: `${API}/statuses/${SHA}`, times: 4, reply: { status: 409, body: { message: '409 Conflict' } } });
-    await assert.rejects(forgeFor(double.url).setCommitStatus(PROJECT, SHA, { state: 'success', context: 'c', description: 'd' }), (error: unknown) => error instanceof ForgeError && error.status === 409);
+    await assert.rejects(
+      forgeFor(double.url).setCommitStatus(PROJECT, SHA, { state: 'success', context: 'c', description: 'd' }),
+      (error: unknown) => error instanceof ForgeError && error.status === 409,
+    );
     double.assertDone();
   });
 
@@ -128,7 +153,11 @@ describe('GitLabForge.upsertReport', () => {
       body: (body) => assert.deepEqual(body, { body: `${REPORT_MARKER}\nplan` }),
       reply: { status: 201, body: { id: 77 } },
     });
-    double.expect({ method: 'GET', path: list, reply: { status: 200, body: [system, { id: 77, body: `${REPORT_MARKER}\nplan`, system: false, author: { username: 'ducc-bot' } }] } });
+    double.expect({
+      method: 'GET',
+      path: list,
+      reply: { status: 200, body: [system, { id: 77, body: `${REPORT_MARKER}\nplan`, system: false, author: { username: 'ducc-bot' } }] },
+    });
     double.expect({
       method: 'PUT',
       path: `${API}/merge_requests/3/notes/77`,
@@ -139,7 +168,10 @@ describe('GitLabForge.upsertReport', () => {
     await forge.upsertReport(PROJECT, 3, 'plan');
     await forge.upsertReport(PROJECT, 3, 'result');
     double.assertDone();
-    assert.deepEqual(double.requests.map((r) => r.method), ['GET', 'POST', 'GET', 'PUT']);
+    assert.deepEqual(
+      double.requests.map((r) => r.method),
+      ['GET', 'POST', 'GET', 'PUT'],
+    );
   });
 
   it('with the stateful double: paginated notes, system notes and other authors ignored, one note kept', async (t) => {
@@ -173,7 +205,12 @@ describe('GitLabForge.upsertReport', () => {
 describe('GitLabForge.reply', () => {
   it('posts a new note', async (t) => {
     const double = await startApiDouble(t);
-    double.expect({ method: 'POST', path: `${API}/merge_requests/9/notes`, body: (body) => assert.deepEqual(body, { body: 'ok' }), reply: { status: 201, body: { id: 1 } } });
+    double.expect({
+      method: 'POST',
+      path: `${API}/merge_requests/9/notes`,
+      body: (body) => assert.deepEqual(body, { body: 'ok' }),
+      reply: { status: 201, body: { id: 1 } },
+    });
     await forgeFor(double.url).reply(PROJECT, 9, 'ok');
     double.assertDone();
   });
@@ -189,7 +226,11 @@ describe('GitLabForge.canWrite', () => {
   ] as const) {
     it(`access_level ${level} → ${expected}`, async (t) => {
       const double = await startApiDouble(t);
-      double.expect({ method: 'GET', path: `${API}/members/all/17`, reply: { status: 200, body: { id: 17, username: 'alice', access_level: level, state: 'active' } } });
+      double.expect({
+        method: 'GET',
+        path: `${API}/members/all/17`,
+        reply: { status: 200, body: { id: 17, username: 'alice', access_level: level, state: 'active' } },
+      });
       assert.equal(await forgeFor(double.url).canWrite(PROJECT, { login: 'alice', id: 17, isBot: false }), expected);
       double.assertDone();
     });
@@ -210,7 +251,10 @@ describe('GitLabForge.canWrite', () => {
   it('500 → throws (the caller fails closed)', async (t) => {
     const double = await startApiDouble(t);
     double.expect({ method: 'GET', path: `${API}/members/all/17`, reply: { status: 500, body: { message: '500 Internal Server Error' } } });
-    await assert.rejects(forgeFor(double.url).canWrite(PROJECT, { login: 'alice', id: 17, isBot: false }), (error: unknown) => error instanceof ForgeError && error.status === 500 && error.temporary);
+    await assert.rejects(
+      forgeFor(double.url).canWrite(PROJECT, { login: 'alice', id: 17, isBot: false }),
+      (error: unknown) => error instanceof ForgeError && error.status === 500 && error.temporary,
+    );
   });
 
   it('without Actor.id, looks the user up by username first', async (t) => {
@@ -248,7 +292,14 @@ describe('GitLabForge.getChangeRequest', () => {
       ],
     });
     const forge = forgeFor(double.url);
-    assert.deepEqual(await forge.getChangeRequest(PROJECT, 1), { number: 1, headSha: SHA, state: 'open', sourceBranch: 'add-root', targetBranch: 'master', fromFork: false });
+    assert.deepEqual(await forge.getChangeRequest(PROJECT, 1), {
+      number: 1,
+      headSha: SHA,
+      state: 'open',
+      sourceBranch: 'add-root',
+      targetBranch: 'master',
+      fromFork: false,
+    });
     const fork = await forge.getChangeRequest(PROJECT, 2);
     assert.equal(fork.fromFork, true);
     assert.equal(fork.state, 'closed');
@@ -264,7 +315,14 @@ describe('GitLabForge.findMergedChangeRequest', () => {
     double.expect({
       method: 'GET',
       path: `${API}/repository/commits/${SHA}/merge_requests`,
-      reply: { status: 200, body: [{ iid: 5, state: 'opened' }, { iid: 6, state: 'merged' }, { iid: 7, state: 'merged' }] },
+      reply: {
+        status: 200,
+        body: [
+          { iid: 5, state: 'opened' },
+          { iid: 6, state: 'merged' },
+          { iid: 7, state: 'merged' },
+        ],
+      },
     });
     assert.equal(await forgeFor(double.url).findMergedChangeRequest(PROJECT, SHA), 6);
     double.assertDone();
@@ -273,7 +331,11 @@ describe('GitLabForge.findMergedChangeRequest', () => {
   it('undefined when none is merged or the commit is unknown (404)', async (t) => {
     const double = await startApiDouble(t);
     gitlabProjectDouble(double, { project: PROJECT, mergeRequests: [{ iid: 1, sha: SHA }] });
-    double.expect({ method: 'GET', path: `/api/v4/projects/other%2Fp/repository/commits/${SHA}/merge_requests`, reply: { status: 404, body: { message: '404 Commit Not Found' } } });
+    double.expect({
+      method: 'GET',
+      path: `/api/v4/projects/other%2Fp/repository/commits/${SHA}/merge_requests`,
+      reply: { status: 404, body: { message: '404 Commit Not Found' } },
+    });
     const forge = forgeFor(double.url);
     assert.equal(await forge.findMergedChangeRequest(PROJECT, SHA), undefined);
     assert.equal(await forge.findMergedChangeRequest('other/p', SHA), undefined);
@@ -293,7 +355,12 @@ describe('GitLabForge logging', () => {
     gitlabProjectDouble(double, { project: PROJECT, users: { alice: 17 }, members: { 17: 30 } });
     double.expect({ method: 'GET', path: `${API}/members/all/18`, reply: { status: 500, body: { message: 'boom' } } });
     let output = '';
-    const stream = new Writable({ write(chunk: Buffer, _encoding, callback) { output += chunk.toString(); callback(); } });
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        output += chunk.toString();
+        callback();
+      },
+    });
     const forge = new GitLabForge({ host: double.url, token: TOKEN, logger: pino({ level: 'trace' }, stream) });
     await forge.setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'c', description: 'd' });
     await forge.setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'c', description: 'd' });

@@ -33,7 +33,6 @@ const BIG_SHA = createHash('sha256').update(BIG_CONTENT).digest('hex');
 const blobPath = (digest: string) => new RegExp(`/blobs/${digest}$`);
 const manifestPath = (repository: string, reference: string) => new RegExp(`^/v2/${repository}/manifests/${reference.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
 
-
 describe('registry faults during ducc convert', () => {
   let registry: TestRegistry;
   /** test/app:v1 — a big gzip layer (≈1.5 MiB, incompressible) and a small one. */
@@ -64,7 +63,8 @@ describe('registry faults during ducc convert', () => {
       await pushOciLayout(dir, 'v1', { host: registry.host, repository: `test/${name}`, tag: 'v1', creds });
       return written;
     };
-    app = (await push('app', [await buildTar([{ name: 'data/big.bin', content: BIG_CONTENT }]), await buildTar([{ name: 'etc/app.conf', content: 'app\n' }])])).manifests[0]!;
+    app = (await push('app', [await buildTar([{ name: 'data/big.bin', content: BIG_CONTENT }]), await buildTar([{ name: 'etc/app.conf', content: 'app\n' }])]))
+      .manifests[0]!;
     other = (await push('other', [await buildTar([{ name: 'etc/other.conf', content: 'other\n' }])])).manifests[0]!;
     plain = (await push('plain', [await buildTar([{ name: 'data/plain.bin', content: Buffer.alloc(64 * 1024, 0x61) }])], 'none')).manifests[0]!;
     multi = await push('multi', [[await buildTar([{ name: 'arch', content: 'amd64\n' }])], [await buildTar([{ name: 'arch', content: 'arm64\n' }])]]);
@@ -83,7 +83,13 @@ describe('registry faults during ducc convert', () => {
   });
 
   /** Converts `images` (repositories of the test registry) through a new proxy with `rules`. */
-  async function convert(t: TestContext, rules: FaultRule[], images: string[], knobs: Record<string, string> = {}, proxyFor?: (registryHost: string) => Promise<FaultProxy>) {
+  async function convert(
+    t: TestContext,
+    rules: FaultRule[],
+    images: string[],
+    knobs: Record<string, string> = {},
+    proxyFor?: (registryHost: string) => Promise<FaultProxy>,
+  ) {
     const proxy = proxyFor ? await proxyFor(registry.host) : await startFaultProxy(t, registry.host, rules);
     const root = await tempDir(t);
     const wishes = images.map((image) => `http://${proxy.host}/${image}`);
@@ -97,7 +103,11 @@ describe('registry faults during ducc convert', () => {
   }
 
   const layerDirOf = (repo: string, digest: string) => join(repo, '.layers', digest.slice(7, 9), digest.slice(7));
-  const exists = (path: string) => lstat(path).then(() => true, () => false);
+  const exists = (path: string) =>
+    lstat(path).then(
+      () => true,
+      () => false,
+    );
 
   async function assertPublished(repo: string, proxyHost: string, image: string): Promise<string> {
     const flat = await readlink(join(repo, proxyHost, image));
@@ -118,7 +128,11 @@ describe('registry faults during ducc convert', () => {
 
   it('truncated-blob-resumed-with-range: a blob cut mid-stream is resumed from where it stopped and verified whole', async (t) => {
     const big = app.layerDigests[0]!;
-    const { proxy, summary, repo } = await convert(t, [{ method: 'GET', path: blobPath(big), times: 1, action: { kind: 'truncate', afterBytes: 300_000 } }], ['test/app:v1']);
+    const { proxy, summary, repo } = await convert(
+      t,
+      [{ method: 'GET', path: blobPath(big), times: 1, action: { kind: 'truncate', afterBytes: 300_000 } }],
+      ['test/app:v1'],
+    );
     assert.deepEqual(summary.failures, []);
     assert.equal(summary.converted, 1);
     const gets = proxy.matching(blobPath(big), 'GET');
@@ -129,7 +143,12 @@ describe('registry faults during ducc convert', () => {
     assert.equal(gets[1]!.status, 206, 'distribution honours Range');
     assert.equal(gets[1]!.headers.authorization, BASIC, 'the resumed request is authenticated');
     const flat = await assertPublished(repo, proxy.host, 'test/app:v1');
-    assert.equal(createHash('sha256').update(await readFile(join(flat, 'data/big.bin'))).digest('hex'), BIG_SHA);
+    assert.equal(
+      createHash('sha256')
+        .update(await readFile(join(flat, 'data/big.bin')))
+        .digest('hex'),
+      BIG_SHA,
+    );
   });
 
   it('truncated-blob-range-ignored: when the answer to a Range request is the whole blob, the known part is skipped', async (t) => {
@@ -148,7 +167,12 @@ describe('registry faults during ducc convert', () => {
     assert.match(String(gets[1]!.headers.range), /^bytes=\d+-$/);
     assert.equal(gets[1]!.status, 200);
     const flat = await assertPublished(repo, proxy.host, 'test/app:v1');
-    assert.equal(createHash('sha256').update(await readFile(join(flat, 'data/big.bin'))).digest('hex'), BIG_SHA);
+    assert.equal(
+      createHash('sha256')
+        .update(await readFile(join(flat, 'data/big.bin')))
+        .digest('hex'),
+      BIG_SHA,
+    );
   });
 
   it('range-with-wrong-start-never-spliced: a 206 that does not start where asked fails the layer; the other wish converts', async (t) => {
@@ -174,19 +198,33 @@ describe('registry faults during ducc convert', () => {
   it('rate-limited-429-retry-after-seconds: a 429 with Retry-After: 1 is waited out, then the conversion succeeds', async (t) => {
     const { proxy, summary, elapsed } = await convert(
       t,
-      [{ method: 'GET', path: manifestPath('test/other', 'v1'), times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': '1' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' } }],
+      [
+        {
+          method: 'GET',
+          path: manifestPath('test/other', 'v1'),
+          times: 1,
+          action: { kind: 'status', status: 429, headers: { 'retry-after': '1' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' },
+        },
+      ],
       ['test/other:v1'],
     );
     assert.deepEqual(summary.failures, []);
     // 429 first, then (after the wait) the registry's own 401 challenge and the authenticated answer.
-    assert.deepEqual(proxy.matching(manifestPath('test/other', 'v1'), 'GET').map((r) => r.status), [429, 401, 200]);
+    assert.deepEqual(
+      proxy.matching(manifestPath('test/other', 'v1'), 'GET').map((r) => r.status),
+      [429, 401, 200],
+    );
     assert.ok(elapsed >= 900, `waited as asked (${elapsed} ms)`);
   });
 
   it('rate-limited-429-retry-after-date: a Retry-After HTTP date is honoured too', async (t) => {
     const config = other.configDigest;
     const when = new Date(Date.now() + 2000).toUTCString();
-    const { proxy, summary } = await convert(t, [{ method: 'GET', path: blobPath(config), times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': when } } }], ['test/other:v1']);
+    const { proxy, summary } = await convert(
+      t,
+      [{ method: 'GET', path: blobPath(config), times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': when } } }],
+      ['test/other:v1'],
+    );
     assert.deepEqual(summary.failures, []);
     const gets = proxy.matching(blobPath(config), 'GET');
     assert.equal(gets.length, 2);
@@ -203,11 +241,18 @@ describe('registry faults during ducc convert', () => {
       ['test/app:v1'],
     );
     assert.deepEqual(summary.failures, []);
-    assert.deepEqual(proxy.matching(blobPath(small), 'GET').map((r) => r.status), [503, 500, 200]);
+    assert.deepEqual(
+      proxy.matching(blobPath(small), 'GET').map((r) => r.status),
+      [503, 500, 200],
+    );
   });
 
   it('connection-reset-retried: a reset before any answer is retried', async (t) => {
-    const { proxy, summary } = await convert(t, [{ method: 'GET', path: blobPath(other.configDigest), times: 1, action: { kind: 'reset' } }], ['test/other:v1']);
+    const { proxy, summary } = await convert(
+      t,
+      [{ method: 'GET', path: blobPath(other.configDigest), times: 1, action: { kind: 'reset' } }],
+      ['test/other:v1'],
+    );
     assert.deepEqual(summary.failures, []);
     assert.equal(proxy.matching(blobPath(other.configDigest), 'GET').length, 2);
   });
@@ -241,14 +286,25 @@ describe('registry faults during ducc convert', () => {
     assert.equal(gets.length, 2);
     assert.match(String(gets[1]!.headers.range), /^bytes=\d+-$/);
     const flat = await assertPublished(repo, proxy.host, 'test/app:v1');
-    assert.equal(createHash('sha256').update(await readFile(join(flat, 'data/big.bin'))).digest('hex'), BIG_SHA);
+    assert.equal(
+      createHash('sha256')
+        .update(await readFile(join(flat, 'data/big.bin')))
+        .digest('hex'),
+      BIG_SHA,
+    );
   });
 
   it('persistent-failure-one-line-error: a layer that always fails names wish and layer, nothing of it is published, the rest converts', async (t) => {
     const big = app.layerDigests[0]!;
     const { proxy, summary, wishes, repo, root } = await convert(
       t,
-      [{ method: 'GET', path: blobPath(big), action: { kind: 'status', status: 502, body: '{"errors":[{"code":"BAD_GATEWAY","message":"upstream\\nexploded"}]}' } }],
+      [
+        {
+          method: 'GET',
+          path: blobPath(big),
+          action: { kind: 'status', status: 502, body: '{"errors":[{"code":"BAD_GATEWAY","message":"upstream\\nexploded"}]}' },
+        },
+      ],
       ['test/app:v1', 'test/other:v1'],
       { DUCC_REGISTRY_RETRIES: '1' },
     );
@@ -266,7 +322,11 @@ describe('registry faults during ducc convert', () => {
 
   it('wrong-blob-bytes-rejected: a blob whose bytes do not match its digest is never published', async (t) => {
     const layer = plain.layerDigests[0]!;
-    const { summary, wishes, repo, root } = await convert(t, [{ method: 'GET', path: blobPath(layer), action: { kind: 'corrupt', offset: 1000 } }], ['test/plain:v1', 'test/other:v1']);
+    const { summary, wishes, repo, root } = await convert(
+      t,
+      [{ method: 'GET', path: blobPath(layer), action: { kind: 'corrupt', offset: 1000 } }],
+      ['test/plain:v1', 'test/other:v1'],
+    );
     assert.equal(summary.converted, 1);
     assertOneLineFailure(summary.failures[0]!.message, wishes[0]!, layer);
     assert.match(summary.failures[0]!.message, /digest mismatch for blob/);
@@ -303,7 +363,13 @@ describe('registry faults during ducc convert', () => {
     const armManifest = Buffer.from(await response.arrayBuffer());
     const { summary, wishes, proxy } = await convert(
       t,
-      [{ method: 'GET', path: manifestPath('test/multi', amd64!.digest), action: { kind: 'replace-body', body: armManifest, headers: { 'docker-content-digest': undefined } } }],
+      [
+        {
+          method: 'GET',
+          path: manifestPath('test/multi', amd64!.digest),
+          action: { kind: 'replace-body', body: armManifest, headers: { 'docker-content-digest': undefined } },
+        },
+      ],
       ['test/multi:v1'],
     );
     assertOneLineFailure(summary.failures[0]!.message, wishes[0]!);
@@ -313,7 +379,11 @@ describe('registry faults during ducc convert', () => {
 
   it('redirect-loop-bounded: a registry that redirects a blob to itself forever fails after 5 redirects', async (t) => {
     const layer = other.layerDigests[0]!;
-    const { summary, wishes, proxy } = await convert(t, [{ method: 'GET', path: blobPath(layer), action: { kind: 'redirect', location: (path) => path } }], ['test/other:v1']);
+    const { summary, wishes, proxy } = await convert(
+      t,
+      [{ method: 'GET', path: blobPath(layer), action: { kind: 'redirect', location: (path) => path } }],
+      ['test/other:v1'],
+    );
     assertOneLineFailure(summary.failures[0]!.message, wishes[0]!, layer);
     assert.match(summary.failures[0]!.message, /more than 5 redirects/);
     assert.equal(proxy.matching(blobPath(layer), 'GET').length, 6);
@@ -331,7 +401,10 @@ describe('registry faults during ducc convert', () => {
       return front;
     });
     assert.deepEqual(summary.failures, []);
-    assert.ok(proxy.matching(blobPath(layer), 'GET').every((r) => r.headers.authorization === BASIC), 'the registry got the credentials');
+    assert.ok(
+      proxy.matching(blobPath(layer), 'GET').every((r) => r.headers.authorization === BASIC),
+      'the registry got the credentials',
+    );
     const stored = storage!.matching(blobPath(layer), 'GET');
     assert.equal(stored.length, 1);
     assert.equal(stored[0]!.headers.authorization, undefined, 'the other origin did not');
@@ -350,7 +423,13 @@ describe('registry faults during ducc convert', () => {
     );
     const { summary, wishes, proxy } = await convert(
       t,
-      [{ method: 'GET', path: manifestPath('test/other', 'v1'), action: { kind: 'replace-body', body: huge, headers: { 'docker-content-digest': undefined } } }],
+      [
+        {
+          method: 'GET',
+          path: manifestPath('test/other', 'v1'),
+          action: { kind: 'replace-body', body: huge, headers: { 'docker-content-digest': undefined } },
+        },
+      ],
       ['test/other:v1'],
     );
     assertOneLineFailure(summary.failures[0]!.message, wishes[0]!);
@@ -366,7 +445,13 @@ describe('registry faults during ducc convert', () => {
     };
     const { summary, proxy, repo } = await convert(
       t,
-      [{ method: 'GET', path: manifestPath('test/other', 'v1'), action: { kind: 'replace-body', body: evil, headers: { 'docker-content-digest': undefined } } }],
+      [
+        {
+          method: 'GET',
+          path: manifestPath('test/other', 'v1'),
+          action: { kind: 'replace-body', body: evil, headers: { 'docker-content-digest': undefined } },
+        },
+      ],
       ['test/other:v1'],
     );
     assert.match(summary.failures[0]!.message, /invalid digest/);

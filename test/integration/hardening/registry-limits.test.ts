@@ -104,7 +104,9 @@ test('range-answer-must-fit-the-descriptor: a resumed 206 with another total siz
     }
     const start = Number(/^bytes=(\d+)-$/.exec(range)?.[1]);
     if (mode === 'wrong-total') {
-      res.writeHead(206, { 'content-range': `bytes ${start}-${blob.length}/${blob.length + 1}`, 'content-length': String(blob.length + 1 - start) }).end(Buffer.alloc(blob.length + 1 - start, 0x42));
+      res
+        .writeHead(206, { 'content-range': `bytes ${start}-${blob.length}/${blob.length + 1}`, 'content-length': String(blob.length + 1 - start) })
+        .end(Buffer.alloc(blob.length + 1 - start, 0x42));
     } else {
       // claims the right range, sends more than it
       res.writeHead(206, { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` });
@@ -114,7 +116,10 @@ test('range-answer-must-fit-the-descriptor: a resumed 206 with another total siz
   const client = new RegistryClient({ retryBaseMs: 1 });
   await assert.rejects(buffer(await client.openBlob(refOn(registry.host), descriptor)), { code: 'BOT_ERR_REGISTRY', message: /never spliced in/ });
   mode = 'overlong';
-  await assert.rejects(buffer(await client.openBlob(refOn(registry.host), descriptor)), { code: 'BOT_ERR_SIZE_MISMATCH', message: /more than the 300000 bytes/ });
+  await assert.rejects(buffer(await client.openBlob(refOn(registry.host), descriptor)), {
+    code: 'BOT_ERR_SIZE_MISMATCH',
+    message: /more than the 300000 bytes/,
+  });
 });
 
 test('resume-attempts-bounded: a blob that always breaks off fails after maxRetries resumptions, with position and cause', async (t) => {

@@ -37,14 +37,21 @@ test('GET /status: version, shutdown flag, queue counts and jobs from the store'
   assert.equal(reply.body.version, '1.2.3-test');
   assert.equal(reply.body.shuttingDown, false);
   assert.deepEqual(reply.body.queue, { queued: 1, running: 1, done: 0, failed: 0 });
-  assert.deepEqual(reply.body.running.map((job: { id: number }) => job.id), [running.id]);
+  assert.deepEqual(
+    reply.body.running.map((job: { id: number }) => job.id),
+    [running.id],
+  );
   assert.equal(reply.body.queued.length, 1);
 });
 
 test('GET /metrics: webhook counters and duration, queue gauges, in its own registry', async (t) => {
   const server = await startTestServer(t);
   server.store.enqueue({ kind: 'reconcile', wishlist: 'hello' });
-  await postGitHub(server, 'push', githubExample('push', (p) => p['ref'] === 'refs/heads/master'));
+  await postGitHub(
+    server,
+    'push',
+    githubExample('push', (p) => p['ref'] === 'refs/heads/master'),
+  );
   await postGitHub(server, 'push', '{}', { secret: 'wrong' });
   const reply = await send(`${server.url}/metrics`, {});
   assert.equal(reply.status, 200);

@@ -17,7 +17,10 @@ test('a signed push is parsed and queued: 202', async (t) => {
   assert.deepEqual(reply.body, { outcome: 'queued', jobs: [1] });
   assertJsonAnswer(reply.headers);
   assert.deepEqual(server.intake.deliveries, [
-    { id: 'github:72d3162e-cc78-11e3-81ab-4c9367dc0958', events: [{ kind: 'push', repo, branch: 'master', after: '6113728f27ae82c7b1a177c8d03f9e96e0adf246' }] },
+    {
+      id: 'github:72d3162e-cc78-11e3-81ab-4c9367dc0958',
+      events: [{ kind: 'push', repo, branch: 'master', after: '6113728f27ae82c7b1a177c8d03f9e96e0adf246' }],
+    },
   ]);
   // Matched as express matched it: any case, trailing slash, query string.
   const again = await postGitHub(server, 'push', payload, { deliveryId: 'other-id', path: '/Hooks/GitHub/?from=test' });
@@ -49,7 +52,14 @@ test('comments: created on a PR → comment event; edited → ignored (200); the
   const created = pullRequestComment('created');
   assert.equal((await postGitHub(server, 'issue_comment', created)).status, 202);
   assert.deepEqual(server.intake.deliveries.at(-1)!.events, [
-    { kind: 'comment', repo, number: 1, commentId: String(created['comment'].id), author: { login: 'Codertocat', id: created['comment'].user.id, isBot: false }, body: created['comment'].body },
+    {
+      kind: 'comment',
+      repo,
+      number: 1,
+      commentId: String(created['comment'].id),
+      author: { login: 'Codertocat', id: created['comment'].user.id, isBot: false },
+      body: created['comment'].body,
+    },
   ]);
   const edited = await postGitHub(server, 'issue_comment', pullRequestComment('edited'));
   assert.equal(edited.status, 200);
@@ -110,12 +120,21 @@ test('a redelivery (same X-GitHub-Delivery) is answered 200 duplicate', async (t
 test('a full queue answers 503 with Retry-After', async (t) => {
   const server = await startTestServer(t);
   server.intake.overloaded = true;
-  const reply = await postGitHub(server, 'push', githubExample('push', (p) => p['ref'] === 'refs/heads/master'));
+  const reply = await postGitHub(
+    server,
+    'push',
+    githubExample('push', (p) => p['ref'] === 'refs/heads/master'),
+  );
   assert.equal(reply.status, 503);
   assert.equal(reply.body.outcome, 'overloaded');
   assert.ok(Number(reply.headers.get('retry-after')) > 0);
   assertJsonAnswer(reply.headers);
-  const refused = await postGitHub(server, 'push', githubExample('push', (p) => p['ref'] === 'refs/heads/master'), { secret: 'not the secret' });
+  const refused = await postGitHub(
+    server,
+    'push',
+    githubExample('push', (p) => p['ref'] === 'refs/heads/master'),
+    { secret: 'not the secret' },
+  );
   assert.equal(refused.status, 401);
   assertJsonAnswer(refused.headers);
 });
@@ -149,7 +168,12 @@ test('an oversized declared body is refused with 413 before it is read', async (
   const started = Date.now();
   const reply = await rawRequest(server.port, {
     path: '/hooks/github',
-    headers: { 'content-type': 'application/json', 'content-length': 26 * 1024 * 1024, 'x-github-event': 'push', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` },
+    headers: {
+      'content-type': 'application/json',
+      'content-length': 26 * 1024 * 1024,
+      'x-github-event': 'push',
+      'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
+    },
     // Only a few bytes are ever sent: the answer must not wait for the rest.
     body: async function* () {
       yield Buffer.from('{"a":');
@@ -166,7 +190,12 @@ test('an oversized chunked body (no Content-Length) is cut at the limit: 413', a
   const chunk = Buffer.alloc(1024 * 1024, 0x61);
   const reply = await rawRequest(server.port, {
     path: '/hooks/github',
-    headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-github-event': 'push', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` },
+    headers: {
+      'content-type': 'application/json',
+      'transfer-encoding': 'chunked',
+      'x-github-event': 'push',
+      'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
+    },
     body: async function* () {
       for (let i = 0; i < 30; i++) yield chunk;
     },

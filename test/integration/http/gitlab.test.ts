@@ -15,7 +15,9 @@ function postGitLab(server: TestServer, event: string, body: Buffer | string, he
 
 test('right token: a Merge Request Hook is parsed and queued (200, the outcome in the body)', async (t) => {
   const server = await startTestServer(t);
-  const reply = await postGitLab(server, 'Merge Request Hook', fixtureBytes('gitlab/merge-request-hook.open.json'), { 'idempotency-key': 'f3c5e0a4-1111-2222-3333-444455556666' });
+  const reply = await postGitLab(server, 'Merge Request Hook', fixtureBytes('gitlab/merge-request-hook.open.json'), {
+    'idempotency-key': 'f3c5e0a4-1111-2222-3333-444455556666',
+  });
   assert.equal(reply.status, 200);
   assert.deepEqual(reply.body, { outcome: 'queued', jobs: [1] });
   assert.deepEqual(server.intake.deliveries, [
@@ -93,7 +95,13 @@ test('never a 4xx except for the token: bad JSON, gzip, oversized bodies are 200
   const gz = gzipSync(fixtureBytes('gitlab/push-hook.json'));
   const gzipped = await rawRequest(server.port, {
     path: '/hooks/gitlab',
-    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': gz.length, 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': GITLAB_TOKEN },
+    headers: {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+      'content-length': gz.length,
+      'x-gitlab-event': 'Push Hook',
+      'x-gitlab-token': GITLAB_TOKEN,
+    },
     body: gz,
   });
   assert.equal(gzipped.status, 200);

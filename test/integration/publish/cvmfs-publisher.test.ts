@@ -46,7 +46,12 @@ async function setUp(t: TestContext, repositories: string[] = [REPO]): Promise<F
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      logLines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+      logLines.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((line) => line !== ''),
+      );
       callback();
     },
   });
@@ -246,7 +251,10 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
     it('refuses entries that climb out of the layer', async (t) => {
       const fake = await setUp(t);
       const publisher = fake.publisher();
-      const tar = await buildTar([{ name: 'a', content: 'a' }, { name: 'x/../../escape', content: 'x' }]);
+      const tar = await buildTar([
+        { name: 'a', content: 'a' },
+        { name: 'x/../../escape', content: 'x' },
+      ]);
       await assert.rejects(
         publisher.publishLayer(LAYER, Readable.from([tar]), () => ({})),
         (error) => error instanceof DuccError && error.code === 'BOT_ERR_UNSAFE_ENTRY',
@@ -259,12 +267,15 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
       const fake = await setUp(t);
       const publisher = fake.publisher({ env: { CVMFS_FAKE_FAIL: 'ingest' } });
       const tar = await buildTar([{ name: 'big', content: Buffer.alloc(4 * 1024 * 1024, 7) }]);
-      await assert.rejects(publisher.publishLayer(LAYER, Readable.from([tar]), () => ({})), (error) => {
-        assert.ok(error instanceof DuccError);
-        assert.equal(error.code, 'BOT_ERR_CVMFS');
-        assert.match(error.message, /^cvmfs_server ingest repo\.example\.org failed \(exit 1\): .*injected failure of 'ingest'/);
-        return true;
-      });
+      await assert.rejects(
+        publisher.publishLayer(LAYER, Readable.from([tar]), () => ({})),
+        (error) => {
+          assert.ok(error instanceof DuccError);
+          assert.equal(error.code, 'BOT_ERR_CVMFS');
+          assert.match(error.message, /^cvmfs_server ingest repo\.example\.org failed \(exit 1\): .*injected failure of 'ingest'/);
+          return true;
+        },
+      );
       assert.equal(await publisher.lstat(LAYER), undefined);
     });
 
@@ -383,11 +394,7 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
       await publisher.transaction((tx) => tx.writeFile('note', 'n'));
       assert.equal(await readFile(path.join(fake.root, REPO, 'sub/tree/f'), 'utf8'), 'f');
       assert.equal(await readFile(path.join(fake.root, REPO, 'sub/note'), 'utf8'), 'n');
-      assert.deepEqual(withoutLists(await fake.invocations()), [
-        `ingest --catalog -t - -b sub/tree -k ${REPO}`,
-        `transaction ${REPO}`,
-        `publish ${REPO}`,
-      ]);
+      assert.deepEqual(withoutLists(await fake.invocations()), [`ingest --catalog -t - -b sub/tree -k ${REPO}`, `transaction ${REPO}`, `publish ${REPO}`]);
     });
   });
 
@@ -416,7 +423,7 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
       assert.ok((await publisher.lstat('empty/dir'))?.isDirectory());
       assert.equal(await readlink(path.join(publisher.readRoot, 'public/image:tag')), '../.flat/cd/cde');
       assert.equal(await publisher.lstat('old'), undefined);
-      assert.deepEqual((await readdir(path.join(publisher.readRoot, 'public'))), ['image:tag'], 'no temporary files left');
+      assert.deepEqual(await readdir(path.join(publisher.readRoot, 'public')), ['image:tag'], 'no temporary files left');
     });
 
     it('aborts and rethrows the original error when the work fails', async (t) => {
@@ -438,15 +445,18 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
     it('aborts when publishing fails and reports cvmfs_server stderr', async (t) => {
       const fake = await setUp(t);
       const publisher = fake.publisher({ env: { CVMFS_FAKE_FAIL: 'publish' } });
-      await assert.rejects(publisher.transaction((tx) => tx.writeFile('f', 'x')), (error) => {
-        assert.ok(error instanceof DuccError);
-        assert.equal(error.code, 'BOT_ERR_CVMFS');
-        assert.equal(
-          error.message,
-          "cvmfs_server publish repo.example.org failed (exit 1): CernVM-FS error: injected failure of 'publish' (CVMFS_FAKE_FAIL)",
-        );
-        return true;
-      });
+      await assert.rejects(
+        publisher.transaction((tx) => tx.writeFile('f', 'x')),
+        (error) => {
+          assert.ok(error instanceof DuccError);
+          assert.equal(error.code, 'BOT_ERR_CVMFS');
+          assert.equal(
+            error.message,
+            "cvmfs_server publish repo.example.org failed (exit 1): CernVM-FS error: injected failure of 'publish' (CVMFS_FAKE_FAIL)",
+          );
+          return true;
+        },
+      );
       assert.deepEqual(withoutLists(await fake.invocations()), [`transaction ${REPO}`, `publish ${REPO}`, `abort -f ${REPO}`]);
     });
 
@@ -467,14 +477,17 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
       const fake = await setUp(t);
       await fake.server('transaction', REPO);
       const publisher = fake.publisher();
-      await assert.rejects(publisher.transaction(async () => 1), (error) => {
-        assert.ok(error instanceof DuccError);
-        assert.equal(
-          error.message,
-          'cvmfs_server transaction repo.example.org failed (exit 17): CernVM-FS transaction error: another transaction is already open',
-        );
-        return true;
-      });
+      await assert.rejects(
+        publisher.transaction(async () => 1),
+        (error) => {
+          assert.ok(error instanceof DuccError);
+          assert.equal(
+            error.message,
+            'cvmfs_server transaction repo.example.org failed (exit 17): CernVM-FS transaction error: another transaction is already open',
+          );
+          return true;
+        },
+      );
       assert.ok(!(await fake.invocations()).some((line) => line.startsWith('abort')));
       assert.match(await listOf(fake), /in transaction/);
     });
@@ -507,7 +520,10 @@ describe('CvmfsServerPublisher against the stand-in cvmfs_server', () => {
         publisher.transaction((tx) => tx.writeFile('escape/file', 'x')),
         (error) => error instanceof DuccError && error.code === 'BOT_ERR_UNSAFE_ENTRY',
       );
-      await assert.rejects(publisher.transaction((tx) => tx.writeFile('../x', 'x')), /must not contain '\.\.'/);
+      await assert.rejects(
+        publisher.transaction((tx) => tx.writeFile('../x', 'x')),
+        /must not contain '\.\.'/,
+      );
       assert.deepEqual(await readdir(path.join(fake.dir, 'outside')), []);
     });
   });

@@ -54,7 +54,9 @@ async function serve(t: TestContext, handler: (req: IncomingMessage, res: Server
 /** A one-layer OCI image held in memory. */
 async function makeImage() {
   const layer = gzipSync(await buildTar([{ name: 'greeting', content: 'hello from the fake registry\n'.repeat(50) }]));
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['X=1'] }, rootfs: { type: 'layers', diff_ids: [sha256(Buffer.from('x'))] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['X=1'] }, rootfs: { type: 'layers', diff_ids: [sha256(Buffer.from('x'))] } }),
+  );
   const layerDescriptor: Descriptor = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length };
   const manifest = Buffer.from(
     JSON.stringify({
@@ -157,7 +159,10 @@ test('Bearer flow: challenge with quoted realm, access_token, caching, refresh a
   const anonymous = new RegistryClient({ retryBaseMs: 5 });
   await assert.rejects(
     anonymous.resolveImage(refOn(registry), 'v1'),
-    hasCode('BOT_ERR_REGISTRY_AUTH', new RegExp(`authentication failed for ${registry.host.replace(/\./g, '\\.')}/team/app: token service .* 401 .*no credentials`)),
+    hasCode(
+      'BOT_ERR_REGISTRY_AUTH',
+      new RegExp(`authentication failed for ${registry.host.replace(/\./g, '\\.')}/team/app: token service .* 401 .*no credentials`),
+    ),
   );
 });
 
@@ -210,7 +215,10 @@ test('5xx is retried a bounded number of times, then reported with the registry 
   assert.equal(registry.requests.length, 3);
 
   const before = registry.requests.length;
-  await assert.rejects(client.pushManifest(refOn(registry), 'v1', Buffer.from('{}'), 'application/vnd.oci.image.manifest.v1+json'), hasCode('BOT_ERR_REGISTRY', /HTTP 500/));
+  await assert.rejects(
+    client.pushManifest(refOn(registry), 'v1', Buffer.from('{}'), 'application/vnd.oci.image.manifest.v1+json'),
+    hasCode('BOT_ERR_REGISTRY', /HTTP 500/),
+  );
   assert.equal(registry.requests.length - before, 1);
 });
 
@@ -274,7 +282,10 @@ test('blob redirects: followed, no Authorization to another origin, bounded', as
   const data = await buffer(await client.openBlob(refOn(registry), resolved.manifest.layers[0]!));
   assert.deepEqual(data, image.layer);
   assert.ok(storage.requests.length >= 2);
-  assert.ok(storage.requests.every((r) => r.authorization === undefined), 'no credentials sent to blob storage');
+  assert.ok(
+    storage.requests.every((r) => r.authorization === undefined),
+    'no credentials sent to blob storage',
+  );
   assert.ok(storage.requests.every((r) => r.url.includes('signature=abc')));
   assert.ok(registry.requests.some((r) => r.authorization === basic));
 
@@ -341,7 +352,9 @@ test('schema 1, oversized and mislabelled manifests are refused', async (t) => {
   const registry = await serve(t, (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path.endsWith('/manifests/old')) {
-      res.writeHead(200, { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' }).end(JSON.stringify({ schemaVersion: 1, name: 'team/app', tag: 'old', fsLayers: [] }));
+      res
+        .writeHead(200, { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' })
+        .end(JSON.stringify({ schemaVersion: 1, name: 'team/app', tag: 'old', fsLayers: [] }));
     } else if (path.endsWith('/manifests/huge')) {
       res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(Buffer.alloc(5 * 1024 * 1024, 0x20));
     } else if (path.endsWith(`/manifests/${sha256(Buffer.from('pinned'))}`)) {
@@ -424,8 +437,23 @@ test('https registry: works with a trusted CA, and a redirect down to plain http
   const keyPath = join(dir, 'key.pem');
   const certPath = join(dir, 'cert.pem');
   await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=127.0.0.1',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', keyPath, '-out', certPath,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-days',
+    '1',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
   ]);
   const [key, cert] = await Promise.all([readFile(keyPath), readFile(certPath)]);
   const image = await makeImage();

@@ -104,7 +104,10 @@ test('pushing to a registry with htpasswd authentication', async (t) => {
     const anonymous = new RegistryClient({ retryBaseMs: 5, maxRetries: 1 });
     await assert.rejects(
       anonymous.pushBlob(ref('thin/other'), layer, sha256(layer)),
-      hasCode('BOT_ERR_REGISTRY_AUTH', new RegExp(`^authentication failed for ${registry.host.replace(/\./g, '\\.')}/thin/other: .*requires credentials.*none are configured`)),
+      hasCode(
+        'BOT_ERR_REGISTRY_AUTH',
+        new RegExp(`^authentication failed for ${registry.host.replace(/\./g, '\\.')}/thin/other: .*requires credentials.*none are configured`),
+      ),
     );
     await assert.rejects(anonymous.pushManifest(ref('thin/other'), 'v1', manifest, manifestMediaType), hasCode('BOT_ERR_REGISTRY_AUTH'));
     await assert.rejects(anonymous.resolveImage(ref('thin/app'), 'v1'), hasCode('BOT_ERR_REGISTRY_AUTH'));
@@ -114,10 +117,7 @@ test('pushing to a registry with htpasswd authentication', async (t) => {
     const wrong = new CredentialStore();
     wrong.set(registry.host, { username, password: 'not-the-password-42' });
     const client2 = new RegistryClient({ credentials: wrong, retryBaseMs: 5, maxRetries: 1 });
-    await assert.rejects(
-      client2.pushBlob(ref('thin/app'), config, sha256(config)),
-      hasCode('BOT_ERR_REGISTRY_AUTH', /rejected/, 'not-the-password-42'),
-    );
+    await assert.rejects(client2.pushBlob(ref('thin/app'), config, sha256(config)), hasCode('BOT_ERR_REGISTRY_AUTH', /rejected/, 'not-the-password-42'));
     await assert.rejects(client2.listTags(ref('thin/app')), hasCode('BOT_ERR_REGISTRY_AUTH', undefined, 'not-the-password-42'));
   });
 

@@ -47,8 +47,13 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 
 async function runscriptOutput(config: Parameters<typeof apptainerEntries>[0], args: string[] = []): Promise<string> {
   return withTempDir(async (root) => {
-    await writeEntries(root, apptainerEntries(config, () => false));
-    const { stdout } = await execFileAsync('/bin/sh', [join(root, '.singularity.d/runscript'), ...args], { env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' } });
+    await writeEntries(
+      root,
+      apptainerEntries(config, () => false),
+    );
+    const { stdout } = await execFileAsync('/bin/sh', [join(root, '.singularity.d/runscript'), ...args], {
+      env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' },
+    });
     return stdout;
   });
 }
@@ -71,7 +76,7 @@ describe('formatRunscript (InsertRunScript)', () => {
   });
   it('argsQuoted and shellEscape match Singularity (Go)', () => {
     assert.equal(argsQuoted(['/bin/echo', 'hi']), '"/bin/echo" "hi"');
-    assert.equal(argsQuoted(['', ' a ', 'x"y\\z$w`v`', "it's"]), "\"\" \" a \" \"x\\\"y\\\\z\\$w\\`v\\`\" \"it's\"");
+    assert.equal(argsQuoted(['', ' a ', 'x"y\\z$w`v`', "it's"]), '"" " a " "x\\"y\\\\z\\$w\\`v\\`" "it\'s"');
     assert.equal(shellEscape('\\"`$'), '\\\\\\"\\`\\$');
   });
 });
@@ -99,7 +104,7 @@ describe('formatDockerEnv (InsertEnv)', () => {
   it('matches Go on edge cases, %q doubling the escape backslashes (Go)', () => {
     assert.equal(
       formatDockerEnv(['PATH=/usr/local/sbin:/usr/local/bin', 'LANG=C.UTF-8', 'FOO', 'EMPTY=', '=x', '', 'A=b=c', 'W=a\\b"c$d`e`', 'U=é\u00a0\n']),
-      "#!/bin/sh\nexport PATH=\"/usr/local/sbin:/usr/local/bin\"\nexport LANG=\"${LANG:-\"C.UTF-8\"}\"\nexport FOO=\"${FOO:-}\"\nexport EMPTY=\"${EMPTY:-\"\"}\"\nexport =\"${:-\"x\"}\"\nexport =\"${:-}\"\nexport A=\"${A:-\"b=c\"}\"\nexport W=\"${W:-\"a\\\\\\\\b\\\\\\\"c\\\\$d\\\\`e\\\\`\"}\"\nexport U=\"${U:-\"\u00e9\\u00a0\\n\"}\"\n",
+      '#!/bin/sh\nexport PATH="/usr/local/sbin:/usr/local/bin"\nexport LANG="${LANG:-"C.UTF-8"}"\nexport FOO="${FOO:-}"\nexport EMPTY="${EMPTY:-""}"\nexport ="${:-"x"}"\nexport ="${:-}"\nexport A="${A:-"b=c"}"\nexport W="${W:-"a\\\\\\\\b\\\\\\"c\\\\$d\\\\`e\\\\`"}"\nexport U="${U:-"\u00e9\\u00a0\\n"}"\n',
     );
   });
 });
@@ -111,11 +116,15 @@ describe('goQuote (fmt %q)', () => {
     ['a\\b', '"a\\\\b"', '"a\\\\\\\\b"'],
     ['say "hi" $HOME `x`', '"say \\"hi\\" $HOME `x`"', '"say \\\\\\"hi\\\\\\" \\\\$HOME \\\\`x\\\\`"'],
     ['tab\there\nnl\r\x07\b\f\v\x00\x1f\x7f', '"tab\\there\\nnl\\r\\a\\b\\f\\v\\x00\\x1f\\x7f"', '"tab\\there\\nnl\\r\\a\\b\\f\\v\\x00\\x1f\\x7f"'],
-    ['\u00a0nbsp\u00adshy\u200bzw\u2028ls\ufeffbom', '"\\u00a0nbsp\\u00adshy\\u200bzw\\u2028ls\\ufeffbom"', '"\\u00a0nbsp\\u00adshy\\u200bzw\\u2028ls\\ufeffbom"'],
+    [
+      '\u00a0nbsp\u00adshy\u200bzw\u2028ls\ufeffbom',
+      '"\\u00a0nbsp\\u00adshy\\u200bzw\\u2028ls\\ufeffbom"',
+      '"\\u00a0nbsp\\u00adshy\\u200bzw\\u2028ls\\ufeffbom"',
+    ],
     ['é😀中文\u{1F9FF}', '"é😀中文\u{1F9FF}"', '"é😀中文\u{1F9FF}"'],
     ['\u{E0001}tag\u{10FFFF}', '"\\U000e0001tag\\U0010ffff"', '"\\U000e0001tag\\U0010ffff"'],
     ['\u0378unassigned', '"\\u0378unassigned"', '"\\u0378unassigned"'],
-    ["'single'", "\"'single'\"", "\"'single'\""],
+    ["'single'", '"\'single\'"', '"\'single\'"'],
   ];
   for (const [input, quoted, escapedQuoted] of vectors) {
     it(`quotes ${JSON.stringify(input)} (Go)`, () => {
@@ -205,7 +214,23 @@ describe('apptainerEntries (MakeBaseEnv + InsertRunScript + InsertEnv)', () => {
       asked.push(path);
       return false;
     });
-    assert.deepEqual(asked, ['.singularity.d', 'dev', 'proc', 'root', 'var', 'tmp', 'etc', 'sys', 'home', 'singularity', '.run', '.exec', '.test', '.shell', 'environment']);
+    assert.deepEqual(asked, [
+      '.singularity.d',
+      'dev',
+      'proc',
+      'root',
+      'var',
+      'tmp',
+      'etc',
+      'sys',
+      'home',
+      'singularity',
+      '.run',
+      '.exec',
+      '.test',
+      '.shell',
+      'environment',
+    ]);
   });
 
   it('makes the flat root owner-writable like MakeBaseEnv', () => {
@@ -216,7 +241,10 @@ describe('apptainerEntries (MakeBaseEnv + InsertRunScript + InsertEnv)', () => {
 
   it('writes a tree with the right modes and links', async () => {
     await withTempDir(async (root) => {
-      await writeEntries(root, apptainerEntries(config, () => false));
+      await writeEntries(
+        root,
+        apptainerEntries(config, () => false),
+      );
       assert.equal((await stat(join(root, 'var/tmp'))).mode & 0o777, 0o755);
       assert.equal((await stat(join(root, 'etc/hosts'))).mode & 0o777, 0o644);
       assert.equal((await stat(join(root, '.singularity.d/runscript'))).mode & 0o777, 0o755);
@@ -243,7 +271,7 @@ describe('sylabs scripts', () => {
     ['startscript', scripts.STARTSCRIPT_FILE_CONTENT],
     ['runscript tail', scripts.RUNSCRIPT_TAIL],
   ];
-  it('are DUCC\'s copies: no empty lines, shebang first, final newline', () => {
+  it("are DUCC's copies: no empty lines, shebang first, final newline", () => {
     for (const [name, text] of all) {
       assert.ok(!text.includes('\n\n'), `${name} has an empty line`);
       assert.ok(text.endsWith('\n'), name);
@@ -261,7 +289,11 @@ describe('sylabs scripts', () => {
     assert.equal(scripts.START_FILE_CONTENT.length, 280);
     assert.equal(scripts.EXEC_FILE_CONTENT.length, 125);
     assert.equal(scripts.BASE99_RUNTIMEVARS_SH_FILE_CONTENT.length, 692);
-    assert.ok(scripts.BASE99_RUNTIMEVARS_SH_FILE_CONTENT.includes('unset SING_USER_DEFINED_PREPEND_PATH \\\n\t  SING_USER_DEFINED_APPEND_PATH \\\n\t  SING_USER_DEFINED_PATH\n'));
+    assert.ok(
+      scripts.BASE99_RUNTIMEVARS_SH_FILE_CONTENT.includes(
+        'unset SING_USER_DEFINED_PREPEND_PATH \\\n\t  SING_USER_DEFINED_APPEND_PATH \\\n\t  SING_USER_DEFINED_PATH\n',
+      ),
+    );
     assert.ok(scripts.SHELL_FILE_CONTENT.includes(`defined by '\\$SINGULARITY_SHELL'" 1>&2\n`));
     assert.ok(scripts.SHELL_FILE_CONTENT.includes('PS1="Singularity $SINGULARITY_NAME:\\\\w> "\n'));
     assert.equal(scripts.RUNSCRIPT_FILE_CONTENT, '#!/bin/sh\necho "There is no runscript defined for this container\\n";\n');

@@ -36,7 +36,10 @@ function setUp(t: { after: (fn: () => void) => void }) {
   return { bot, store, pokes: () => pokes };
 }
 
-const push = (id: string, after: string): Delivery => ({ id, events: [{ kind: 'push', repo: { forge: 'github', project: 'cern/wishlist' }, branch: 'main', after }] });
+const push = (id: string, after: string): Delivery => ({
+  id,
+  events: [{ kind: 'push', repo: { forge: 'github', project: 'cern/wishlist' }, branch: 'main', after }],
+});
 
 test('a push is queued once; its redelivery is a duplicate, and the worker is woken only for the first', (t) => {
   const { bot, store, pokes } = setUp(t);

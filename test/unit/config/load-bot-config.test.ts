@@ -20,7 +20,10 @@ function problemsOf(fn: () => unknown): string[] {
   } catch (error) {
     assert.ok(error instanceof DuccError, String(error));
     assert.equal(error.code, 'BOT_ERR_CONFIG');
-    return error.message.split('\n').slice(1).map((line) => line.trim());
+    return error.message
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim());
   }
   assert.fail('expected a BOT_ERR_CONFIG error');
 }

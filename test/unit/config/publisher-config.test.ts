@@ -36,11 +36,14 @@ test('bad lock settings and kinds are config errors naming the file and key', as
     ['publisher:\n  kind: directory\n  sync: maybe\n', /publisher\.sync must be true or false, not "maybe"/],
   ] as const) {
     const file = await configFile(t, yaml);
-    assert.throws(() => loadPublisherConfig(file), (error: Error & { code?: string }) => {
-      assert.equal(error.code, 'BOT_ERR_CONFIG');
-      assert.ok(error.message.startsWith(file), error.message);
-      assert.match(error.message, message);
-      return true;
-    });
+    assert.throws(
+      () => loadPublisherConfig(file),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'BOT_ERR_CONFIG');
+        assert.ok(error.message.startsWith(file), error.message);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   }
 });

@@ -57,8 +57,14 @@ describe('threaded decompression', () => {
       const truncated = blob.subarray(0, blob.length - 1000);
       for (const bad of [corrupt, truncated]) {
         // (A zstd frame need not carry a checksum: corruption inside it may only show in the diff_id.)
-        const inThread = await decompress(bad, compression, false, sha256(content)).then(() => undefined, (error: NodeJS.ErrnoException) => error);
-        const onThread = await decompress(bad, compression, true, sha256(content)).then(() => undefined, (error: NodeJS.ErrnoException) => error);
+        const inThread = await decompress(bad, compression, false, sha256(content)).then(
+          () => undefined,
+          (error: NodeJS.ErrnoException) => error,
+        );
+        const onThread = await decompress(bad, compression, true, sha256(content)).then(
+          () => undefined,
+          (error: NodeJS.ErrnoException) => error,
+        );
         assert.ok(inThread instanceof Error, 'the main-thread decompressor accepted bad data');
         assert.ok(onThread instanceof Error, 'the threaded decompressor accepted bad data');
         assert.deepEqual([onThread.message, onThread.code], [inThread.message, inThread.code]);
@@ -99,6 +105,9 @@ describe('threaded decompression', () => {
     assert.equal(decompressThreadMinBytes({}), 128 * MiB);
     assert.equal(decompressThreadMinBytes({ DUCC_DECOMPRESS_THREAD_MIN_BYTES: '0' }), 0);
     assert.equal(decompressThreadMinBytes({ DUCC_DECOMPRESS_THREAD_MIN_BYTES: ' 1048576 ' }), MiB);
-    assert.throws(() => decompressThreadMinBytes({ DUCC_DECOMPRESS_THREAD_MIN_BYTES: '1 GiB' }), { code: 'BOT_ERR_CONFIG', message: /DUCC_DECOMPRESS_THREAD_MIN_BYTES must be a number of bytes/ });
+    assert.throws(() => decompressThreadMinBytes({ DUCC_DECOMPRESS_THREAD_MIN_BYTES: '1 GiB' }), {
+      code: 'BOT_ERR_CONFIG',
+      message: /DUCC_DECOMPRESS_THREAD_MIN_BYTES must be a number of bytes/,
+    });
   });
 });

@@ -38,7 +38,11 @@ describe('parseCommand: reconvert', () => {
     ['double quotes', `/reconvert "${IMG2}"`, [IMG2]],
     ['duplicates collapsed', `/reconvert ${IMG} ${IMG}`, [IMG]],
     ['wildcard tag', '/reconvert https://ghcr.io/org/img:*', ['https://ghcr.io/org/img:*']],
-    ['registry with port and IPv6 host', '/reconvert registry.example.org:5005/a/b:1 [::1]:5000/x/y:2', ['registry.example.org:5005/a/b:1', '[::1]:5000/x/y:2']],
+    [
+      'registry with port and IPv6 host',
+      '/reconvert registry.example.org:5005/a/b:1 [::1]:5000/x/y:2',
+      ['registry.example.org:5005/a/b:1', '[::1]:5000/x/y:2'],
+    ],
     ['exactly 50 images', `/reconvert ${Array.from({ length: 50 }, (_, i) => `r.io/i${i}:1`).join(' ')}`, Array.from({ length: 50 }, (_, i) => `r.io/i${i}:1`)],
   ];
   for (const [name, body, images] of cases) {
@@ -79,7 +83,16 @@ describe('parseCommand: invalid, with a message for the reply', () => {
 
 describe('parseCommand never throws', () => {
   it('on odd input', () => {
-    for (const body of ['/reconvert \\', '/reconvert "\\', "/reconvert '", '/reconvert \0', `/reconvert ${'"'.repeat(10_001)}`, '/reconvert \ud800', undefined as unknown as string, 42 as unknown as string]) {
+    for (const body of [
+      '/reconvert \\',
+      '/reconvert "\\',
+      "/reconvert '",
+      '/reconvert \0',
+      `/reconvert ${'"'.repeat(10_001)}`,
+      '/reconvert \ud800',
+      undefined as unknown as string,
+      42 as unknown as string,
+    ]) {
       assert.doesNotThrow(() => parseCommand(body));
     }
   });

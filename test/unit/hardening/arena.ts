@@ -45,7 +45,10 @@ async function describeOutside(base: string): Promise<string> {
   const visit = async (path: string, rel: string): Promise<void> => {
     const stat = await lstat(path);
     let extra = '';
-    if (stat.isFile()) extra = createHash('sha256').update(await readFile(path)).digest('hex');
+    if (stat.isFile())
+      extra = createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex');
     else if (stat.isSymbolicLink()) extra = await readlink(path);
     lines.push(`${rel} ${stat.mode.toString(8)} ${stat.uid}:${stat.gid} ${stat.mtime.toISOString()} nlink=${stat.nlink} ${extra}`);
     if (stat.isDirectory()) for (const name of (await readdir(path)).sort()) await visit(join(path, name), `${rel}/${name}`);

@@ -57,7 +57,10 @@ describe('DirectoryPublisher.publishLayer', () => {
     });
     failing.on('error', () => undefined); // as DigestingStream does: kept for the reader, never uncaught
     failing.end(tar);
-    await assert.rejects(publisher.publishLayer('.layers/ef/ef01', failing, () => ({})), { code: 'BOT_ERR_DIGEST_MISMATCH' });
+    await assert.rejects(
+      publisher.publishLayer('.layers/ef/ef01', failing, () => ({})),
+      { code: 'BOT_ERR_DIGEST_MISMATCH' },
+    );
     assert.deepEqual(await readdir(join(a.base, 'work/repo')), []);
     assert.deepEqual(await readdir(join(a.base, 'work/.ducc-staging/repo')), []);
   });
@@ -69,6 +72,9 @@ describe('DirectoryPublisher.publishLayer', () => {
     failed.on('error', () => undefined);
     failed.destroy(new DuccError('BOT_ERR_DIGEST_MISMATCH', 'failed before the publisher started reading'));
     await new Promise((resolve) => setImmediate(resolve));
-    await assert.rejects(publisher.publishLayer('.layers/12/1234', failed, () => ({})), { code: 'BOT_ERR_DIGEST_MISMATCH', message: /before the publisher/ });
+    await assert.rejects(
+      publisher.publishLayer('.layers/12/1234', failed, () => ({})),
+      { code: 'BOT_ERR_DIGEST_MISMATCH', message: /before the publisher/ },
+    );
   });
 });

@@ -32,7 +32,10 @@ const rejected = (re: RegExp, code = 'BOT_ERR_UNSAFE_ENTRY') => ({ code, message
 describe('entry names', () => {
   for (const name of ['a/../../outside/new', '../outside/new', '/../outside/new', './../outside/new', 'a/b/../../../outside/new']) {
     it(`name-escape-dotdot: '${name}' is rejected and names the layer and entry`, async (t) => {
-      const { a, before, tar } = await hostile(t, [{ name: 'a/', type: 'directory' }, { name, content: 'x' }]);
+      const { a, before, tar } = await hostile(t, [
+        { name: 'a/', type: 'directory' },
+        { name, content: 'x' },
+      ]);
       await assert.rejects(extractInto(a, tar), rejected(/layer sha256:feed, entry '.*outside\/new'.*'\.\.'/));
       await assertOutsideUntouched(a, before);
     });
@@ -41,7 +44,13 @@ describe('entry names', () => {
   it('name-leading-slash-stripped: an absolute name (or several slashes, node-tar CVE-2021-32804) lands inside the target', async (t) => {
     const { a, before } = await hostile(t, []);
     const absolute = join(a.outside, 'secret');
-    await extractInto(a, await buildTar([{ name: absolute, content: 'inside' }, { name: `//${a.outside}//sub/file`, content: 'y' }]));
+    await extractInto(
+      a,
+      await buildTar([
+        { name: absolute, content: 'inside' },
+        { name: `//${a.outside}//sub/file`, content: 'y' },
+      ]),
+    );
     assert.equal(await readFile(join(a.target, absolute), 'utf8'), 'inside');
     assert.equal(await readFile(join(a.target, a.outside, 'sub/file'), 'utf8'), 'y');
     await assertOutsideUntouched(a, before);
@@ -301,7 +310,10 @@ describe('hard links', () => {
   });
 
   it('hardlink-to-directory-or-root rejected', async (t) => {
-    const first = await hostile(t, [{ name: 'd/', type: 'directory' }, { name: 'h', type: 'link', linkname: 'd' }]);
+    const first = await hostile(t, [
+      { name: 'd/', type: 'directory' },
+      { name: 'h', type: 'link', linkname: 'd' },
+    ]);
     await assert.rejects(extractInto(first.a, first.tar), rejected(/hard link to a directory/));
     const second = await hostile(t, [{ name: 'h', type: 'link', linkname: './' }]);
     await assert.rejects(extractInto(second.a, second.tar), rejected(/layer root/));
@@ -324,7 +336,10 @@ describe('the layer root', () => {
     await assertOutsideUntouched(a, before);
     assert.ok((await lstat(a.target)).isDirectory());
     assert.deepEqual((await readdir(a.target)).sort(), ['after', 'keep']);
-    assert.ok(result.warnings.some((w) => /root/.test(w)), 'the skipped root entries are reported');
+    assert.ok(
+      result.warnings.some((w) => /root/.test(w)),
+      'the skipped root entries are reported',
+    );
   });
 
   it('root-metadata-applies-to-target-only: a ./ directory entry sets the target mode, not the parent', async (t) => {
@@ -365,7 +380,9 @@ describe('special files and metadata', () => {
     assert.equal(await readFile(join(a.target, 'bin/ping'), 'utf8'), 'ping');
     let listed: string;
     try {
-      listed = execFileSync('python3', ['-c', 'import os,sys; print(",".join(os.listxattr(sys.argv[1])))', join(a.target, 'bin/ping')], { encoding: 'utf8' }).trim();
+      listed = execFileSync('python3', ['-c', 'import os,sys; print(",".join(os.listxattr(sys.argv[1])))', join(a.target, 'bin/ping')], {
+        encoding: 'utf8',
+      }).trim();
     } catch {
       t.skip('python3 is not available to list xattrs');
       return;
@@ -410,7 +427,12 @@ describe('malformed archives', () => {
 
   it('directory-with-size-does-not-stall: a directory header that claims content is unpacked and the next entry follows', async (t) => {
     // With tar-stream's extractor such an entry's content stream never ended, and the layer hung.
-    const tar = Buffer.concat([rawHeader({ name: 'dir/', typeflag: '5', size: 100 }), rawHeader({ name: 'dir/file', typeflag: '0', size: 4 }), rawData(Buffer.from('data')), endOfArchive()]);
+    const tar = Buffer.concat([
+      rawHeader({ name: 'dir/', typeflag: '5', size: 100 }),
+      rawHeader({ name: 'dir/file', typeflag: '0', size: 4 }),
+      rawData(Buffer.from('data')),
+      endOfArchive(),
+    ]);
     const { a } = await hostile(t, tar);
     await extractInto(a, tar);
     assert.equal(await readFile(join(a.target, 'dir/file'), 'utf8'), 'data');

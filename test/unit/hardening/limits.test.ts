@@ -22,7 +22,6 @@ import { withEnv } from '../../support/with-env.ts';
 
 const MiB = 1024 * 1024;
 
-
 async function diskUsage(dir: string): Promise<number> {
   let total = 0;
   for (const name of await readdir(dir, { recursive: true })) {
@@ -42,14 +41,20 @@ describe('layer limits', () => {
 
   it('limit-path-depth: a name deeper than the limit (default 256) is refused before any directory is made', async (t) => {
     const a = await arena(t);
-    await assert.rejects(extractInto(a, await buildTar([{ name: `${'d/'.repeat(300)}f`, content: '' }])), { code: 'BOT_ERR_LIMIT', message: /deeper than 256/ });
+    await assert.rejects(extractInto(a, await buildTar([{ name: `${'d/'.repeat(300)}f`, content: '' }])), {
+      code: 'BOT_ERR_LIMIT',
+      message: /deeper than 256/,
+    });
     assert.deepEqual(await readdir(a.target), []);
     await assert.rejects(extractInto(a, await buildTar([{ name: `${'d/'.repeat(9)}f`, content: '' }]), { maxDepth: 8 }), { code: 'BOT_ERR_LIMIT' });
   });
 
   it('limit-path-bytes: a (PAX) name or symlink target longer than the limit is refused', async (t) => {
     const a = await arena(t);
-    await assert.rejects(extractInto(a, await buildTar([{ name: 'n'.repeat(200), content: '' }]), { maxPathBytes: 128 }), { code: 'BOT_ERR_LIMIT', message: /longer than 128 bytes/ });
+    await assert.rejects(extractInto(a, await buildTar([{ name: 'n'.repeat(200), content: '' }]), { maxPathBytes: 128 }), {
+      code: 'BOT_ERR_LIMIT',
+      message: /longer than 128 bytes/,
+    });
     await assert.rejects(extractInto(a, await buildTar([{ name: 'l', type: 'symlink', linkname: 'x'.repeat(200) }]), { maxPathBytes: 128 }), {
       code: 'BOT_ERR_LIMIT',
       message: /symlink target longer than 128/,
@@ -77,7 +82,10 @@ describe('layer limits', () => {
   it('limit-layer-bytes-file-content: a file larger than the layer limit stops at the limit, on disk too', async (t) => {
     const a = await arena(t);
     const tar = await buildTar([{ name: 'big', content: Buffer.alloc(16 * MiB, 7) }]);
-    await assert.rejects(extractInto(a, tar, { maxBytes: MiB }), { code: 'BOT_ERR_LIMIT', message: /entry 'big': layer larger than 1048576 uncompressed bytes/ });
+    await assert.rejects(extractInto(a, tar, { maxBytes: MiB }), {
+      code: 'BOT_ERR_LIMIT',
+      message: /entry 'big': layer larger than 1048576 uncompressed bytes/,
+    });
     assert.ok((await diskUsage(a.target)) <= 2 * MiB, 'no more than the limit was written');
   });
 
@@ -165,9 +173,16 @@ describe('manifest limits', () => {
   });
 
   it('limit-index-entries: an index with 5,000 entries is refused', () => {
-    const entries = Array.from({ length: 5000 }, (_, i) => ({ ...layer(i), mediaType: 'application/vnd.oci.image.manifest.v1+json', platform: { os: 'linux', architecture: `a${i}` } }));
+    const entries = Array.from({ length: 5000 }, (_, i) => ({
+      ...layer(i),
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      platform: { os: 'linux', architecture: `a${i}` },
+    }));
     const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: entries }));
-    assert.throws(() => parseManifestDocument(index, undefined, 'index r/x:many'), { code: 'BOT_ERR_LIMIT', message: /5000 manifests, more than the limit of 1000/ });
+    assert.throws(() => parseManifestDocument(index, undefined, 'index r/x:many'), {
+      code: 'BOT_ERR_LIMIT',
+      message: /5000 manifests, more than the limit of 1000/,
+    });
   });
 
   it('media-type-consistent: a Content-Type naming an index for a document that is a manifest (or the reverse) is refused', () => {
@@ -182,6 +197,9 @@ describe('manifest limits', () => {
   it('digest-grammar-before-use: a layer digest that is a path is refused while parsing', () => {
     const bad = JSON.parse(manifest(1).toString()) as { layers: { digest: string }[] };
     bad.layers[0]!.digest = 'sha256:../../../../etc/passwd';
-    assert.throws(() => parseManifestDocument(Buffer.from(JSON.stringify(bad)), undefined, 'm'), { code: 'BOT_ERR_DIGEST_MISMATCH', message: /invalid digest/ });
+    assert.throws(() => parseManifestDocument(Buffer.from(JSON.stringify(bad)), undefined, 'm'), {
+      code: 'BOT_ERR_DIGEST_MISMATCH',
+      message: /invalid digest/,
+    });
   });
 });

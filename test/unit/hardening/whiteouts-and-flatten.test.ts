@@ -41,10 +41,19 @@ describe('whiteouts', () => {
   for (const name of ['.wh.', '.wh..', '.wh...', 'etc/.wh.', 'etc/.wh..', 'etc/.wh...']) {
     it(`invalid-whiteout '${name}' is rejected`, async (t) => {
       const a = await arena(t);
-      await assert.rejects(extractInto(a, await buildTar([{ name: 'etc/', type: 'directory' }, { name, content: '' }])), {
-        code: 'BOT_ERR_UNSAFE_ENTRY',
-        message: /invalid whiteout/,
-      });
+      await assert.rejects(
+        extractInto(
+          a,
+          await buildTar([
+            { name: 'etc/', type: 'directory' },
+            { name, content: '' },
+          ]),
+        ),
+        {
+          code: 'BOT_ERR_UNSAFE_ENTRY',
+          message: /invalid whiteout/,
+        },
+      );
     });
   }
 
@@ -64,7 +73,10 @@ describe('whiteouts', () => {
   it('whiteout-same-layer-ignored: a whiteout only affects lower layers, never entries of its own layer', async (t) => {
     const a = await arena(t);
     const { flat, dirs } = await flatten(a, [
-      [{ name: 'keep', content: 'lower' }, { name: 'gone', content: 'lower' }],
+      [
+        { name: 'keep', content: 'lower' },
+        { name: 'gone', content: 'lower' },
+      ],
       [
         { name: '.wh.gone', content: '' },
         { name: 'gone', content: 'recreated above' },
@@ -125,7 +137,10 @@ describe('whiteouts', () => {
   it('no-whiteout-or-control-file-in-flat-dir: .wh.*, aufs metadata and CVMFS control files never reach the flat tree', async (t) => {
     const a = await arena(t);
     const { flat } = await flatten(a, [
-      [{ name: 'd/x', content: 'x' }, { name: '.cvmfsdirtab', content: '/*\n' }],
+      [
+        { name: 'd/x', content: 'x' },
+        { name: '.cvmfsdirtab', content: '/*\n' },
+      ],
       [
         { name: 'd/.wh.absent', content: '' },
         { name: '.wh..wh.plnk/', type: 'directory' },
@@ -136,7 +151,10 @@ describe('whiteouts', () => {
       ],
     ]);
     const names = await allNames(flat);
-    assert.deepEqual(names.filter((name) => /(^|\/)\.wh\./.test(name)), []);
+    assert.deepEqual(
+      names.filter((name) => /(^|\/)\.wh\./.test(name)),
+      [],
+    );
     assert.ok(!names.includes('.cvmfsdirtab'));
     assert.ok(!names.includes('d/.cvmfscatalog'));
     assert.ok(names.includes('.cvmfscatalog'), 'only the publisher writes its own catalog marker');

@@ -15,7 +15,13 @@ test('push to a branch becomes a push event (a new branch has no `before`)', () 
 test('push keeps `before` when it is a real commit', () => {
   const payload = githubExample('push', (p) => p['ref'] === 'refs/heads/master');
   payload['before'] = 'a'.repeat(40);
-  assert.deepEqual(parseGitHubWebhook('push', 'd', payload).events[0], { kind: 'push', repo, branch: 'master', after: payload['after'], before: 'a'.repeat(40) });
+  assert.deepEqual(parseGitHubWebhook('push', 'd', payload).events[0], {
+    kind: 'push',
+    repo,
+    branch: 'master',
+    after: payload['after'],
+    before: 'a'.repeat(40),
+  });
 });
 
 test('tags and deleted branches are not events', () => {
@@ -28,19 +34,28 @@ test('tags and deleted branches are not events', () => {
 });
 
 test('pull_request opened / reopened / ready_for_review → opened, synchronize → updated', () => {
-  for (const [action, expected] of [['opened', 'opened'], ['reopened', 'opened'], ['ready_for_review', 'opened'], ['synchronize', 'updated']] as const) {
+  for (const [action, expected] of [
+    ['opened', 'opened'],
+    ['reopened', 'opened'],
+    ['ready_for_review', 'opened'],
+    ['synchronize', 'updated'],
+  ] as const) {
     const payload = githubExample('pull_request', (p) => p['action'] === action);
     const [event] = parseGitHubWebhook('pull_request', 'd', payload).events;
-    assert.deepEqual(event, {
-      kind: 'change-request',
-      repo,
-      number: payload['number'],
-      action: expected,
-      headSha: payload['pull_request'].head.sha,
-      sourceBranch: payload['pull_request'].head.ref,
-      targetBranch: payload['pull_request'].base.ref,
-      fromFork: false,
-    }, action);
+    assert.deepEqual(
+      event,
+      {
+        kind: 'change-request',
+        repo,
+        number: payload['number'],
+        action: expected,
+        headSha: payload['pull_request'].head.sha,
+        sourceBranch: payload['pull_request'].head.ref,
+        targetBranch: payload['pull_request'].base.ref,
+        fromFork: false,
+      },
+      action,
+    );
   }
 });
 
@@ -98,13 +113,29 @@ test('bot comments are marked: user.type Bot, or the configured bot login (any c
 test('edited comments, comments on issues, pings and unknown events are not events', () => {
   assert.deepEqual(parseGitHubWebhook('issue_comment', 'd', pullRequestComment('edited')).events, []);
   assert.deepEqual(parseGitHubWebhook('issue_comment', 'd', pullRequestComment('deleted')).events, []);
-  assert.deepEqual(parseGitHubWebhook('issue_comment', 'd', githubExample('issue_comment', (p) => p['action'] === 'created')).events, []);
+  assert.deepEqual(
+    parseGitHubWebhook(
+      'issue_comment',
+      'd',
+      githubExample('issue_comment', (p) => p['action'] === 'created'),
+    ).events,
+    [],
+  );
   assert.deepEqual(parseGitHubWebhook('ping', 'd', githubExample('ping')).events, []);
   assert.deepEqual(parseGitHubWebhook('issues', 'd', { action: 'opened' }).events, []);
 });
 
 test('malformed payloads never throw', () => {
-  for (const payload of [null, 42, 'x', [], {}, { ref: 'refs/heads/main' }, { pull_request: {}, action: 'opened' }, { action: 'created', issue: { pull_request: {} } }]) {
+  for (const payload of [
+    null,
+    42,
+    'x',
+    [],
+    {},
+    { ref: 'refs/heads/main' },
+    { pull_request: {}, action: 'opened' },
+    { action: 'created', issue: { pull_request: {} } },
+  ]) {
     for (const event of ['push', 'pull_request', 'issue_comment']) {
       assert.deepEqual(parseGitHubWebhook(event, 'd', payload).events, []);
     }

@@ -24,7 +24,9 @@ test('distribution: a single event keeps its id; an untagged index push is kept 
   event.target.mediaType = 'application/vnd.oci.image.index.v1+json';
   const delivery = parseDistributionNotification({ events: [event] }, 'local');
   assert.equal(delivery.id, `registry:local:${event.id}`);
-  assert.deepEqual(delivery.events, [{ kind: 'registry-push', source: 'local', registry: 'registry.example.org:5000', repository: 'library/test', digest: MANIFEST }]);
+  assert.deepEqual(delivery.events, [
+    { kind: 'registry-push', source: 'local', registry: 'registry.example.org:5000', repository: 'library/test', digest: MANIFEST },
+  ]);
 });
 
 test('distribution: bad names are dropped', () => {
@@ -85,7 +87,9 @@ test('docker hub: registry.hub.docker.com, library/ for official images, no dige
   const body = fixtureBytes('registry/dockerhub.push.json');
   const delivery = parseDockerHub(body, 'hub');
   assert.equal(delivery.id, `registry:hub:${sha256(body)}`);
-  assert.deepEqual(delivery.events, [{ kind: 'registry-push', source: 'hub', registry: 'registry.hub.docker.com', repository: 'svendowideit/testhook', tag: 'latest' }]);
+  assert.deepEqual(delivery.events, [
+    { kind: 'registry-push', source: 'hub', registry: 'registry.hub.docker.com', repository: 'svendowideit/testhook', tag: 'latest' },
+  ]);
   const official = fixture('registry/dockerhub.push.json');
   official['repository'].repo_name = 'redis';
   assert.equal((parseDockerHub(official, 'hub').events[0] as { repository: string }).repository, 'library/redis');

@@ -168,7 +168,10 @@ test('onJobFinished reports done; a synchronous throw or a throwing hook does no
   store.enqueue(sync('ok'));
   worker.start();
   await worker.onIdle();
-  assert.deepEqual(outcomes, [['sync-throw', 'failed'], ['ok', 'done']]);
+  assert.deepEqual(outcomes, [
+    ['sync-throw', 'failed'],
+    ['ok', 'done'],
+  ]);
   assert.deepEqual(store.counts(), { queued: 0, running: 0, done: 1, failed: 1 });
 });
 
@@ -249,7 +252,10 @@ test('pokes that never stop delay the next job by at most maxQuietWaitMs', { tim
     await sleep(10);
   }
   await worker.onIdle();
-  assert.ok(startedAt !== undefined && startedAt - firstPoke < 600, `started ${((startedAt ?? Infinity) - firstPoke).toFixed(0)} ms after the first poke, while the pokes went on`);
+  assert.ok(
+    startedAt !== undefined && startedAt - firstPoke < 600,
+    `started ${((startedAt ?? Infinity) - firstPoke).toFixed(0)} ms after the first poke, while the pokes went on`,
+  );
 });
 
 test('onIdle resolves at once when nothing is runnable, even before start', { timeout: 3000 }, async (t) => {
@@ -320,7 +326,10 @@ test('stop() past its deadline aborts the handler and requeues the job; the next
   const next = makeWorker(t, { store, handle: async (j) => void resumed.push(j) });
   next.start();
   await next.onIdle();
-  assert.deepEqual(resumed.map((j) => [j.id, j.attempts]), [[job.id, 2]]);
+  assert.deepEqual(
+    resumed.map((j) => [j.id, j.attempts]),
+    [[job.id, 2]],
+  );
   assert.equal(store.getJob(job.id)?.status, 'done');
 });
 

@@ -31,7 +31,16 @@ describe('digestHex', () => {
   it('returns the hex of a sha256 digest', () => {
     assert.equal(digestHex(D), HEX);
   });
-  for (const bad of ['', HEX, `sha256:${HEX.slice(1)}`, `sha256:${HEX}0`, `sha256:${HEX.toUpperCase()}`, `sha512:${HEX}`, `sha256:${HEX}\n`, ` sha256:${HEX}`]) {
+  for (const bad of [
+    '',
+    HEX,
+    `sha256:${HEX.slice(1)}`,
+    `sha256:${HEX}0`,
+    `sha256:${HEX.toUpperCase()}`,
+    `sha512:${HEX}`,
+    `sha256:${HEX}\n`,
+    ` sha256:${HEX}`,
+  ]) {
     it(`rejects ${JSON.stringify(bad.slice(0, 20))}…`, () => {
       assert.throws(() => digestHex(bad), code('BOT_ERR_REFERENCE'));
     });
@@ -113,10 +122,7 @@ describe('relativeSymlinkTarget (CreateSymlinkIntoCVMFS)', () => {
     assert.equal(relativeSymlinkTarget('registry.hub.docker.com/library/ubuntu:latest', `.flat/ab/${HEX}`), `../../.flat/ab/${HEX}`);
     assert.equal(relativeSymlinkTarget('ghcr.io/a/b/c/d:1', `.flat/ab/${HEX}`), `../../../../.flat/ab/${HEX}`);
     assert.equal(relativeSymlinkTarget('top', 'x/y'), 'x/y');
-    assert.equal(
-      relativeSymlinkTarget('.multiarch/arm64:v8/docker.io/user/img:1', `.flat/ab/${HEX}`),
-      `../../../../.flat/ab/${HEX}`,
-    );
+    assert.equal(relativeSymlinkTarget('.multiarch/arm64:v8/docker.io/user/img:1', `.flat/ab/${HEX}`), `../../../../.flat/ab/${HEX}`);
   });
   it('shortens over shared leading components like Go filepath.Rel', () => {
     // podmanStore/overlay/l/<lid> -> podmanStore/overlay/<layer>/diff

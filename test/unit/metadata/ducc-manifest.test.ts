@@ -30,7 +30,10 @@ describe('formatDuccManifest (§3.6)', () => {
 
   it('writes MediaType "" when absent and Layers null when there are none (Go)', () => {
     const bytes = formatDuccManifest({ config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: 1, digest: A }, layers: null });
-    assert.equal(bytes.toString(), `{"SchemaVersion":2,"MediaType":"","Config":{"MediaType":"application/vnd.oci.image.config.v1+json","Size":1,"Digest":"${A}"},"Layers":null}`);
+    assert.equal(
+      bytes.toString(),
+      `{"SchemaVersion":2,"MediaType":"","Config":{"MediaType":"application/vnd.oci.image.config.v1+json","Size":1,"Digest":"${A}"},"Layers":null}`,
+    );
   });
 
   it('keeps an empty layers array as [] and honours schemaVersion', () => {
@@ -69,7 +72,12 @@ describe('goJsonQuote', () => {
 
 describe('goJsonMarshalIndent', () => {
   it('indents like Go, keeping empty containers compact', () => {
-    const value = new Map<string, unknown>([['a', [1, new Map([['b', null]])]], ['c', []], ['d', new Map()], ['e', true]]);
+    const value = new Map<string, unknown>([
+      ['a', [1, new Map([['b', null]])]],
+      ['c', []],
+      ['d', new Map()],
+      ['e', true],
+    ]);
     assert.equal(
       goJsonMarshalIndent(value as never, '>', '\t'),
       '{\n>\t"a": [\n>\t\t1,\n>\t\t{\n>\t\t\t"b": null\n>\t\t}\n>\t],\n>\t"c": [],\n>\t"d": {},\n>\t"e": true\n>}',
@@ -85,11 +93,13 @@ describe('parseDuccManifest (AlreadyConverted, Go json.Unmarshal semantics)', ()
   };
 
   it('reads what formatDuccManifest writes', () => {
-    const parsed = parseDuccManifest(formatDuccManifest({
-      mediaType: 'm',
-      config: { mediaType: 'c', size: 5, digest: A },
-      layers: [{ mediaType: 'l', size: 7, digest: B }],
-    }));
+    const parsed = parseDuccManifest(
+      formatDuccManifest({
+        mediaType: 'm',
+        config: { mediaType: 'c', size: 5, digest: A },
+        layers: [{ mediaType: 'l', size: 7, digest: B }],
+      }),
+    );
     assert.deepEqual(parsed?.configDigest, A);
     assert.deepEqual(parsed?.layers, [{ digest: B, size: 7, mediaType: 'l' }]);
     assert.equal(parsed?.manifest.schemaVersion, 2);
@@ -110,12 +120,32 @@ describe('parseDuccManifest (AlreadyConverted, Go json.Unmarshal semantics)', ()
     ['number digest', '{"config":{"digest":5}}', undefined],
     ['truncated', '{"config":', undefined],
     ['empty file', '', undefined],
-    ['Layers null', `{"Layers":null,"Config":{"Digest":"${A}"}}`, `{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":"${A}"},"Layers":null}`],
+    [
+      'Layers null',
+      `{"Layers":null,"Config":{"Digest":"${A}"}}`,
+      `{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":"${A}"},"Layers":null}`,
+    ],
     ['Layers []', '{"Layers":[]}', '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":""},"Layers":[]}'],
-    ['null layer element', '{"Layers":[null,{"Size":2}]}', '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":""},"Layers":[{"MediaType":"","Size":0,"Digest":""},{"MediaType":"","Size":2,"Digest":""}]}'],
-    ['upper-case keys, -0', '{"CONFIG":{"DIGEST":"x"},"SCHEMAVERSION":-0}', '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":"x"},"Layers":null}'],
-    ['null fields keep zero values', '{"schemaVersion":null,"config":{"digest":null,"size":null},"mediaType":null}', '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":""},"Layers":null}'],
-    ['case-variant duplicate keys merge', '{"config":{"digest":"first"},"Config":{"size":4}}', '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":4,"Digest":"first"},"Layers":null}'],
+    [
+      'null layer element',
+      '{"Layers":[null,{"Size":2}]}',
+      '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":""},"Layers":[{"MediaType":"","Size":0,"Digest":""},{"MediaType":"","Size":2,"Digest":""}]}',
+    ],
+    [
+      'upper-case keys, -0',
+      '{"CONFIG":{"DIGEST":"x"},"SCHEMAVERSION":-0}',
+      '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":"x"},"Layers":null}',
+    ],
+    [
+      'null fields keep zero values',
+      '{"schemaVersion":null,"config":{"digest":null,"size":null},"mediaType":null}',
+      '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":0,"Digest":""},"Layers":null}',
+    ],
+    [
+      'case-variant duplicate keys merge',
+      '{"config":{"digest":"first"},"Config":{"size":4}}',
+      '{"SchemaVersion":0,"MediaType":"","Config":{"MediaType":"","Size":4,"Digest":"first"},"Layers":null}',
+    ],
     ['Kelvin sign value', '{"mediatype":"\u212a"}', '{"SchemaVersion":0,"MediaType":"\u212a","Config":{"MediaType":"","Size":0,"Digest":""},"Layers":null}'],
   ];
   for (const [name, input, expected] of vectors) {

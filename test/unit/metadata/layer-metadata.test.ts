@@ -2,13 +2,7 @@
 // structs (LayerInfo, Backlink, []Manifest), in the named time zones.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  appendOrigin,
-  formatGoRFC3339Nano,
-  formatLayersJson,
-  formatOriginJson,
-  formatRemoveSchedule,
-} from '../../../src/metadata/layer-metadata.ts';
+import { appendOrigin, formatGoRFC3339Nano, formatLayersJson, formatOriginJson, formatRemoveSchedule } from '../../../src/metadata/layer-metadata.ts';
 
 const A = `sha256:${'a'.repeat(64)}`;
 const B = `sha256:${'b'.repeat(64)}`;
@@ -74,7 +68,10 @@ describe('formatGoRFC3339Nano (Go time.RFC3339Nano in local time)', () => {
   for (const [zone, strings] of Object.entries(expected)) {
     it(`matches Go in ${zone} (Go)`, () => {
       process.env.TZ = zone;
-      assert.deepEqual(instants.map(([date, ns]) => formatGoRFC3339Nano(date, ns)), strings);
+      assert.deepEqual(
+        instants.map(([date, ns]) => formatGoRFC3339Nano(date, ns)),
+        strings,
+      );
     });
   }
   it('prints Z for a zero offset even outside UTC, and trims the fraction', () => {
@@ -147,7 +144,11 @@ describe('formatRemoveSchedule (§3.9, AddManifestToRemoveScheduler)', () => {
   });
   it('fails like DUCC on a file Go cannot decode (Go: error)', () => {
     for (const bad of ['', '{}', '[1]', '[{"config":{"size":"1"}}]', '[']) {
-      assert.throws(() => formatRemoveSchedule(Buffer.from(bad), manifest), (error: { code?: string }) => error.code === 'BOT_ERR_PUBLISH', bad);
+      assert.throws(
+        () => formatRemoveSchedule(Buffer.from(bad), manifest),
+        (error: { code?: string }) => error.code === 'BOT_ERR_PUBLISH',
+        bad,
+      );
     }
   });
 });

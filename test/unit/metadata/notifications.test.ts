@@ -5,12 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  formatElapsedSeconds,
-  formatNotification,
-  formatNotificationTime,
-  NotificationWriter,
-} from '../../../src/metadata/notifications.ts';
+import { formatElapsedSeconds, formatNotification, formatNotificationTime, NotificationWriter } from '../../../src/metadata/notifications.ts';
 
 let savedTz: string | undefined;
 before(() => {

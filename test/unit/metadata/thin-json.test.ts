@@ -8,7 +8,11 @@ const CH = 'c'.repeat(64);
 
 describe('formatThinJson (§4.1)', () => {
   it('writes the ducc.md example shape, two-space indent, no trailing newline (Go)', () => {
-    const bytes = formatThinJson('https://registry.hub.docker.com/library/ubuntu:latest', [{ digest: `sha256:${BH}` }, { digest: `sha256:${CH}` }], 'unpacked.cern.ch');
+    const bytes = formatThinJson(
+      'https://registry.hub.docker.com/library/ubuntu:latest',
+      [{ digest: `sha256:${BH}` }, { digest: `sha256:${CH}` }],
+      'unpacked.cern.ch',
+    );
     assert.equal(
       bytes.toString('utf8'),
       `{
@@ -44,9 +48,16 @@ describe('formatThinJson (§4.1)', () => {
   });
 
   it('rejects bad digests and repository names', () => {
-    assert.throws(() => formatThinJson('o', [{ digest: BH }], 'r'), (error: { code?: string }) => error.code === 'BOT_ERR_REFERENCE');
+    assert.throws(
+      () => formatThinJson('o', [{ digest: BH }], 'r'),
+      (error: { code?: string }) => error.code === 'BOT_ERR_REFERENCE',
+    );
     for (const repo of ['', '/abs', '../x', 'a/../b']) {
-      assert.throws(() => formatThinJson('o', [], repo), (error: { code?: string }) => error.code === 'BOT_ERR_THIN', repo);
+      assert.throws(
+        () => formatThinJson('o', [], repo),
+        (error: { code?: string }) => error.code === 'BOT_ERR_THIN',
+        repo,
+      );
     }
   });
 });

@@ -10,7 +10,10 @@ it('the Dockerfile lints clean, is multi-stage on a slim Node 22 base and runs d
 
   const problems = validate(dockerfile);
 
-  assert.deepEqual(problems.map((p) => `${p.range.start.line + 1}: ${p.message}`), []);
+  assert.deepEqual(
+    problems.map((p) => `${p.range.start.line + 1}: ${p.message}`),
+    [],
+  );
   assert.equal(dockerfile.match(/^FROM node:22-[a-z]+-slim/gm)?.length, 2);
   assert.match(dockerfile, /^CMD \["serve"\]$/m);
   assert.match(dockerfile, /^USER node$/m);
@@ -26,7 +29,10 @@ it("the Dockerfile's build stage copies every file and config that `npm run buil
   const needed = [...build.matchAll(/\bnode (\S+\.[jt]s)\b/g), ...build.matchAll(/-p (\S+\.json)/g)].map((m) => m[1]!);
   assert.ok(needed.length >= 2, `found only ${needed.join(', ')} in the build script: ${build}`);
   for (const file of [...needed, 'tsconfig.json', 'src']) {
-    assert.ok(copied.some((c) => c === file || file.startsWith(`${c.replace(/\/$/, '')}/`)), `the build stage does not copy ${file} (copies: ${copied.join(' ')})`);
+    assert.ok(
+      copied.some((c) => c === file || file.startsWith(`${c.replace(/\/$/, '')}/`)),
+      `the build stage does not copy ${file} (copies: ${copied.join(' ')})`,
+    );
   }
 });
 

@@ -4,13 +4,7 @@ import { buffer } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
 import tarStream from 'tar-stream';
 import type { Header } from 'tar-stream';
-import {
-  filterLayerTar,
-  normalizeEntryPath,
-  packTree,
-  parseServerList,
-  TarOutputClosedError,
-} from '../../../src/publish/cvmfs-publisher.ts';
+import { filterLayerTar, normalizeEntryPath, packTree, parseServerList, TarOutputClosedError } from '../../../src/publish/cvmfs-publisher.ts';
 import type { TreeEntry } from '../../../src/publish/publisher.ts';
 import { DuccError } from '../../../src/util/errors.ts';
 import { buildTar, DEFAULT_MTIME } from '../../support/build-tar.ts';
@@ -63,7 +57,10 @@ describe('normalizeEntryPath', () => {
     assert.equal(normalizeEntryPath('./usr//bin/'), 'usr/bin');
     assert.equal(normalizeEntryPath('/etc/passwd'), 'etc/passwd');
     assert.equal(normalizeEntryPath('./'), '.');
-    assert.throws(() => normalizeEntryPath('a/../../b'), (error) => error instanceof DuccError && error.code === 'BOT_ERR_UNSAFE_ENTRY');
+    assert.throws(
+      () => normalizeEntryPath('a/../../b'),
+      (error) => error instanceof DuccError && error.code === 'BOT_ERR_UNSAFE_ENTRY',
+    );
   });
 });
 

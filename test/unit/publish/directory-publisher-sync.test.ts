@@ -43,7 +43,10 @@ async function standInSync(t: TestContext, dir: string, options: { fail?: boolea
 }
 
 async function layerTar(): Promise<Buffer> {
-  return buildTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/hostname', content: 'box\n' }]);
+  return buildTar([
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/hostname', content: 'box\n' },
+  ]);
 }
 
 describe('DirectoryPublisher durability', () => {
@@ -76,10 +79,13 @@ describe('DirectoryPublisher durability', () => {
     await standInSync(t, dir, { fail: true });
     const publisher = new DirectoryPublisher({ root: join(dir, 'cvmfs'), repository: 'repo.example.org' });
     await publisher.recover();
-    await assert.rejects(publisher.publishLayer(LAYER, Readable.from([await layerTar()]), () => ({})), {
-      code: 'BOT_ERR_PUBLISH',
-      message: /cannot flush .* 'sync --file-system' .*Input\/output error.*publisher\.sync: false/s,
-    });
+    await assert.rejects(
+      publisher.publishLayer(LAYER, Readable.from([await layerTar()]), () => ({})),
+      {
+        code: 'BOT_ERR_PUBLISH',
+        message: /cannot flush .* 'sync --file-system' .*Input\/output error.*publisher\.sync: false/s,
+      },
+    );
     assert.equal(await exists(join(publisher.readRoot, LAYER)), false);
   });
 

@@ -38,7 +38,10 @@ test('a proxied registry does not fall back to docker config credentials', () =>
 });
 
 test('environment errors name the variable and never the secret', () => {
-  assert.throws(() => CredentialStore.fromEnvironment({ DUCC_AUTH_REGISTRIES: 'A', DUCC_A_USER: 'u', DUCC_A_PASS: 'topsecret' }), configError('DUCC_A_IDENT', 'topsecret'));
+  assert.throws(
+    () => CredentialStore.fromEnvironment({ DUCC_AUTH_REGISTRIES: 'A', DUCC_A_USER: 'u', DUCC_A_PASS: 'topsecret' }),
+    configError('DUCC_A_IDENT', 'topsecret'),
+  );
   assert.throws(
     () => CredentialStore.fromEnvironment({ DUCC_AUTH_REGISTRIES: 'A', DUCC_A_IDENT: 'x', DUCC_A_PASS: 'topsecret' }),
     configError('DUCC_A_USER', 'topsecret'),

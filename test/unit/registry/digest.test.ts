@@ -27,7 +27,10 @@ test('digest grammar', () => {
     () => assertValidDigest('sha256:nothex', 'layer 0'),
     (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_DIGEST_MISMATCH' && /layer 0/.test(e.message),
   );
-  assert.throws(() => assertValidDigest('x', 'ref', 'BOT_ERR_REFERENCE'), (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_REFERENCE');
+  assert.throws(
+    () => assertValidDigest('x', 'ref', 'BOT_ERR_REFERENCE'),
+    (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_REFERENCE',
+  );
 });
 
 test('digestOf and verifyDigest', () => {
@@ -46,7 +49,11 @@ test('references, repositories and registry hosts are validated before use in UR
   assert.equal(classifyReference('v1.2.3-rc_1'), 'tag');
   assert.equal(classifyReference(`sha256:${hex64}`), 'digest');
   for (const bad of ['', '-x', '.x', 'a/b', '../x', 'x'.repeat(129), `sha256:${hex64.slice(3)}`, 'a?b']) {
-    assert.throws(() => classifyReference(bad), (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_REFERENCE', bad);
+    assert.throws(
+      () => classifyReference(bad),
+      (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_REFERENCE',
+      bad,
+    );
   }
   assert.equal(isValidTag('x'.repeat(128)), true);
   for (const good of ['library/ubuntu', 'a', 'team/sub-group/app_1', 'a__b', 'a.b', 'a--b']) assert.equal(isValidRepository(good), true, good);
@@ -60,5 +67,8 @@ test('references, repositories and registry hosts are validated before use in UR
       registry,
     );
   }
-  assert.throws(() => assertValidRef({ scheme: 'ftp' as 'http', registry: 'h', repository: 'x' }), (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_REFERENCE');
+  assert.throws(
+    () => assertValidRef({ scheme: 'ftp' as 'http', registry: 'h', repository: 'x' }),
+    (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_REFERENCE',
+  );
 });

@@ -11,7 +11,11 @@ const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const isCode = (code: string, re?: RegExp) => (e: unknown) => e instanceof DuccError && e.code === code && (re === undefined || re.test(e.message));
 
 test('OCI manifest with and without mediaType; Docker schema 2', () => {
-  const withType = parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [layer] }), undefined, 'm');
+  const withType = parseManifestDocument(
+    json({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [layer] }),
+    undefined,
+    'm',
+  );
   assert.equal(withType.kind, 'manifest');
   assert.equal(withType.mediaType, 'application/vnd.oci.image.manifest.v1+json');
   const without = parseManifestDocument(json({ schemaVersion: 2, config, layers: [layer] }), 'application/vnd.oci.image.manifest.v1+json; charset=utf-8', 'm');
@@ -42,20 +46,39 @@ test('index and manifest list', () => {
 });
 
 test('schema 1 is rejected clearly', () => {
-  assert.throws(() => parseManifestDocument(json({ schemaVersion: 1, name: 'x', fsLayers: [] }), 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'manifest a:b'), isCode('BOT_ERR_MEDIA_TYPE', /schema 1/));
-  assert.throws(() => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v1+json' }), undefined, 'm'), isCode('BOT_ERR_MEDIA_TYPE', /schema 1/));
+  assert.throws(
+    () =>
+      parseManifestDocument(json({ schemaVersion: 1, name: 'x', fsLayers: [] }), 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'manifest a:b'),
+    isCode('BOT_ERR_MEDIA_TYPE', /schema 1/),
+  );
+  assert.throws(
+    () => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v1+json' }), undefined, 'm'),
+    isCode('BOT_ERR_MEDIA_TYPE', /schema 1/),
+  );
 });
 
 test('invalid manifests', () => {
   assert.throws(() => parseManifestDocument(Buffer.from('not json'), undefined, 'm'), isCode('BOT_ERR_REGISTRY'));
-  assert.throws(() => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.oci.artifact.manifest.v1+json' }), undefined, 'm'), isCode('BOT_ERR_MEDIA_TYPE'));
+  assert.throws(
+    () => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.oci.artifact.manifest.v1+json' }), undefined, 'm'),
+    isCode('BOT_ERR_MEDIA_TYPE'),
+  );
   assert.throws(
     () => parseManifestDocument(json({ schemaVersion: 2, config, layers: [{ ...layer, digest: 'sha256:../../etc/passwd' }] }), undefined, 'm'),
     isCode('BOT_ERR_DIGEST_MISMATCH', /layer 0/),
   );
-  assert.throws(() => parseManifestDocument(json({ schemaVersion: 2, config: { ...config, size: -1 }, layers: [] }), undefined, 'm'), isCode('BOT_ERR_REGISTRY', /size/));
-  assert.throws(() => parseManifestDocument(json({ schemaVersion: 2, config, layers: [{ ...layer, size: 1.5 }] }), undefined, 'm'), isCode('BOT_ERR_REGISTRY', /size/));
-  assert.throws(() => parseManifestDocument(json({ schemaVersion: 2, config: { digest: digest('c'), size: 1 }, layers: [] }), undefined, 'm'), isCode('BOT_ERR_REGISTRY', /mediaType/));
+  assert.throws(
+    () => parseManifestDocument(json({ schemaVersion: 2, config: { ...config, size: -1 }, layers: [] }), undefined, 'm'),
+    isCode('BOT_ERR_REGISTRY', /size/),
+  );
+  assert.throws(
+    () => parseManifestDocument(json({ schemaVersion: 2, config, layers: [{ ...layer, size: 1.5 }] }), undefined, 'm'),
+    isCode('BOT_ERR_REGISTRY', /size/),
+  );
+  assert.throws(
+    () => parseManifestDocument(json({ schemaVersion: 2, config: { digest: digest('c'), size: 1 }, layers: [] }), undefined, 'm'),
+    isCode('BOT_ERR_REGISTRY', /mediaType/),
+  );
   assert.throws(
     () => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', manifests: [] }), undefined, 'm'),
     isCode('BOT_ERR_REGISTRY'),
@@ -64,7 +87,10 @@ test('invalid manifests', () => {
 });
 
 test('config blob parsing', () => {
-  const c = parseImageConfig(json({ architecture: 'amd64', os: 'linux', config: { Env: ['A=1'], Cmd: null }, rootfs: { type: 'layers', diff_ids: [digest('d')] } }), 'c');
+  const c = parseImageConfig(
+    json({ architecture: 'amd64', os: 'linux', config: { Env: ['A=1'], Cmd: null }, rootfs: { type: 'layers', diff_ids: [digest('d')] } }),
+    'c',
+  );
   assert.deepEqual(c.config?.Env, ['A=1']);
   assert.equal(c.config?.Cmd, null);
   assert.throws(() => parseImageConfig(json({ config: { Env: 'A=1' } }), 'c'), isCode('BOT_ERR_REGISTRY', /Env/));

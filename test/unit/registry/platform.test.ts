@@ -10,7 +10,11 @@ test('parsePlatform', () => {
   assert.deepEqual(parsePlatform('arm64'), { os: 'linux', architecture: 'arm64' });
   assert.deepEqual(parsePlatform('Linux/x86_64'), { os: 'linux', architecture: 'amd64' });
   for (const bad of ['', 'linux/', '/amd64', 'a/b/c/d', 'linux/am d64']) {
-    assert.throws(() => parsePlatform(bad), (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_PLATFORM', bad);
+    assert.throws(
+      () => parsePlatform(bad),
+      (e: unknown) => e instanceof DuccError && e.code === 'BOT_ERR_PLATFORM',
+      bad,
+    );
   }
   assert.equal(formatPlatform({ os: 'linux', architecture: 'arm', variant: 'v7' }), 'linux/arm/v7');
   assert.equal(formatPlatform({ os: 'linux', architecture: 'amd64' }), 'linux/amd64');

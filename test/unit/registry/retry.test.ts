@@ -25,11 +25,26 @@ test('absent or invalid Retry-After is undefined', () => {
 });
 
 test('backoff doubles per attempt, with jitter between half and the full value, capped', () => {
-  assert.equal(backoffDelay(0, 500, () => 0), 250);
-  assert.equal(backoffDelay(0, 500, () => 1), 500);
-  assert.equal(backoffDelay(3, 500, () => 1), 4000);
-  assert.equal(backoffDelay(3, 500, () => 0), 2000);
-  assert.equal(backoffDelay(20, 500, () => 1), 30_000);
+  assert.equal(
+    backoffDelay(0, 500, () => 0),
+    250,
+  );
+  assert.equal(
+    backoffDelay(0, 500, () => 1),
+    500,
+  );
+  assert.equal(
+    backoffDelay(3, 500, () => 1),
+    4000,
+  );
+  assert.equal(
+    backoffDelay(3, 500, () => 0),
+    2000,
+  );
+  assert.equal(
+    backoffDelay(20, 500, () => 1),
+    30_000,
+  );
   for (let i = 0; i < 50; i++) {
     const d = backoffDelay(2, 100);
     assert.ok(d >= 200 && d <= 400, `${d} within [200, 400]`);

@@ -19,5 +19,8 @@ test("importing the registry client loads undici's Agent and request, not its in
   assert.ok(short.includes('lib/dispatcher/agent.js'), `undici files loaded: ${short.join(', ')}`);
   assert.ok(short.includes('lib/api/api-request.js'), `undici files loaded: ${short.join(', ')}`);
   assert.ok(!short.includes('index.js'), 'undici/index.js was loaded');
-  assert.ok(!short.some((path) => path.startsWith('lib/web/')), `fetch, WebSocket or EventSource were loaded: ${short.filter((path) => path.startsWith('lib/web/')).join(', ')}`);
+  assert.ok(
+    !short.some((path) => path.startsWith('lib/web/')),
+    `fetch, WebSocket or EventSource were loaded: ${short.filter((path) => path.startsWith('lib/web/')).join(', ')}`,
+  );
 });

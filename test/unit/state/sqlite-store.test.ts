@@ -35,7 +35,10 @@ test('open creates parent directories, sets the pragmas and the schema version',
   try {
     assert.equal(db.prepare('PRAGMA journal_mode').get()?.journal_mode, 'wal');
     assert.equal(db.prepare('PRAGMA user_version').get()?.user_version, SCHEMA_VERSION);
-    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all().map((r) => r.name);
+    const tables = db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
+      .all()
+      .map((r) => r.name);
     for (const name of ['deliveries', 'jobs', 'owned_statuses', 'published']) assert.ok(tables.includes(name), name);
   } finally {
     db.close();
@@ -77,10 +80,7 @@ test('jobs are claimed oldest first, once their notBefore has passed; attempts c
   const a = store.enqueue(sync('a'), { now: 100, notBefore: 500 }).job;
   const b = store.enqueue(sync('b'), { now: 200 }).job;
   const c = store.enqueue({ kind: 'reconcile', wishlist: 'main' }, { now: 300 }).job;
-  assert.deepEqual(
-    { ...a },
-    { id: a.id, payload: sync('a'), status: 'queued', attempts: 0, createdAt: 100, updatedAt: 100, notBefore: 500 },
-  );
+  assert.deepEqual({ ...a }, { id: a.id, payload: sync('a'), status: 'queued', attempts: 0, createdAt: 100, updatedAt: 100, notBefore: 500 });
   assert.equal(b.notBefore, 200, 'notBefore defaults to now');
 
   assert.equal(store.claimNext(150), undefined, 'nothing is runnable yet');
@@ -165,11 +165,26 @@ test('listJobs: newest first, optional status filter and limit', (t) => {
   const ids = [1, 2, 3, 4].map((n) => store.enqueue(sync(String(n)), { now: n }).job.id);
   store.claimNext(10);
   store.complete(ids[0]!, 11);
-  assert.deepEqual(store.listJobs().map((j) => j.id), [...ids].reverse());
-  assert.deepEqual(store.listJobs({ limit: 2 }).map((j) => j.id), [ids[3], ids[2]]);
-  assert.deepEqual(store.listJobs({ status: 'queued' }).map((j) => j.id), [ids[3], ids[2], ids[1]]);
-  assert.deepEqual(store.listJobs({ status: 'queued', limit: 1 }).map((j) => j.id), [ids[3]]);
-  assert.deepEqual(store.listJobs({ status: 'done' }).map((j) => j.id), [ids[0]]);
+  assert.deepEqual(
+    store.listJobs().map((j) => j.id),
+    [...ids].reverse(),
+  );
+  assert.deepEqual(
+    store.listJobs({ limit: 2 }).map((j) => j.id),
+    [ids[3], ids[2]],
+  );
+  assert.deepEqual(
+    store.listJobs({ status: 'queued' }).map((j) => j.id),
+    [ids[3], ids[2], ids[1]],
+  );
+  assert.deepEqual(
+    store.listJobs({ status: 'queued', limit: 1 }).map((j) => j.id),
+    [ids[3]],
+  );
+  assert.deepEqual(
+    store.listJobs({ status: 'done' }).map((j) => j.id),
+    [ids[0]],
+  );
   assert.deepEqual(store.listJobs({ status: 'failed' }), []);
   assert.deepEqual(store.listJobs({ limit: 0 }), []);
 });
@@ -194,7 +209,10 @@ test('state persists across reopening; running jobs are requeued after a crash',
   assert.equal(after.recordDelivery('d1', 2), false);
   assert.deepEqual(after.counts(), { queued: 1, running: 1, done: 1, failed: 0 });
   const requeued = after.requeueRunning(60);
-  assert.deepEqual(requeued.map((j) => [j.id, j.status, j.attempts, j.updatedAt]), [[a.id, 'queued', 1, 60]]);
+  assert.deepEqual(
+    requeued.map((j) => [j.id, j.status, j.attempts, j.updatedAt]),
+    [[a.id, 'queued', 1, 60]],
+  );
   assert.deepEqual(after.requeueRunning(70), [], 'nothing left running');
   assert.equal(after.pendingStatuses(a.id).length, 1);
   const resumed = after.claimNext(80);
@@ -258,18 +276,30 @@ test('published images: upsert, list per wish list, remove', (t) => {
   store.upsertPublished(b);
   store.upsertPublished(published('docker://r/a:1'));
   store.upsertPublished(published('docker://r/a:1', { wishlist: 'other' }));
-  assert.deepEqual(store.listPublished('w').map((p) => p.image), ['docker://r/a:1', 'docker://r/b:1']);
+  assert.deepEqual(
+    store.listPublished('w').map((p) => p.image),
+    ['docker://r/a:1', 'docker://r/b:1'],
+  );
   assert.deepEqual(store.listPublished('w')[1], b);
   assert.deepEqual(store.listPublished('w')[0], published('docker://r/a:1'), 'absent optional fields stay absent');
 
-  const updated = published('docker://r/b:1', { cvmfsRepo: 'other.cern.ch/sub', manifestDigest: 'sha256:m2', updatedAt: 2, lastResult: 'error', lastError: 'nope' });
+  const updated = published('docker://r/b:1', {
+    cvmfsRepo: 'other.cern.ch/sub',
+    manifestDigest: 'sha256:m2',
+    updatedAt: 2,
+    lastResult: 'error',
+    lastError: 'nope',
+  });
   store.upsertPublished(updated);
   assert.deepEqual(store.listPublished('w')[1], updated, 'the optional fields of the old record are gone');
   assert.equal(store.listPublished('w').length, 2);
 
   store.removePublished('w', 'docker://r/a:1');
   store.removePublished('w', 'docker://r/unknown:1');
-  assert.deepEqual(store.listPublished('w').map((p) => p.image), ['docker://r/b:1']);
+  assert.deepEqual(
+    store.listPublished('w').map((p) => p.image),
+    ['docker://r/b:1'],
+  );
   assert.equal(store.listPublished('other').length, 1);
   assert.deepEqual(store.listPublished('none'), []);
 });

@@ -12,7 +12,6 @@ import { fileWriterStats } from '../../../src/unpack/file-writer.ts';
 import type { TreeEntry } from '../../../src/publish/publisher.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 
-
 async function unpack(t: TestContext, tar: Buffer) {
   const dir = join(await tempDir(t), 'layerfs');
   await mkdir(dir);
@@ -131,32 +130,47 @@ describe('extractLayer', () => {
 
   it('rejects invalid whiteouts and hard links to directories', async (t) => {
     await assert.rejects(unpack(t, await buildTar([{ name: 'a/.wh..', content: '' }])), { code: 'BOT_ERR_UNSAFE_ENTRY', message: /invalid whiteout/ });
-    await assert.rejects(unpack(t, await buildTar([{ name: 'd/', type: 'directory' }, { name: 'l', type: 'link', linkname: 'd' }])), {
-      code: 'BOT_ERR_UNSAFE_ENTRY',
-      message: /hard link to a directory/,
-    });
+    await assert.rejects(
+      unpack(
+        t,
+        await buildTar([
+          { name: 'd/', type: 'directory' },
+          { name: 'l', type: 'link', linkname: 'd' },
+        ]),
+      ),
+      {
+        code: 'BOT_ERR_UNSAFE_ENTRY',
+        message: /hard link to a directory/,
+      },
+    );
   });
 });
 
 describe('FlatTree', () => {
   it('applies whiteouts and opaque directories of upper layers only, and resolves lower-layer hard links', async (t) => {
-    const lower = await unpack(t, await buildTar([
-      { name: 'etc/', type: 'directory' },
-      { name: 'etc/keep', content: 'keep' },
-      { name: 'etc/remove', content: 'gone' },
-      { name: 'opaque/', type: 'directory' },
-      { name: 'opaque/lower', content: 'hidden' },
-      { name: 'usr/bin/perl', content: 'perl', mode: 0o755 },
-    ]));
-    const upper = await unpack(t, await buildTar([
-      // opaque marker after an entry of the same layer: order in the tar must not matter
-      { name: 'opaque/upper', content: 'visible' },
-      { name: 'opaque/.wh..wh..opq', content: '' },
-      { name: 'etc/.wh.remove', content: '' },
-      { name: 'etc/.wh.added', content: '' },
-      { name: 'etc/added', content: 'recreated in the same layer' },
-      { name: 'usr/bin/perl5', type: 'link', linkname: 'usr/bin/perl' },
-    ]));
+    const lower = await unpack(
+      t,
+      await buildTar([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/keep', content: 'keep' },
+        { name: 'etc/remove', content: 'gone' },
+        { name: 'opaque/', type: 'directory' },
+        { name: 'opaque/lower', content: 'hidden' },
+        { name: 'usr/bin/perl', content: 'perl', mode: 0o755 },
+      ]),
+    );
+    const upper = await unpack(
+      t,
+      await buildTar([
+        // opaque marker after an entry of the same layer: order in the tar must not matter
+        { name: 'opaque/upper', content: 'visible' },
+        { name: 'opaque/.wh..wh..opq', content: '' },
+        { name: 'etc/.wh.remove', content: '' },
+        { name: 'etc/.wh.added', content: '' },
+        { name: 'etc/added', content: 'recreated in the same layer' },
+        { name: 'usr/bin/perl5', type: 'link', linkname: 'usr/bin/perl' },
+      ]),
+    );
 
     const tree = await FlatTree.build([
       { dir: lower.dir, externalHardlinks: lower.result.externalHardlinks },
@@ -179,11 +193,14 @@ describe('FlatTree', () => {
     const root = await tempDir(t);
     const publisher = new DirectoryPublisher({ root, repository: 'repo.example.org' });
     await publisher.recover();
-    const layer = await unpack(t, await buildTar([
-      { name: 'bin/', type: 'directory', mode: 0o700 },
-      { name: 'bin/tool', content: 'tool', mode: 0o2711 },
-      { name: 'bin/alias', type: 'link', linkname: 'bin/tool' },
-    ]));
+    const layer = await unpack(
+      t,
+      await buildTar([
+        { name: 'bin/', type: 'directory', mode: 0o700 },
+        { name: 'bin/tool', content: 'tool', mode: 0o2711 },
+        { name: 'bin/alias', type: 'link', linkname: 'bin/tool' },
+      ]),
+    );
     const tree = await FlatTree.build([{ dir: layer.dir, externalHardlinks: [] }]);
     tree.add({ type: 'file', path: 'etc/hosts', mode: 0o644, content: Buffer.alloc(0) }, new Date());
 
@@ -203,21 +220,27 @@ describe('FlatTree', () => {
     const publisher = new DirectoryPublisher({ root, repository: 'repo.example.org' });
     await publisher.recover();
     const mtime = new Date('2021-03-04T05:06:07Z');
-    const lower = await unpack(t, await buildTar([
-      { name: 'bin/', type: 'directory', mode: 0o751, mtime },
-      { name: 'bin/tool', content: 'tool', mode: 0o4711, uid: 12, gid: 34, mtime },
-      { name: 'bin/gone', content: 'whited out', mtime },
-      { name: 'lib/', type: 'directory', mode: 0o755, mtime },
-      { name: 'lib/libc.so', content: 'libc', mode: 0o644, uid: 5, gid: 6, mtime },
-    ]));
-    const upper = await unpack(t, await buildTar([
-      { name: 'bin/.wh.gone', content: '' },
-      { name: 'bin/alias', type: 'link', linkname: 'bin/tool' },
-      { name: 'etc/', type: 'directory', mode: 0o700, uid: 3, gid: 4, mtime },
-      { name: 'etc/conf', content: 'conf', mode: 0o600, uid: 3, gid: 4, mtime },
-      { name: 'etc/conf2', type: 'link', linkname: 'etc/conf' },
-      { name: 'etc/ld', type: 'symlink', linkname: '../lib/libc.so', uid: 3, gid: 4, mtime },
-    ]));
+    const lower = await unpack(
+      t,
+      await buildTar([
+        { name: 'bin/', type: 'directory', mode: 0o751, mtime },
+        { name: 'bin/tool', content: 'tool', mode: 0o4711, uid: 12, gid: 34, mtime },
+        { name: 'bin/gone', content: 'whited out', mtime },
+        { name: 'lib/', type: 'directory', mode: 0o755, mtime },
+        { name: 'lib/libc.so', content: 'libc', mode: 0o644, uid: 5, gid: 6, mtime },
+      ]),
+    );
+    const upper = await unpack(
+      t,
+      await buildTar([
+        { name: 'bin/.wh.gone', content: '' },
+        { name: 'bin/alias', type: 'link', linkname: 'bin/tool' },
+        { name: 'etc/', type: 'directory', mode: 0o700, uid: 3, gid: 4, mtime },
+        { name: 'etc/conf', content: 'conf', mode: 0o600, uid: 3, gid: 4, mtime },
+        { name: 'etc/conf2', type: 'link', linkname: 'etc/conf' },
+        { name: 'etc/ld', type: 'symlink', linkname: '../lib/libc.so', uid: 3, gid: 4, mtime },
+      ]),
+    );
     const layers = [
       { dir: lower.dir, externalHardlinks: lower.result.externalHardlinks, implicitDirectories: lower.result.implicitDirectories },
       { dir: upper.dir, externalHardlinks: upper.result.externalHardlinks, implicitDirectories: upper.result.implicitDirectories },
@@ -243,18 +266,44 @@ describe('FlatTree', () => {
     await publisher.publishTree('.flat/aa/linked', linked.entries());
     const expected = await describeTree(join(root, 'repo.example.org/.flat/aa/with'));
     assert.deepEqual(await describeTree(join(root, 'repo.example.org/.flat/aa/linked')), expected);
-    assert.ok(expected.some((row) => row.startsWith('bin/tool ') && row.endsWith(' bin/alias')), expected.join('\n'));
-    assert.ok(expected.some((row) => row.startsWith('bin 40751 0 0 1614834367000 ')), expected.join('\n'));
-    assert.ok(expected.some((row) => row.startsWith('etc/conf2 ') && row.endsWith(' etc/conf')), expected.join('\n'));
-    assert.ok(expected.some((row) => row.startsWith('bin/tool 104711 12 34 ')), expected.join('\n'));
+    assert.ok(
+      expected.some((row) => row.startsWith('bin/tool ') && row.endsWith(' bin/alias')),
+      expected.join('\n'),
+    );
+    assert.ok(
+      expected.some((row) => row.startsWith('bin 40751 0 0 1614834367000 ')),
+      expected.join('\n'),
+    );
+    assert.ok(
+      expected.some((row) => row.startsWith('etc/conf2 ') && row.endsWith(' etc/conf')),
+      expected.join('\n'),
+    );
+    assert.ok(
+      expected.some((row) => row.startsWith('bin/tool 104711 12 34 ')),
+      expected.join('\n'),
+    );
   });
   it('hands runs of hard links to the file-writer thread and gets the same tree', async (t) => {
     const root = await tempDir(t);
     const publisher = new DirectoryPublisher({ root, repository: 'repo.example.org' });
     await publisher.recover();
     const mtime = new Date('2022-05-06T07:08:09Z');
-    const files = Array.from({ length: 700 }, (_, i) => ({ name: `d${i % 7}/f${i}`, content: `file ${i}`, mode: 0o640 + (i % 2), uid: i % 3, gid: i % 5, mtime }));
-    const layer = await unpack(t, await buildTar([...Array.from({ length: 7 }, (_, d) => ({ name: `d${d}/`, type: 'directory' as const, mtime })), ...files, { name: 'd0/same', type: 'link', linkname: 'd6/f699' }]));
+    const files = Array.from({ length: 700 }, (_, i) => ({
+      name: `d${i % 7}/f${i}`,
+      content: `file ${i}`,
+      mode: 0o640 + (i % 2),
+      uid: i % 3,
+      gid: i % 5,
+      mtime,
+    }));
+    const layer = await unpack(
+      t,
+      await buildTar([
+        ...Array.from({ length: 7 }, (_, d) => ({ name: `d${d}/`, type: 'directory' as const, mtime })),
+        ...files,
+        { name: 'd0/same', type: 'link', linkname: 'd6/f699' },
+      ]),
+    );
     const layers = [{ dir: layer.dir, externalHardlinks: [], implicitDirectories: layer.result.implicitDirectories }];
     const before = fileWriterStats.linksHandedOver;
 

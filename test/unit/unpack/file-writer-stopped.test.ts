@@ -31,7 +31,11 @@ it('a writer thread that stops mid-layer fails that layer at once, and the next 
   }
   const started = Date.now();
   await assert.rejects(
-    extractLayer(Readable.from(stopsTheWriterHalfway()), await extraTarget(a, 1), { label: 'layer sha256:feed', writerThread: true, writerThreadAfterFiles: 0 }),
+    extractLayer(Readable.from(stopsTheWriterHalfway()), await extraTarget(a, 1), {
+      label: 'layer sha256:feed',
+      writerThread: true,
+      writerThreadAfterFiles: 0,
+    }),
     /file-writer thread stopped with files of this layer not yet written/,
   );
   assert.ok(Date.now() - started < 30_000, 'the extractor waited for its stall backstop');

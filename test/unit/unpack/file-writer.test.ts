@@ -25,7 +25,10 @@ async function describeTree(root: string): Promise<string[]> {
     const stat = await lstat(path);
     let extra = '';
     if (stat.isFile()) {
-      extra = createHash('sha256').update(await readFile(path)).digest('hex').slice(0, 16);
+      extra = createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex')
+        .slice(0, 16);
       const first = inodes.get(stat.ino);
       if (first === undefined) inodes.set(stat.ino, rel);
       else extra += ` same-inode-as=${first}`;
@@ -79,10 +82,16 @@ describe('the writer thread changes nothing observable', () => {
   it('many small files across batches, a large file, empty files and special modes give the same tree', async (t) => {
     const a = await arena(t);
     const entries: TarEntrySpec[] = [{ name: 'big/', type: 'directory', mode: 0o555 }];
-    for (let i = 0; i < 700; i++) entries.push({ name: `d${i % 7}/f${i}`, content: Buffer.alloc(3000 + i, i % 251), mtime: mtime(i % 60), mode: i % 3 === 0 ? 0o755 : 0o640 });
+    for (let i = 0; i < 700; i++)
+      entries.push({ name: `d${i % 7}/f${i}`, content: Buffer.alloc(3000 + i, i % 251), mtime: mtime(i % 60), mode: i % 3 === 0 ? 0o755 : 0o640 });
     // 40 files of 60 KiB: batches also fill up by bytes, not only by count.
     for (let i = 0; i < 40; i++) entries.push({ name: `mid/m${i}`, content: Buffer.alloc(60 * 1024, 100 + i) });
-    entries.push({ name: 'big/file', content: Buffer.alloc(3 * 1024 * 1024, 7) }, { name: 'empty', content: '' }, { name: 'suid', content: 's', mode: 0o4755 }, { name: 'sticky', content: 't', mode: 0o1777 });
+    entries.push(
+      { name: 'big/file', content: Buffer.alloc(3 * 1024 * 1024, 7) },
+      { name: 'empty', content: '' },
+      { name: 'suid', content: 's', mode: 0o4755 },
+      { name: 'sticky', content: 't', mode: 0o1777 },
+    );
     const { threaded, direct, handedOver } = await bothWays(a, await buildTar(entries));
     assert.equal(threaded, direct);
     assert.ok(handedOver >= 740, `only ${handedOver} files went to the writer thread`);

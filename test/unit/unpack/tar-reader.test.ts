@@ -75,7 +75,17 @@ async function readWithTarStream(chunks: Buffer[]): Promise<Seen[]> {
     const h = entry.header;
     // tar-stream reports a directory's size field as it is, and delivers no content for it.
     const size = h.type === 'directory' ? 0 : h.size!;
-    seen.push({ name: h.name, type: h.type ?? null, mode: h.mode!, uid: h.uid!, gid: h.gid!, size, mtime: h.mtime!.getTime(), linkname: h.linkname ?? null, content: hash.digest('hex') });
+    seen.push({
+      name: h.name,
+      type: h.type ?? null,
+      mode: h.mode!,
+      uid: h.uid!,
+      gid: h.gid!,
+      size,
+      mtime: h.mtime!.getTime(),
+      linkname: h.linkname ?? null,
+      content: hash.digest('hex'),
+    });
   }
   await done;
   return seen;
@@ -124,11 +134,19 @@ describe('TarReader reads what tar-stream reads', () => {
     it(`GNU tar --format=${format}`, async (t) => {
       const root = await sampleTree(t);
       // ustar holds neither the 150-byte symlink target nor the 300-byte name: left out.
-      const archive = format === 'ustar' ? gnuTar(root, '--format=ustar', '--exclude=./long-symlink', `--exclude=${'f'.repeat(60)}`) : gnuTar(root, `--format=${format}`);
+      const archive =
+        format === 'ustar' ? gnuTar(root, '--format=ustar', '--exclude=./long-symlink', `--exclude=${'f'.repeat(60)}`) : gnuTar(root, `--format=${format}`);
       const seen = await assertSameAsTarStream(archive);
       const names = seen.map((e) => e.name);
-      assert.ok(names.some((n) => n.endsWith(`/${'m'.repeat(90)}.txt`) && n.length > 200), `the name with a prefix is read whole (${format})`);
-      if (format !== 'ustar') assert.ok(names.some((n) => n.endsWith(`${'n'.repeat(120)}.txt`) && n.length > 300), `the long name is read whole (${format})`);
+      assert.ok(
+        names.some((n) => n.endsWith(`/${'m'.repeat(90)}.txt`) && n.length > 200),
+        `the name with a prefix is read whole (${format})`,
+      );
+      if (format !== 'ustar')
+        assert.ok(
+          names.some((n) => n.endsWith(`${'n'.repeat(120)}.txt`) && n.length > 300),
+          `the long name is read whole (${format})`,
+        );
       assert.ok(names.includes('./ünïcödé-名前'));
       if (format !== 'ustar') assert.equal(seen.find((e) => e.name === './long-symlink')?.linkname, 'x'.repeat(150));
       // GNU tar stores the first name of a file with two names as the file, the second as a link to it.
@@ -141,7 +159,9 @@ describe('TarReader reads what tar-stream reads', () => {
 
   it('GNU tar: owners and times octal cannot hold (base-256), and a time before 1970', async (t) => {
     const root = await sampleTree(t);
-    const seen = await assertSameAsTarStream(gnuTar(root, '--format=gnu', '--owner=big:3000000000', '--group=big:4000000000', '--mtime=1969-07-20 20:17:40 UTC'));
+    const seen = await assertSameAsTarStream(
+      gnuTar(root, '--format=gnu', '--owner=big:3000000000', '--group=big:4000000000', '--mtime=1969-07-20 20:17:40 UTC'),
+    );
     assert.equal(seen[0]!.uid, 3_000_000_000);
     assert.equal(seen[0]!.gid, 4_000_000_000);
     assert.ok(seen[0]!.mtime < 0);
@@ -194,17 +214,32 @@ describe('TarReader reads what tar-stream reads', () => {
 
   it('empty PAX and GNU long-name records are ignored (tar-stream takes the next padding for them)', async () => {
     const file = Buffer.concat([rawHeader({ name: 'f', typeflag: '0', size: 3 }), Buffer.from('abc'.padEnd(512, '\0'))]);
-    const archive = Buffer.concat([rawHeader({ name: 'g', typeflag: 'g' }), rawHeader({ name: 'L', typeflag: 'L', format: 'gnu' }), file, file, Buffer.alloc(1024)]);
+    const archive = Buffer.concat([
+      rawHeader({ name: 'g', typeflag: 'g' }),
+      rawHeader({ name: 'L', typeflag: 'L', format: 'gnu' }),
+      file,
+      file,
+      Buffer.alloc(1024),
+    ]);
     for (const sizes of CUTS) {
       const seen = await readWithTarReader(chunked(archive, sizes));
-      assert.deepEqual(seen.map((e) => [e.name, e.size]), [['f', 3], ['f', 3]]);
+      assert.deepEqual(
+        seen.map((e) => [e.name, e.size]),
+        [
+          ['f', 3],
+          ['f', 3],
+        ],
+      );
     }
   });
 
   it('unknown typeflags are reported as type null with their content', async () => {
     const sparse = Buffer.concat([rawHeader({ name: 's', typeflag: 'S', size: 4 }), Buffer.from('data'.padEnd(512, '\0'))]);
     const seen = await assertSameAsTarStream(sparse);
-    assert.deepEqual(seen.map((e) => [e.name, e.type, e.size]), [['s', null, 4]]);
+    assert.deepEqual(
+      seen.map((e) => [e.name, e.type, e.size]),
+      [['s', null, 4]],
+    );
   });
 
   it('broken archives fail in both: bad checksum, unknown magic, truncated header, content or padding', async () => {
@@ -265,7 +300,7 @@ describe('TarReader on mutated archives', () => {
       return Math.floor((seed / 2 ** 31) * n);
     };
     const headerOffsets: number[] = [];
-    for (let at = 0; at + 512 <= base.length; ) {
+    for (let at = 0; at + 512 <= base.length;) {
       if (base.subarray(at, at + 512).every((b) => b === 0)) break;
       headerOffsets.push(at);
       const size = parseInt(base.toString('latin1', at + 124, at + 135), 8);
@@ -301,12 +336,22 @@ describe('TarReader on mutated archives', () => {
       archive.write(`${sum.toString(8).padStart(6, '0')}\0 `, header + 148, 'latin1');
 
       // tar-stream never ends the entry of a directory whose header claims a size: such cases are skipped.
-      const expected = await Promise.race([readWithTarStream([archive]).then((entries) => ({ entries }), (error: Error) => ({ error: error.message })), sleep(500).then(() => undefined)]);
+      const expected = await Promise.race([
+        readWithTarStream([archive]).then(
+          (entries) => ({ entries }),
+          (error: Error) => ({ error: error.message }),
+        ),
+        sleep(500).then(() => undefined),
+      ]);
       if (expected === undefined) continue;
       compared++;
       for (const sizes of [[1 << 20], [333]]) {
-        const actual = await readWithTarReader(chunked(archive, sizes)).then((entries) => ({ entries }), (error: Error) => ({ error: error.message }));
-        if ('error' in expected) assert.ok('error' in actual, `round ${round}: tar-stream failed (${expected.error}), TarReader read ${JSON.stringify(actual)}`);
+        const actual = await readWithTarReader(chunked(archive, sizes)).then(
+          (entries) => ({ entries }),
+          (error: Error) => ({ error: error.message }),
+        );
+        if ('error' in expected)
+          assert.ok('error' in actual, `round ${round}: tar-stream failed (${expected.error}), TarReader read ${JSON.stringify(actual)}`);
         else assert.deepEqual(actual, expected, `round ${round}`);
       }
     }

@@ -12,8 +12,14 @@ describe('parseImageReference (DUCC parse_test.go vectors and our stricter cases
     [`https://hub.docker.com/library/redis:5@${D}`, { scheme: 'https', registry: 'hub.docker.com', repository: 'library/redis', tag: '5', digest: D }],
     ['hub.docker.com/library/redis:5', { scheme: 'https', registry: 'hub.docker.com', repository: 'library/redis', tag: '5', digest: undefined }],
     ['http://localhost:5000/mock/ubuntu:latest', { scheme: 'http', registry: 'localhost:5000', repository: 'mock/ubuntu', tag: 'latest', digest: undefined }],
-    ['https://gitlab-p4n.aip.de:5005/compute4punch/container-stacks/wlcg-wn:latest', { scheme: 'https', registry: 'gitlab-p4n.aip.de:5005', repository: 'compute4punch/container-stacks/wlcg-wn', tag: 'latest', digest: undefined }],
-    ['https://ghcr.io/dluitz/bonn-comp-phys-c--dev:main', { scheme: 'https', registry: 'ghcr.io', repository: 'dluitz/bonn-comp-phys-c--dev', tag: 'main', digest: undefined }],
+    [
+      'https://gitlab-p4n.aip.de:5005/compute4punch/container-stacks/wlcg-wn:latest',
+      { scheme: 'https', registry: 'gitlab-p4n.aip.de:5005', repository: 'compute4punch/container-stacks/wlcg-wn', tag: 'latest', digest: undefined },
+    ],
+    [
+      'https://ghcr.io/dluitz/bonn-comp-phys-c--dev:main',
+      { scheme: 'https', registry: 'ghcr.io', repository: 'dluitz/bonn-comp-phys-c--dev', tag: 'main', digest: undefined },
+    ],
   ];
   for (const [input, want] of ok) {
     it(`parses ${input}`, () => {
@@ -35,11 +41,14 @@ describe('parseImageReference (DUCC parse_test.go vectors and our stricter cases
   ];
   for (const [input, pattern] of bad) {
     it(`rejects ${input}`, () => {
-      assert.throws(() => parseImageReference(input), (error: Error & { code?: string }) => {
-        assert.equal(error.code, 'BOT_ERR_REFERENCE');
-        assert.match(error.message, pattern);
-        return true;
-      });
+      assert.throws(
+        () => parseImageReference(input),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'BOT_ERR_REFERENCE');
+          assert.match(error.message, pattern);
+          return true;
+        },
+      );
     });
   }
 });
@@ -62,7 +71,10 @@ describe('formatOutputImage', () => {
 
   it('formats the unpacked.cern.ch output_format', () => {
     const input = parseImageReference('https://registry.hub.docker.com/library/centos:centos7');
-    assert.equal(formatOutputImage('https://gitlab-registry.cern.ch/unpacked/sync/$(image)', input), 'https://gitlab-registry.cern.ch/unpacked/sync/library/centos:centos7');
+    assert.equal(
+      formatOutputImage('https://gitlab-registry.cern.ch/unpacked/sync/$(image)', input),
+      'https://gitlab-registry.cern.ch/unpacked/sync/library/centos:centos7',
+    );
     assert.equal(wholeName(input), 'https://registry.hub.docker.com/library/centos:centos7');
     assert.equal(referenceSuffix(input), ':centos7');
   });

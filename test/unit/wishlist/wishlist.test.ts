@@ -36,7 +36,7 @@ describe('parseWishlist', () => {
     assert.equal(hasErrors(list), true);
     assert.equal(list.wishes.length, 0);
     assert.match(list.problems[0]!.message, /YAML syntax/);
-    assert.equal(list.problems[0]!.line, 4, "the unclosed quote is on line 4, not past the end of the file");
+    assert.equal(list.problems[0]!.line, 4, 'the unclosed quote is on line 4, not past the end of the file');
   });
 
   it('reports every bad entry with its line and keeps the good ones', () => {
@@ -55,11 +55,23 @@ describe('parseWishlist', () => {
 
     const list = parseWishlist(text, 'w.yaml');
 
-    assert.deepEqual(list.wishes.map((w) => w.input), ['https://registry.example.org/good/one:1.0', 'https://registry.example.org/good/two:2.0']);
+    assert.deepEqual(
+      list.wishes.map((w) => w.input),
+      ['https://registry.example.org/good/one:1.0', 'https://registry.example.org/good/two:2.0'],
+    );
     const errors = list.problems.filter((p) => p.severity === 'error');
-    assert.deepEqual(errors.map((p) => p.line), [6, 7, 8, 9]);
-    assert.deepEqual(errors.map((p) => p.column), [5, 5, 5, 5]);
-    assert.match(formatProblem(errors[0]!, 'w.yaml'), /^w\.yaml:6:5: error: invalid image reference 'ubuntu:22\.04'.*registry\.hub\.docker\.com\/library\/ubuntu:22\.04/);
+    assert.deepEqual(
+      errors.map((p) => p.line),
+      [6, 7, 8, 9],
+    );
+    assert.deepEqual(
+      errors.map((p) => p.column),
+      [5, 5, 5, 5],
+    );
+    assert.match(
+      formatProblem(errors[0]!, 'w.yaml'),
+      /^w\.yaml:6:5: error: invalid image reference 'ubuntu:22\.04'.*registry\.hub\.docker\.com\/library\/ubuntu:22\.04/,
+    );
   });
 
   it('rejects an unknown version and missing keys', () => {
@@ -71,7 +83,10 @@ describe('parseWishlist', () => {
   });
 
   it('rejects an output_format that cannot form an image name', () => {
-    const list = parseWishlist("version: 1\ncvmfs_repo: r.example.org\noutput_format: 'not a name $(image)'\ninput:\n  - 'https://r.example.org/a:1'\n", 'w.yaml');
+    const list = parseWishlist(
+      "version: 1\ncvmfs_repo: r.example.org\noutput_format: 'not a name $(image)'\ninput:\n  - 'https://r.example.org/a:1'\n",
+      'w.yaml',
+    );
 
     assert.equal(list.wishes.length, 0);
     assert.match(list.problems[0]!.message, /output_format gives an invalid thin image name/);
