@@ -21,6 +21,8 @@ export type PublisherConfig =
       lockDir?: string;
       /** How long to wait for another process publishing to the same repository. */
       lockWaitSeconds?: number;
+      /** Local directory where layers are unpacked before their ingest (default /var/tmp/ducc-gitops). */
+      stagingDir?: string;
     };
 
 export const DEFAULT_PUBLISHER: PublisherConfig & { kind: 'directory' } = { kind: 'directory', root: './var/cvmfs' };
@@ -51,12 +53,17 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
     if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir === '')) {
       throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.lockDir must be a directory path`);
     }
+    const stagingDir = section['stagingDir'];
+    if (stagingDir !== undefined && (typeof stagingDir !== 'string' || stagingDir === '')) {
+      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.stagingDir must be a directory path`);
+    }
     return {
       kind: 'cvmfs',
       mountRoot: String(section['mountRoot'] ?? '/cvmfs'),
       ...(section['cvmfsServer'] ? { cvmfsServer: String(section['cvmfsServer']) } : {}),
       ...(lockDir === undefined ? {} : { lockDir: resolve(lockDir) }),
       ...(wait === undefined ? {} : { lockWaitSeconds: wait }),
+      ...(stagingDir === undefined ? {} : { stagingDir: resolve(stagingDir) }),
     };
   }
   throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.kind must be 'directory' or 'cvmfs'`);
@@ -66,7 +73,7 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
 export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: import('pino').Logger): Promise<Publisher> {
   if (config.kind === 'directory')
     return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo, ...(config.sync === undefined ? {} : { sync: config.sync }) });
-  const { CvmfsServerPublisher } = await import('../publish/cvmfs-publisher.ts');
+  const { CvmfsServerPublisher } = await import('../publish/cvmfs/cvmfs-publisher.ts');
   const [repository, ...sub] = cvmfsRepo.split('/');
   return new CvmfsServerPublisher({
     repository: repository!,
@@ -75,6 +82,7 @@ export async function createPublisher(config: PublisherConfig, cvmfsRepo: string
     ...(config.cvmfsServer ? { cvmfsServer: config.cvmfsServer } : {}),
     ...(config.lockDir === undefined ? {} : { lockDir: config.lockDir }),
     ...(config.lockWaitSeconds === undefined ? {} : { lockWaitMs: config.lockWaitSeconds * 1000 }),
+    ...(config.stagingDir === undefined ? {} : { stagingDir: config.stagingDir }),
     ...(logger ? { logger } : {}),
   });
 }

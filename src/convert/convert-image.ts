@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import pLimit from 'p-limit';
 import type { RegistryClient } from '../registry/client.ts';
 import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
-import type { Publisher } from '../publish/publisher.ts';
+import type { LayerBatch, Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
 import { apptainerEntries } from '../apptainer/apptainer-files.ts';
 import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
@@ -169,130 +169,128 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
         throw error;
       }
     });
-  const layerTasks = await Promise.allSettled(
-    (needLayers ? manifest.layers : []).map((layer, index) =>
-      layerTask(async () => {
-        if (isForeignLayer(layer.mediaType)) return;
-        // A digest listed twice (old Docker images repeat the empty layer) is one layer directory: unpack it once.
-        if (manifest.layers.findIndex((other) => other.digest === layer.digest) !== index) return;
-        const dir = layerDir(layer.digest);
-        const present = (await ctx.publisher.lstat(`${dir}/layerfs`)) && (await ctx.publisher.lstat(`${dir}/.metadata/layers.json`));
-        if (present && !options.overwriteLayers) {
-          ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: true });
-          return;
-        }
-        // Unpacked again (-f), or left incomplete (killed between a cvmfs ingest and its metadata): removed
-        // first, but its origin.json is kept: its backlinks name the other images using the layer. Decided
-        // inside the transaction (under the repository lock): another process may just have completed it.
-        let keptOrigin: Buffer | undefined;
-        if (present || (await ctx.publisher.lstat(dir))) {
-          const removed = await ctx.publisher.transaction(async (tx) => {
-            const complete = (await ctx.publisher.lstat(`${dir}/layerfs`)) && (await ctx.publisher.lstat(`${dir}/.metadata/layers.json`));
-            if (complete && !options.overwriteLayers) return false;
-            keptOrigin = await ctx.publisher.readFile(`${dir}/.metadata/origin.json`);
-            await tx.remove(dir);
-            return true;
-          });
-          if (!removed) {
+  // Layers whose unpacking succeeded; they are published when publishLayers returns (the cvmfs publisher
+  // ingests them together), and only then announced as published.
+  const unpacked: string[] = [];
+  const layerTasks = await ctx.publisher.publishLayers((batch) =>
+    Promise.allSettled(
+      (needLayers ? manifest.layers : []).map((layer, index) =>
+        layerTask(async () => {
+          if (isForeignLayer(layer.mediaType)) return;
+          // A digest listed twice (old Docker images repeat the empty layer) is one layer directory: unpack it once.
+          if (manifest.layers.findIndex((other) => other.digest === layer.digest) !== index) return;
+          const dir = layerDir(layer.digest);
+          const present = (await ctx.publisher.lstat(`${dir}/layerfs`)) && (await ctx.publisher.lstat(`${dir}/.metadata/layers.json`));
+          if (present && !options.overwriteLayers) {
             ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: true });
             return;
           }
-        }
-        ctx.onProgress?.({ kind: 'layer-start', image: name, layer: layer.digest, index, total: manifest.layers.length, size: layer.size });
-        const started = Date.now();
-        // As DUCC: start and end share an `id`; the end carries elapsed time, status and size either way.
-        const notice = { image: publicName, layer: digestHex(layer.digest), id: randomUUID() };
-        await ctx.notifications.write({ action: 'start_layer_conversion', ...notice });
-        try {
-          const result = await unpackLayer(ctx, ref, name, layer, diffIds[index]!, keptOrigin);
-          warnings.push(...result);
-          newLayers++;
-          await ctx.notifications.write({
-            action: 'end_layer_conversion',
-            ...notice,
-            status: 'ok',
-            size_bytes: layer.size,
-            time_elapsed_s: formatElapsedSeconds(Date.now() - started),
-          });
-          await ctx.notifications.write({ action: 'publish_layer', image: publicName, layer_digest: digestHex(layer.digest) });
-        } catch (error) {
-          await ctx.notifications.write({
-            action: 'end_layer_conversion',
-            ...notice,
-            status: 'error',
-            error: errorMessage(error),
-            size_bytes: layer.size,
-            time_elapsed_s: formatElapsedSeconds(Date.now() - started),
-          });
-          throw error;
-        }
-        ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: false });
-      }),
+          // Unpacked again (-f), or left incomplete by a crash: replaced, but its origin.json is kept: its
+          // backlinks name the other images using the layer.
+          const replace = present !== undefined || (await ctx.publisher.lstat(dir)) !== undefined;
+          const keptOrigin = replace ? await ctx.publisher.readFile(`${dir}/.metadata/origin.json`) : undefined;
+          ctx.onProgress?.({ kind: 'layer-start', image: name, layer: layer.digest, index, total: manifest.layers.length, size: layer.size });
+          const started = Date.now();
+          // As DUCC: start and end share an `id`; the end carries elapsed time, status and size either way.
+          const notice = { image: publicName, layer: digestHex(layer.digest), id: randomUUID() };
+          await ctx.notifications.write({ action: 'start_layer_conversion', ...notice });
+          try {
+            const result = await unpackLayer(ctx, batch, ref, name, layer, diffIds[index]!, { replace, keptOrigin });
+            warnings.push(...result);
+            newLayers++;
+            unpacked.push(layer.digest);
+            await ctx.notifications.write({
+              action: 'end_layer_conversion',
+              ...notice,
+              status: 'ok',
+              size_bytes: layer.size,
+              time_elapsed_s: formatElapsedSeconds(Date.now() - started),
+            });
+          } catch (error) {
+            await ctx.notifications.write({
+              action: 'end_layer_conversion',
+              ...notice,
+              status: 'error',
+              error: errorMessage(error),
+              size_bytes: layer.size,
+              time_elapsed_s: formatElapsedSeconds(Date.now() - started),
+            });
+            throw error;
+          }
+          ctx.onProgress?.({ kind: 'layer-done', image: name, layer: layer.digest, skipped: false });
+        }),
+      ),
     ),
   );
+  for (const digest of unpacked) await ctx.notifications.write({ action: 'publish_layer', image: publicName, layer_digest: digestHex(digest) });
   const failedLayer = layerTasks.find((task): task is PromiseRejectedResult => task.status === 'rejected');
   if (failedLayer) throw failedLayer.reason;
 
-  // 2. The flat root filesystem, content-addressed by the config digest: built once, shared by tags.
-  if (!options.skipFlat && !(await ctx.publisher.lstat(flat))) {
-    ctx.onProgress?.({ kind: 'flat', image: name });
-    const notice = { image_request: name, id: randomUUID() };
-    const started = Date.now();
-    await ctx.notifications.write({ action: 'start_flat_conversion', ...notice });
-    try {
-      const inputs: FlatLayerInput[] = [];
-      for (const layer of layers) {
-        const notesFile = await ctx.publisher.readFile(`${layerDir(layer.digest)}/.metadata/${UNPACK_NOTES_FILE}`);
-        const notes: UnpackNotes = notesFile ? (JSON.parse(notesFile.toString('utf8')) as UnpackNotes) : { externalHardlinks: [] };
-        inputs.push({ dir: join(ctx.publisher.readRoot, layerDir(layer.digest), 'layerfs'), ...notes });
-      }
-      const tree = await FlatTree.build(inputs, { fileMetadata: !ctx.publisher.hardLinksTreeFiles });
-      warnings.push(...tree.warnings);
-      const now = new Date();
-      for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);
-      await ctx.publisher.publishTree(flat, tree.entries());
-    } catch (error) {
-      await ctx.notifications.write({
-        action: 'end_flat_conversion',
-        ...notice,
-        status: 'error',
-        error: errorMessage(error),
-        time_elapsed_s: formatElapsedSeconds(Date.now() - started),
-      });
-      throw error;
-    }
-    await ctx.notifications.write({ action: 'end_flat_conversion', ...notice, status: 'ok', time_elapsed_s: formatElapsedSeconds(Date.now() - started) });
-  }
-
-  // 3. Small writes, one transaction: catalog markers, origins, the DUCC manifest, the public symlink.
+  // 2. One transaction (one publish on CVMFS): the flat root filesystem if it is new — content-addressed
+  //    by the config digest, built once and shared by tags — then origins, the DUCC manifest and the
+  //    public symlink.
+  const buildFlat = !options.skipFlat && !(await ctx.publisher.lstat(flat));
+  const flatNotice = { image_request: name, id: randomUUID() };
+  const flatStarted = Date.now();
   const duccManifest = formatDuccManifest({
     ...(manifest.mediaType === undefined ? {} : { mediaType: manifest.mediaType }),
     config: manifest.config,
     layers: manifest.layers,
   });
-  await ctx.publisher.transaction(async (tx) => {
-    const markers = ['.layers/.cvmfscatalog', ...layers.map((l) => `${layerDir(l.digest).split('/').slice(0, 2).join('/')}/.cvmfscatalog`)];
-    if (!options.skipFlat) markers.push('.flat/.cvmfscatalog');
-    for (const marker of new Set(markers)) {
-      if (!(await ctx.publisher.lstat(marker))) await tx.writeFile(marker, '');
+  try {
+    await ctx.publisher.transaction(async (tx) => {
+      if (buildFlat) {
+        ctx.onProgress?.({ kind: 'flat', image: name });
+        await ctx.notifications.write({ action: 'start_flat_conversion', ...flatNotice });
+        const inputs: FlatLayerInput[] = [];
+        for (const layer of layers) {
+          const notesFile = await ctx.publisher.readFile(`${layerDir(layer.digest)}/.metadata/${UNPACK_NOTES_FILE}`);
+          const notes: UnpackNotes = notesFile ? (JSON.parse(notesFile.toString('utf8')) as UnpackNotes) : { externalHardlinks: [] };
+          inputs.push({ dir: join(ctx.publisher.readRoot, layerDir(layer.digest), 'layerfs'), ...notes });
+        }
+        const tree = await FlatTree.build(inputs, { fileMetadata: !ctx.publisher.hardLinksTreeFiles });
+        warnings.push(...tree.warnings);
+        const now = new Date();
+        for (const entry of apptainerEntries(config.config ?? {}, (path) => tree.resolves(path))) tree.add(entry, now);
+        await tx.tree(flat, tree.entries());
+      }
+      // Once per layer directory. DUCC appends even when the image is already listed; we do not, so that a
+      // rerun after a crash, or two processes converting one image, leave the same backlinks as one run
+      // (nothing reads origin.json, and an image listed once says everything a repeat would).
+      for (const digest of new Set(layers.map((l) => l.digest))) {
+        const origin = `${layerDir(digest)}/.metadata/origin.json`;
+        const current = await ctx.publisher.readFile(origin);
+        if (current !== undefined && listsOrigin(current, configDigest)) continue;
+        await tx.writeFile(origin, appendOrigin(current, configDigest));
+      }
+      if (existing && existing.configDigest !== configDigest) {
+        // The tag moved: schedule the old image for a later garbage collection, as DUCC does.
+        const schedule = formatRemoveSchedule(await ctx.publisher.readFile(REMOVE_SCHEDULE_PATH), existing.manifest);
+        await tx.writeFile(REMOVE_SCHEDULE_PATH, schedule);
+      }
+      await tx.writeFile(manifestPath, duccManifest);
+      if (!options.skipFlat) await tx.symlink(publicName, relativeSymlinkTarget(publicName, flat));
+    });
+  } catch (error) {
+    if (buildFlat) {
+      await ctx.notifications.write({
+        action: 'end_flat_conversion',
+        ...flatNotice,
+        status: 'error',
+        error: errorMessage(error),
+        time_elapsed_s: formatElapsedSeconds(Date.now() - flatStarted),
+      });
     }
-    // Once per layer directory. DUCC appends even when the image is already listed; we do not, so that a
-    // rerun after a crash, or two processes converting one image, leave the same backlinks as one run
-    // (nothing reads origin.json, and an image listed once says everything a repeat would).
-    for (const digest of new Set(layers.map((l) => l.digest))) {
-      const origin = `${layerDir(digest)}/.metadata/origin.json`;
-      const current = await ctx.publisher.readFile(origin);
-      if (current !== undefined && listsOrigin(current, configDigest)) continue;
-      await tx.writeFile(origin, appendOrigin(current, configDigest));
-    }
-    if (existing && existing.configDigest !== configDigest) {
-      // The tag moved: schedule the old image for a later garbage collection, as DUCC does.
-      const schedule = formatRemoveSchedule(await ctx.publisher.readFile(REMOVE_SCHEDULE_PATH), existing.manifest);
-      await tx.writeFile(REMOVE_SCHEDULE_PATH, schedule);
-    }
-    await tx.writeFile(manifestPath, duccManifest);
-    if (!options.skipFlat) await tx.symlink(publicName, relativeSymlinkTarget(publicName, flat));
-  });
+    throw error;
+  }
+  if (buildFlat) {
+    await ctx.notifications.write({
+      action: 'end_flat_conversion',
+      ...flatNotice,
+      status: 'ok',
+      time_elapsed_s: formatElapsedSeconds(Date.now() - flatStarted),
+    });
+  }
   // Only once the symlink is published (an aborted transaction publishes nothing).
   if (!options.skipFlat) await ctx.notifications.write({ action: 'publish_flat_image', image_request: name, public_path: publicName, private_path: flat });
 
@@ -383,11 +381,12 @@ type UnpackNotes = Pick<FlatLayerInput, 'externalHardlinks' | 'implicitDirectori
 
 async function unpackLayer(
   ctx: ConvertContext,
+  batch: LayerBatch,
   ref: RepositoryRef,
   imageName: string,
   layer: Descriptor,
   diffId: string,
-  keptOrigin?: Buffer,
+  { replace, keptOrigin }: { replace: boolean; keptOrigin: Buffer | undefined },
 ): Promise<string[]> {
   const label = `${imageName}: layer ${layer.digest}`;
   const compression = compressionOf(layer.mediaType, label);
@@ -408,15 +407,20 @@ async function unpackLayer(
     ctx.onProgress?.({ kind: 'layer-bytes', image: imageName, layer: layer.digest, bytes: downloaded });
   });
   try {
-    const result = await ctx.publisher.publishLayer(layerDir(layer.digest), digesting, (unpacked) => {
-      const files: Record<string, Buffer> = {
-        'layers.json': formatLayersJson({ diffId: digesting.digest, compressedDigest: layer.digest, diffSize: digesting.bytes, created: new Date() }),
-      };
-      const notes: UnpackNotes = { externalHardlinks: unpacked.externalHardlinks, implicitDirectories: unpacked.implicitDirectories ?? [] };
-      if (notes.externalHardlinks.length > 0 || notes.implicitDirectories!.length > 0) files[UNPACK_NOTES_FILE] = Buffer.from(JSON.stringify(notes));
-      if (keptOrigin !== undefined) files['origin.json'] = keptOrigin;
-      return files;
-    });
+    const result = await batch.add(
+      layerDir(layer.digest),
+      digesting,
+      (unpacked) => {
+        const files: Record<string, Buffer> = {
+          'layers.json': formatLayersJson({ diffId: digesting.digest, compressedDigest: layer.digest, diffSize: digesting.bytes, created: new Date() }),
+        };
+        const notes: UnpackNotes = { externalHardlinks: unpacked.externalHardlinks, implicitDirectories: unpacked.implicitDirectories ?? [] };
+        if (notes.externalHardlinks.length > 0 || notes.implicitDirectories!.length > 0) files[UNPACK_NOTES_FILE] = Buffer.from(JSON.stringify(notes));
+        if (keptOrigin !== undefined) files['origin.json'] = keptOrigin;
+        return files;
+      },
+      { replace },
+    );
     return result.warnings;
   } catch (error) {
     for (const stream of all) stream.destroy();

@@ -62,6 +62,18 @@ export function flatDir(configDigest: string): string {
 }
 
 /**
+ * The directories above a layer directory (`.layers/<xx>/<d>`) or a flat tree (`.flat/<xx>/<d>`) that
+ * DUCC makes nested catalogs: `.layers` and `.layers/<xx>`, or `.flat` (not `.flat/<xx>`). The layer's
+ * `layerfs` and the flat tree itself are catalogs too; the publishers add those.
+ */
+export function catalogParents(dir: string): string[] {
+  const [top, fanout] = dir.split('/');
+  if (top === LAYERS_DIR && fanout !== undefined) return [LAYERS_DIR, `${LAYERS_DIR}/${fanout}`];
+  if (top === FLAT_DIR) return [FLAT_DIR];
+  return [];
+}
+
+/**
  * Public path `<registry>/<repository>:<tag>`, or `<registry>/<repository>:<digest>` when there is no
  * tag (Go: `GetPublicSymlinkPath` = `filepath.Join(Registry, Repository + ":" + GetSimpleReference())`;
  * the tag wins when both are present).

@@ -22,7 +22,9 @@ import { extractLayer } from '../unpack/extract-layer.ts';
 import { FileWriterSession } from '../unpack/file-writer.ts';
 import { linkOrCopy, tryLink } from '../unpack/link-file.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
-import type { LayerUnpackResult, Publisher, Transaction, TreeEntry } from './publisher.ts';
+import { catalogParents } from '../layout/paths.ts';
+import type { LayerUnpackResult, TreeEntry } from '../unpack/tree-types.ts';
+import type { LayerBatch, LayerMetadata, Publisher, Transaction } from './publisher.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -91,9 +93,16 @@ export class DirectoryPublisher implements Publisher {
     }
   }
 
-  async publishLayer(layerDir: string, tar: Readable, metadata: (result: LayerUnpackResult) => Record<string, Buffer>): Promise<LayerUnpackResult> {
+  async publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T> {
+    return work({ add: (layerDir, tar, metadata, options) => this.publishLayer(layerDir, tar, metadata, options?.replace ?? false) });
+  }
+
+  /** One layer, staged and renamed into place on its own: a layer is visible as soon as it is complete. */
+  async publishLayer(layerDir: string, tar: Readable, metadata: LayerMetadata, replace = false): Promise<LayerUnpackResult> {
     const stage = await this.makeStage();
     try {
+      // mkdtemp made the stage 0700; once renamed, it is the layer directory every client must enter.
+      await chmod(stage, 0o755);
       const layerfs = join(stage, 'layerfs');
       await mkdir(layerfs);
       // Errors name the layer by its digest (`.layers/<xx>/<hex>` is the sha256 of the compressed blob).
@@ -105,14 +114,17 @@ export class DirectoryPublisher implements Publisher {
       await writeFile(join(layerfs, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
       await mkdir(join(stage, '.metadata'));
       for (const [name, bytes] of Object.entries(metadata(result))) await writeFile(join(stage, '.metadata', name), bytes, { mode: 0o644 });
-      await this.moveIntoPlace(stage, layerDir);
+      await this.writeCatalogMarkers(catalogParents(layerDir));
+      await this.moveIntoPlace(stage, layerDir, replace);
       return result;
     } finally {
       await rm(stage, { recursive: true, force: true });
     }
   }
 
+  /** Builds a tree in staging and renames it into place (the `tree` call of a transaction). */
   async publishTree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void> {
+    if (await this.lstat(relDir)) throw new DuccError('BOT_ERR_PUBLISH', `cannot publish tree: ${relDir} already exists in ${this.description}`);
     const stage = await this.makeStage();
     // Every other run of LINK_RUN hard links goes to a file-writer thread, the rest are made here: link(2)
     // is kernel work, and two threads linking into different directories take about half the time.
@@ -170,7 +182,8 @@ export class DirectoryPublisher implements Publisher {
         chmodSync(dir.path, dir.mode);
         utimesSync(dir.path, dir.mtime, dir.mtime);
       }
-      await this.moveIntoPlace(tree, relDir);
+      await this.writeCatalogMarkers(catalogParents(relDir));
+      await this.moveIntoPlace(tree, relDir, false);
     } finally {
       // The writer thread is done with the stage before it is removed.
       writer?.close();
@@ -210,6 +223,7 @@ export class DirectoryPublisher implements Publisher {
       mkdir: async (relPath) => {
         await mkdir(final(relPath), { recursive: true, mode: 0o755 });
       },
+      tree: (relDir, entries) => this.publishTree(relDir, entries),
       remove: async (relPath) => {
         // Rename away first so the name disappears at once, then delete at leisure.
         try {
@@ -232,17 +246,38 @@ export class DirectoryPublisher implements Publisher {
     return mkdtemp(join(this.stagingRoot, `${process.pid}-`));
   }
 
-  /** Renames a finished staging directory to its final name; if another process got there first, keeps theirs. */
-  private async moveIntoPlace(staged: string, relDir: string): Promise<void> {
+  /**
+   * Renames a finished staging directory to its final name; if another process got there first, keeps
+   * theirs. With `replace`, what is there is first renamed away (into the stage, removed with it).
+   */
+  private async moveIntoPlace(staged: string, relDir: string, replace: boolean): Promise<void> {
     const target = join(this.readRoot, relDir);
     await this.flushToDisk(staged);
     await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    if (replace) {
+      try {
+        await rename(target, `${staged}.replaced`);
+      } catch (error) {
+        if (!isMissing(error)) throw error;
+      }
+      await rm(`${staged}.replaced`, { recursive: true, force: true });
+    }
     try {
       await rename(staged, target);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOTEMPTY' || code === 'EEXIST') return; // identical content published concurrently
       throw error;
+    }
+  }
+
+  /** Empty `.cvmfscatalog` files in these directories (created 0755 if missing), where there is none yet. */
+  private async writeCatalogMarkers(dirs: string[]): Promise<void> {
+    for (const dir of dirs) {
+      const marker = join(this.readRoot, dir, '.cvmfscatalog');
+      if (await this.lstat(`${dir}/.cvmfscatalog`)) continue;
+      await mkdir(dirname(marker), { recursive: true, mode: 0o755 });
+      await writeFile(marker, '', { flag: 'w', mode: 0o644 });
     }
   }
 

@@ -1,61 +1,43 @@
 import type { Readable } from 'node:stream';
 import type { Stats } from 'node:fs';
+import type { LayerUnpackResult, TreeEntry } from '../unpack/tree-types.ts';
 
-/**
- * One entry of a directory tree handed to {@link Publisher.publishTree}, in parent-before-child order.
- * `path` is relative to the tree's root, POSIX separators, never containing `..`. The only entry with an
- * empty path is an optional first `directory` entry carrying the metadata of the tree's root itself.
- */
-export type TreeEntry =
-  | { type: 'directory'; path: string; mode: number; uid: number; gid: number; mtime: Date }
-  | {
-      type: 'file';
-      path: string;
-      mode: number;
-      uid: number;
-      gid: number;
-      mtime: Date;
-      size: number;
-      /** Exactly one of source (an existing file to copy or hard-link) or content (bytes) is set. */
-      source?: string;
-      content?: Buffer;
-    }
-  | { type: 'symlink'; path: string; target: string; uid: number; gid: number; mtime: Date }
-  /** A hard link to an earlier entry of the same tree (`target` is a tree-relative path). */
-  | { type: 'hardlink'; path: string; target: string }
-  /**
-   * The same file as `source` (a regular file of an unpacked layer, metadata included): hard-linked to it,
-   * or where that fails copied with its mode, owner and times. Only given to publishers whose
-   * `hardLinksTreeFiles` is true.
-   */
-  | { type: 'link'; path: string; source: string };
+/** Builds the `.metadata/` files of an unpacked layer (file name → bytes) from what unpacking found. */
+export type LayerMetadata = (result: LayerUnpackResult) => Record<string, Buffer>;
 
-/** What unpacking one layer produced, as measured on the uncompressed tar stream. */
-export interface LayerUnpackResult {
-  /** Entries skipped on purpose (device nodes, FIFOs, ...), one human-readable line each. */
-  warnings: string[];
+/** Layers being unpacked for one image; see {@link Publisher.publishLayers}. */
+export interface LayerBatch {
   /**
-   * Hard links whose target is not in this layer (it lives in a lower layer). They are stored in the
-   * layer dir as empty regular files, and the flattener resolves them against the lower layers.
+   * Unpacks an uncompressed layer tar into `<layerDir>/layerfs` (whiteouts kept verbatim as `.wh.*`
+   * files) with `metadata(result)` in `<layerDir>/.metadata/`, and makes `layerDir` a nested catalog
+   * (`.layers` and `.layers/<xx>` too, as DUCC does). All or nothing: if the stream errors (for example a
+   * digest check failing at its end) nothing of this layer is published. `replace` removes what is at
+   * `layerDir` (an incomplete or outdated layer) in the same step; without it `layerDir` must not exist.
+   * Calls may run concurrently.
    */
-  externalHardlinks: { path: string; target: string }[];
-  /**
-   * Directories created only because an entry lies below them (the tar has no entry of their own).
-   * The flattener keeps the lower layers' metadata for them, as unpacking onto a rootfs does.
-   */
-  implicitDirectories?: string[];
+  add(layerDir: string, tar: Readable, metadata: LayerMetadata, options?: { replace?: boolean }): Promise<LayerUnpackResult>;
 }
 
-/** Small writes grouped so that the cvmfs publisher does them in a single transaction. */
+/**
+ * Writes grouped into one unit: the cvmfs publisher makes one `cvmfs_server ingest` (or, for removals of
+ * files and symlinks, one transaction) of them, so they are published together or not at all. Paths are
+ * created with their parents (directories 0755, owned by the repository owner).
+ */
 export interface Transaction {
-  /** Writes a file atomically (replacing any existing file), creating parent directories (0755). */
+  /** Writes a file (replacing any existing file). */
   writeFile(relPath: string, data: Buffer | string, mode?: number): Promise<void>;
-  /** Creates or atomically replaces a symlink; refuses to replace anything that is not a symlink. */
+  /** Creates or replaces a symlink; refuses to replace anything that is not a symlink. */
   symlink(relPath: string, target: string): Promise<void>;
-  /** Creates a directory and its parents (0755); no error if it exists. */
+  /** Creates a directory and its parents; no error if it exists. */
   mkdir(relPath: string): Promise<void>;
   /** Removes a file, symlink or whole directory; no error if it is absent. */
   remove(relPath: string): Promise<void>;
+  /**
+   * Publishes a complete directory tree at `relDir` (which must not exist yet) and makes it a nested
+   * catalog (`.flat` too, as DUCC does). The entries may be consumed after this call returns, while
+   * the transaction commits: an iterable that fails then fails the whole transaction.
+   */
+  tree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void>;
 }
 
 /**
@@ -71,6 +53,13 @@ export interface Publisher {
   readonly description: string;
   /** Absolute path under which the published repository can be read on this machine. */
   readonly readRoot: string;
+  /**
+   * Whether trees take regular files of the layers as `link` entries: the publisher links them (a hard
+   * link, or a catalog clone), so their metadata goes along and the flat tree need not read it (one lstat
+   * per file saved). When false, every file comes as a `file` entry with its metadata, and files sharing
+   * an inode as `hardlink` entries.
+   */
+  readonly hardLinksTreeFiles: boolean;
 
   /** Removes staging left by a crash and closes transactions left open; call once before converting. */
   recover(): Promise<void>;
@@ -80,24 +69,13 @@ export interface Publisher {
   readFile(relPath: string): Promise<Buffer | undefined>;
 
   /**
-   * Unpacks an uncompressed layer tar into `<layerDir>/layerfs` (whiteouts kept verbatim as `.wh.*`
-   * files) and then writes `metadata(result)` (file name → bytes) into `<layerDir>/.metadata/`. All or
-   * nothing: if the stream errors (for example a digest check failing at its end) nothing is published.
-   * `layerDir` must not exist yet.
+   * Unpacks the layers that `work` adds and publishes them, at the latest when `work` settles: the
+   * directory publisher moves each into place as soon as it is unpacked, the cvmfs publisher ingests all
+   * of them at once (one publish per image). Layers unpacked completely are published even when `work`
+   * fails (another layer failed), so that a retry does not fetch them again; then work's error is thrown.
    */
-  publishLayer(layerDir: string, tar: Readable, metadata: (result: LayerUnpackResult) => Record<string, Buffer>): Promise<LayerUnpackResult>;
+  publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T>;
 
-  /**
-   * Whether publishTree takes regular files of the layers as `link` entries: it hard-links them, so their
-   * metadata goes along with the inode and the flat tree need not read it (one lstat per file saved).
-   * When false, every file comes as a `file` entry with its metadata, and files sharing an inode as
-   * `hardlink` entries.
-   */
-  readonly hardLinksTreeFiles: boolean;
-
-  /** Publishes a complete directory tree at `relDir` (which must not exist yet), all or nothing. */
-  publishTree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void>;
-
-  /** Runs small writes as one unit (one CVMFS transaction); on error everything done in it is aborted. */
+  /** Runs writes as one unit (see {@link Transaction}); if `work` throws, nothing of it is published. */
   transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>;
 }

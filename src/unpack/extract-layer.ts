@@ -20,7 +20,7 @@ import {
 import { join, relative, resolve } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
 import { DuccError } from '../util/errors.ts';
-import type { LayerUnpackResult } from '../publish/publisher.ts';
+import type { LayerUnpackResult } from './tree-types.ts';
 import { checkWhiteoutName, entryComponents, extractLimits, plainEntryName, unsafe, WHITEOUT_PREFIX, type ExtractLimits } from './entry-path.ts';
 import { FileWriterSession } from './file-writer.ts';
 import { TarReader, type TarHeader } from './tar-reader.ts';

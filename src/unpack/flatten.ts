@@ -1,6 +1,6 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { TreeEntry } from '../publish/publisher.ts';
+import type { TreeEntry } from './tree-types.ts';
 import { classifyName } from './entry-path.ts';
 
 /** One unpacked layer as input to {@link buildFlatTree}, base layer first. */

@@ -13,7 +13,6 @@ export { asTestContext, entriesOf, exists, suiteCleanup, tempDir, type Cleanup }
 export { waitFor } from '../../support/wait-for.ts';
 
 export const CLI = fileURLToPath(new URL('../../../bin/ducc.js', import.meta.url));
-export const FAKE_CVMFS_SERVER = fileURLToPath(new URL('../../support/fake-cvmfs-server/cvmfs_server', import.meta.url));
 
 export interface CliResult {
   code: number | null;

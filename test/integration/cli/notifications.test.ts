@@ -41,11 +41,15 @@ it('ducc convert -n writes one JSON line per step in DUCC order, string values o
     const publicName = `${registry.host}/${path}`;
     const request = `http://${registry.host}/${path}`;
     const mine = notes.filter((n) => n['image'] === publicName || n['image_request'] === request);
-    const layerSteps = newLayers.flatMap((digest) => [
-      ['start_layer_conversion', hexOf(digest)],
-      ['end_layer_conversion', hexOf(digest)],
-      ['publish_layer', hexOf(digest)],
-    ]);
+    // publish_layer comes once the image's layers are published, together (the cvmfs publisher ingests
+    // them in one go), after every layer's conversion.
+    const layerSteps = [
+      ...newLayers.flatMap((digest) => [
+        ['start_layer_conversion', hexOf(digest)],
+        ['end_layer_conversion', hexOf(digest)],
+      ]),
+      ...newLayers.map((digest) => ['publish_layer', hexOf(digest)]),
+    ];
     assert.deepEqual(
       mine.map((n) => [n['action'], n['layer'] ?? n['layer_digest'] ?? n['image_request']]),
       [...layerSteps, ['start_flat_conversion', request], ['end_flat_conversion', request], ['publish_flat_image', request]],

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { snapshotTree, type SnapshotEntry } from '../../support/tree-snapshot.ts';
 import { waitFor as sharedWaitFor } from '../../support/wait-for.ts';
 import { startCli as startCliProcess, type CliResult } from '../cli/cli-support.ts';
-export { FAKE_CVMFS_SERVER, type CliResult } from '../cli/cli-support.ts';
+export { type CliResult } from '../cli/cli-support.ts';
 
 export const STALL_HOOK = fileURLToPath(new URL('./stall-hook.ts', import.meta.url));
 

@@ -1,13 +1,19 @@
+/**
+ * Pieces of the cvmfs publisher that need no CernVM-FS: reading `cvmfs_server list`, and the tar that
+ * `cvmfs_server ingest` is fed (test/cvmfs/ runs the publisher itself on a real stratum 0).
+ */
 import assert from 'node:assert/strict';
-import { Readable, Writable } from 'node:stream';
+import { link, mkdir, mkdtemp, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import tarStream from 'tar-stream';
 import type { Header } from 'tar-stream';
-import { filterLayerTar, normalizeEntryPath, packTree, parseServerList, TarOutputClosedError } from '../../../src/publish/cvmfs-publisher.ts';
-import type { TreeEntry } from '../../../src/publish/publisher.ts';
+import { parseServerList } from '../../../src/publish/cvmfs/cvmfs-server.ts';
+import { IngestTar } from '../../../src/publish/cvmfs/ingest-tar.ts';
 import { DuccError } from '../../../src/util/errors.ts';
-import { buildTar, DEFAULT_MTIME } from '../../support/build-tar.ts';
+import { DEFAULT_MTIME } from '../../support/build-tar.ts';
 
 /** Reads a tar back: header and body of each entry. */
 async function readTar(bytes: Buffer): Promise<{ header: Header; body: Buffer }[]> {
@@ -25,8 +31,19 @@ async function readTar(bytes: Buffer): Promise<{ header: Header; body: Buffer }[
   return done;
 }
 
-async function* listed(entries: TreeEntry[]): AsyncIterable<TreeEntry> {
-  yield* entries;
+/** Runs `write` against a fresh IngestTar and returns the entries of the finished archive. */
+async function tarOf(write: (tar: IngestTar) => Promise<void>): Promise<{ header: Header; body: Buffer }[]> {
+  const tar = new IngestTar();
+  const bytes = buffer(tar.output);
+  await write(tar);
+  tar.finish();
+  return readTar(await bytes);
+}
+
+async function scratch(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ingest-tar-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 describe('parseServerList', () => {
@@ -52,156 +69,67 @@ describe('parseServerList', () => {
   });
 });
 
-describe('normalizeEntryPath', () => {
-  it('strips ./ and / and refuses ..', () => {
-    assert.equal(normalizeEntryPath('./usr//bin/'), 'usr/bin');
-    assert.equal(normalizeEntryPath('/etc/passwd'), 'etc/passwd');
-    assert.equal(normalizeEntryPath('./'), '.');
-    assert.throws(
-      () => normalizeEntryPath('a/../../b'),
-      (error) => error instanceof DuccError && error.code === 'BOT_ERR_UNSAFE_ENTRY',
-    );
-  });
-});
+describe('IngestTar', () => {
+  it('packs a staged layer below its prefix, parents first: modes, owners, symlinks, shared inodes as hard links, and our catalog marker', async (t) => {
+    const dir = await scratch(t);
+    const layerfs = join(dir, 'layerfs');
+    await mkdir(join(layerfs, 'usr/bin'), { recursive: true });
+    await writeFile(join(layerfs, 'usr/bin/su'), 'setuid');
+    await chmod(join(layerfs, 'usr/bin/su'), 0o4755);
+    await link(join(layerfs, 'usr/bin/su'), join(layerfs, 'usr/bin/su-alias'));
+    await symlink('usr/bin', join(layerfs, 'bin'));
+    await writeFile(join(layerfs, '.cvmfscatalog'), "the image's own marker");
+    await symlink('/etc/passwd', join(layerfs, 'usr/.cvmfscatalog'));
+    const skipped: string[] = [];
 
-describe('filterLayerTar', () => {
-  it('rewrites external hard links as empty files with the link header metadata, keeping PAX records', async () => {
-    const mtime = new Date('2019-01-01T00:00:00Z');
-    const input = await buildTar([
-      { name: './', type: 'directory' },
-      { name: './target', content: 'data', mode: 0o600 },
-      { name: './internal', type: 'link', linkname: './target' },
-      { name: './also-internal', type: 'link', linkname: 'target' },
-      {
-        name: './external',
-        type: 'link',
-        linkname: './lower/file',
-        mode: 0o4711,
-        uid: 55,
-        gid: 66,
-        mtime,
-        pax: { 'SCHILY.xattr.user.x': 'y' },
-      },
-      { name: '/abs/file', content: 'abs' },
+    const entries = await tarOf((tar) => tar.localTree(layerfs, '.layers/ab/abc/layerfs', { marker: true, skipped: (name) => skipped.push(name) }));
+
+    const names = entries.map((e) => `${e.header.type} ${e.header.name}${e.header.linkname ? ` -> ${e.header.linkname}` : ''}`);
+    assert.deepEqual(names, [
+      'directory .layers/ab/abc/layerfs',
+      'file .layers/ab/abc/layerfs/.cvmfscatalog',
+      'symlink .layers/ab/abc/layerfs/bin -> usr/bin',
+      'directory .layers/ab/abc/layerfs/usr',
+      'directory .layers/ab/abc/layerfs/usr/bin',
+      'file .layers/ab/abc/layerfs/usr/bin/su',
+      'link .layers/ab/abc/layerfs/usr/bin/su-alias -> .layers/ab/abc/layerfs/usr/bin/su',
     ]);
-    const filter = filterLayerTar(Readable.from([input]));
-    const [result, output] = await Promise.all([filter.result, buffer(filter.output)]);
-    assert.deepEqual(result, {
-      warnings: [],
-      externalHardlinks: [{ path: 'external', target: 'lower/file' }],
-      implicitDirectories: ['abs'],
-    });
+    assert.equal(entries[1]!.body.length, 0, 'our marker is empty, not the image file of that name');
+    assert.equal(entries[5]!.header.mode, 0o4755);
+    assert.equal(entries[5]!.body.toString(), 'setuid');
+    assert.deepEqual(skipped, ['.layers/ab/abc/layerfs/usr/.cvmfscatalog'], 'a marker that is not a regular file would abort the ingest');
+  });
 
-    const entries = await readTar(output);
+  it('streams large files and refuses a file whose size is not the announced one', async (t) => {
+    const dir = await scratch(t);
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    await writeFile(join(dir, 'big'), big);
+    const meta = { mode: 0o644, uid: 1, gid: 2, mtime: DEFAULT_MTIME };
+
+    const entries = await tarOf((tar) => tar.fileFrom('big', meta, join(dir, 'big'), big.length));
+    assert.deepEqual(entries[0]!.body, big);
+    assert.deepEqual([entries[0]!.header.uid, entries[0]!.header.gid], [1, 2]);
+
+    const tar = new IngestTar();
+    buffer(tar.output).catch(() => {});
+    await assert.rejects(
+      tar.fileFrom('big', meta, join(dir, 'big'), big.length + 10),
+      (error) => error instanceof DuccError && /big: 3145728 bytes instead of the announced 3145738/.test(error.message),
+    );
+    tar.destroy(new Error('done'));
+  });
+
+  it('writes the repository root as ./, and symlinks with mode 0777', async () => {
+    const entries = await tarOf(async (tar) => {
+      await tar.directory('', { mode: 0o755, uid: 0, gid: 0, mtime: DEFAULT_MTIME });
+      await tar.symlink('name', 'target', { uid: 0, gid: 0, mtime: DEFAULT_MTIME });
+    });
     assert.deepEqual(
-      entries.map((entry) => [entry.header.name, entry.header.type, entry.header.linkname]),
+      entries.map((e) => [e.header.name, e.header.mode]),
       [
-        ['./', 'directory', null],
-        ['./target', 'file', null],
-        ['./internal', 'link', './target'],
-        ['./also-internal', 'link', './target'],
-        ['./external', 'file', null],
-        ['abs/file', 'file', null],
+        ['./', 0o755],
+        ['name', 0o777],
       ],
     );
-    const external = entries[4]?.header;
-    assert.equal(external?.size, 0);
-    assert.equal(external?.mode, 0o4711);
-    assert.deepEqual([external?.uid, external?.gid], [55, 66]);
-    assert.equal(external?.mtime.getTime(), mtime.getTime());
-    assert.equal((external?.pax as Record<string, string> | undefined)?.['SCHILY.xattr.user.x'], 'y');
-    assert.equal((external?.pax as Record<string, string> | undefined)?.linkpath, undefined);
-    assert.equal(entries[1]?.body.toString(), 'data');
-    assert.equal(entries[5]?.body.toString(), 'abs');
-  });
-
-  it('reports parents without a directory entry of their own as implicit directories', async () => {
-    const input = await buildTar([
-      { name: 'a/b/c/file', content: 'x' },
-      { name: 'a/', type: 'directory' },
-      { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 },
-      { name: 'x/y', type: 'symlink', linkname: '/z' },
-    ]);
-    const filter = filterLayerTar(Readable.from([input]));
-    const [result] = await Promise.all([filter.result, buffer(filter.output)]);
-    assert.deepEqual(result.implicitDirectories, ['a/b', 'a/b/c', 'x']);
-  });
-
-  it('destroys its output with the source error, after calling onFailure', async () => {
-    const input = await buildTar([{ name: 'a', content: Buffer.alloc(100_000, 1) }]);
-    const mismatch = new Error('digest mismatch');
-    const source = new Readable({ read() {} });
-    source.push(input);
-    const events: string[] = [];
-    const filter = filterLayerTar(source, () => events.push('onFailure'));
-    const consumer = new Writable({
-      write(_chunk, _encoding, callback) {
-        callback();
-      },
-    });
-    filter.output.on('error', (error) => events.push(`output error: ${error.message}`));
-    filter.output.pipe(consumer);
-    setTimeout(() => source.destroy(mismatch), 20);
-    await assert.rejects(filter.result, (error) => error === mismatch);
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(events, ['onFailure', 'output error: digest mismatch']);
-  });
-
-  it('reports a closed output as TarOutputClosedError', async () => {
-    const input = await buildTar([{ name: 'a', content: Buffer.alloc(1_000_000, 1) }]);
-    const filter = filterLayerTar(Readable.from([input]));
-    filter.output.once('data', () => filter.output.destroy(new Error('EPIPE')));
-    await assert.rejects(filter.result, (error) => error instanceof TarOutputClosedError);
-  });
-
-  it('refuses a hard link that climbs out of the layer', async () => {
-    const input = await buildTar([{ name: 'x', type: 'link', linkname: '../etc/shadow' }]);
-    const filter = filterLayerTar(Readable.from([input]));
-    filter.output.resume();
-    filter.output.on('error', () => {});
-    await assert.rejects(filter.result, (error) => error instanceof DuccError && error.code === 'BOT_ERR_UNSAFE_ENTRY');
-  });
-});
-
-describe('packTree', () => {
-  it('writes directories, files, symlinks and hard links with their metadata', async () => {
-    const mtime = DEFAULT_MTIME;
-    const tree = packTree(
-      listed([
-        { type: 'directory', path: '', mode: 0o755, uid: 0, gid: 0, mtime },
-        { type: 'directory', path: 'd', mode: 0o2775, uid: 7, gid: 8, mtime },
-        { type: 'file', path: 'd/f', mode: 0o640, uid: 7, gid: 8, mtime, size: 3, content: Buffer.from('abc') },
-        { type: 'symlink', path: 'd/l', target: '/abs/target', uid: 7, gid: 8, mtime },
-        { type: 'hardlink', path: 'd/h', target: 'd/f' },
-      ]),
-    );
-    const [, output] = await Promise.all([tree.result, buffer(tree.output)]);
-    const entries = await readTar(output);
-    assert.deepEqual(
-      entries.map(({ header }) => [header.name, header.type, header.mode, header.uid, header.gid, header.linkname]),
-      [
-        ['./', 'directory', 0o755, 0, 0, null],
-        ['d', 'directory', 0o2775, 7, 8, null],
-        ['d/f', 'file', 0o640, 7, 8, null],
-        ['d/l', 'symlink', 0o777, 7, 8, '/abs/target'],
-        ['d/h', 'link', 0o644, 0, 0, 'd/f'],
-      ],
-    );
-    assert.equal(entries[2]?.body.toString(), 'abc');
-  });
-
-  it('refuses a file whose source has another size than announced', async () => {
-    const tree = packTree(
-      listed([{ type: 'file', path: 'f', mode: 0o644, uid: 0, gid: 0, mtime: DEFAULT_MTIME, size: 10, source: new URL(import.meta.url).pathname }]),
-    );
-    tree.output.resume();
-    tree.output.on('error', () => {});
-    await assert.rejects(tree.result, (error) => error instanceof DuccError && /announced 10/.test(error.message));
-  });
-  it('refuses a link entry, which only publishers that hard-link tree files are given', async () => {
-    const tree = packTree(listed([{ type: 'link', path: 'f', source: new URL(import.meta.url).pathname }]));
-    tree.output.resume();
-    tree.output.on('error', () => {});
-    await assert.rejects(tree.result, (error) => error instanceof DuccError && /tree entry f: a 'link' entry/.test(error.message));
   });
 });

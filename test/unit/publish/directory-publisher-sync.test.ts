@@ -9,7 +9,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
-import type { TreeEntry } from '../../../src/publish/publisher.ts';
+import type { TreeEntry } from '../../../src/unpack/tree-types.ts';
 import { buildTar } from '../../support/build-tar.ts';
 import { exists, tempDir } from '../../support/tmp-dir.ts';
 

@@ -9,7 +9,7 @@ import { FlatTree } from '../../../src/unpack/flatten.ts';
 import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
 import { copyWithMetadata } from '../../../src/unpack/link-file.ts';
 import { fileWriterStats } from '../../../src/unpack/file-writer.ts';
-import type { TreeEntry } from '../../../src/publish/publisher.ts';
+import type { TreeEntry } from '../../../src/unpack/tree-types.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 
 async function unpack(t: TestContext, tar: Buffer) {
