@@ -11,7 +11,7 @@ import { baseContentType, parseImageConfig, parseManifestDocument, type Manifest
 import { assertValidRef, classifyReference, refName } from './names.ts';
 import { DEFAULT_PLATFORM, formatPlatform, isIgnoredIndexEntry, selectPlatformEntry } from './platform.ts';
 import { backoffDelay, isRetryableStatus, isTransientNetworkError, networkErrorCode, parseRetryAfter, sleep } from './retry.ts';
-import { countFromEnv, durationFromEnv, integerFromEnv } from './limits.ts';
+import { registrySettingsFromEnv, REGISTRY_SETTING_VARIABLES, type RegistrySettings } from './settings.ts';
 import { Agent, request } from './undici-parts.ts';
 import {
   MANIFEST_ACCEPT,
@@ -28,20 +28,18 @@ export interface RegistryClientOptions {
   credentials?: CredentialStore;
   dispatcher?: Dispatcher;
   /**
-   * Retries after the first attempt for idempotent requests, and resumptions of one blob stream
-   * (default DUCC_REGISTRY_RETRIES, else 4).
+   * Retries, timeout, concurrency and manifest limits. When absent, the constructor reads them once with
+   * registrySettingsFromEnv(process.env); the three options below override single values.
    */
+  settings?: RegistrySettings;
+  /** Overrides settings.maxRetries. */
   maxRetries?: number;
   /** Base of the exponential backoff in ms (default 500). */
   retryBaseMs?: number;
   userAgent?: string;
-  /** Simultaneous requests per registry host (default DUCC_REGISTRY_MAX_CONCURRENT, else 6). */
+  /** Overrides settings.maxConcurrentPerRegistry. */
   maxConcurrentPerRegistry?: number;
-  /**
-   * Longest wait in ms for a response's headers, and between two chunks of its body (default
-   * DUCC_REGISTRY_TIMEOUT in seconds, else 60 s). A stalled request fails (and is retried) instead of
-   * hanging.
-   */
+  /** Overrides settings.timeoutMs. */
   timeoutMs?: number;
   logger?: Logger;
 }
@@ -126,6 +124,7 @@ export class RegistryClient {
   readonly #userAgent: string;
   readonly #maxConcurrent: number;
   readonly #timeoutMs: number;
+  readonly #settings: RegistrySettings;
   readonly #log: Logger | undefined;
   readonly #limiters = new Map<string, LimitFunction>();
   readonly #tokens = new TokenCache();
@@ -134,13 +133,15 @@ export class RegistryClient {
   #blobRequests = 0;
 
   constructor(options: RegistryClientOptions = {}) {
+    const settings = options.settings ?? registrySettingsFromEnv(process.env);
+    this.#settings = settings;
     this.#credentials = options.credentials;
     this.#dispatcher = options.dispatcher ?? defaultDispatcher();
-    this.#maxRetries = Math.max(0, Math.floor(options.maxRetries ?? countFromEnv('DUCC_REGISTRY_RETRIES', 4)));
+    this.#maxRetries = Math.max(0, Math.floor(options.maxRetries ?? settings.maxRetries));
     this.#retryBaseMs = Math.max(0, options.retryBaseMs ?? 500);
     this.#userAgent = options.userAgent ?? 'ducc-gitops/0.1 (registry client)';
-    this.#maxConcurrent = Math.max(1, Math.floor(options.maxConcurrentPerRegistry ?? integerFromEnv('DUCC_REGISTRY_MAX_CONCURRENT', 6)));
-    this.#timeoutMs = Math.max(1, options.timeoutMs ?? durationFromEnv('DUCC_REGISTRY_TIMEOUT', 60_000));
+    this.#maxConcurrent = Math.max(1, Math.floor(options.maxConcurrentPerRegistry ?? settings.maxConcurrentPerRegistry));
+    this.#timeoutMs = Math.max(1, options.timeoutMs ?? settings.timeoutMs);
     this.#log = options.logger?.child({ component: 'registry' });
   }
 
@@ -644,7 +645,7 @@ export class RegistryClient {
       }
       verifyDigest(bytes, expected.digest, what);
     }
-    const doc = parseManifestDocument(bytes, contentType, `manifest ${refName(ref)}:${reference}`);
+    const doc = parseManifestDocument(bytes, contentType, `manifest ${refName(ref)}:${reference}`, this.#settings);
     return { bytes, digest, doc };
   }
 
@@ -857,8 +858,9 @@ export class RegistryClient {
   #describeNetworkFailure(error: unknown): string {
     const code = networkErrorCode(error);
     const seconds = `${this.#timeoutMs / 1000} s`;
-    if (code === 'UND_ERR_HEADERS_TIMEOUT') return `timed out: no response within ${seconds} (DUCC_REGISTRY_TIMEOUT)`;
-    if (code === 'UND_ERR_BODY_TIMEOUT') return `timed out: no data for ${seconds} (DUCC_REGISTRY_TIMEOUT)`;
+    const variable = REGISTRY_SETTING_VARIABLES.timeoutMs;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') return `timed out: no response within ${seconds} (${variable})`;
+    if (code === 'UND_ERR_BODY_TIMEOUT') return `timed out: no data for ${seconds} (${variable})`;
     const message = errorMessage(error).trim();
     let detail = message === '' ? (code ?? 'network error') : message;
     if (code !== undefined && !detail.includes(code)) detail = `${code}: ${detail}`;

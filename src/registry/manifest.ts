@@ -1,6 +1,6 @@
 import { DuccError } from '../util/errors.ts';
 import { assertValidDigest } from './digest.ts';
-import { maxImageLayers, maxIndexEntries } from './limits.ts';
+import { DEFAULT_REGISTRY_SETTINGS, REGISTRY_SETTING_VARIABLES, type RegistrySettings } from './settings.ts';
 import {
   INDEX_MEDIA_TYPES,
   MANIFEST_MEDIA_TYPES,
@@ -12,6 +12,9 @@ import {
   type ImageManifest,
   type Platform,
 } from './types.ts';
+
+/** The caps parseManifestDocument applies; RegistrySettings has them (from DUCC_LIMIT_*). */
+export type ManifestLimits = Pick<RegistrySettings, 'maxImageLayers' | 'maxIndexEntries'>;
 
 export type ManifestDocument = { kind: 'manifest'; mediaType: string; manifest: ImageManifest } | { kind: 'index'; mediaType: string; index: ImageIndex };
 
@@ -83,9 +86,15 @@ export function validateDescriptor(value: unknown, what: string): Descriptor {
 /**
  * Parses and validates a manifest or index as served. The kind comes from the document's own mediaType,
  * else the Content-Type, else its structure (OCI allows omitting mediaType). Schema 1 and unknown
- * types are rejected with BOT_ERR_MEDIA_TYPE.
+ * types are rejected with BOT_ERR_MEDIA_TYPE. Layer and entry counts are capped by `limits` (the defaults
+ * when not given).
  */
-export function parseManifestDocument(bytes: Buffer, contentType: string | string[] | undefined, what: string): ManifestDocument {
+export function parseManifestDocument(
+  bytes: Buffer,
+  contentType: string | string[] | undefined,
+  what: string,
+  limits: ManifestLimits = DEFAULT_REGISTRY_SETTINGS,
+): ManifestDocument {
   const doc = parseJsonObject(bytes, what);
   const declared = typeof doc['mediaType'] === 'string' && doc['mediaType'] !== '' ? doc['mediaType'] : undefined;
   const served = baseContentType(contentType);
@@ -124,7 +133,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
 
   if (kind === 'manifest') {
     if (!looksLikeManifest) throw invalid(what, 'image manifest without "config" and "layers"');
-    assertWithinLimit(what, doc['layers'] as unknown[], 'layers', maxImageLayers(), 'DUCC_LIMIT_IMAGE_LAYERS');
+    assertWithinLimit(what, doc['layers'] as unknown[], 'layers', limits.maxImageLayers, REGISTRY_SETTING_VARIABLES.maxImageLayers);
     const manifest: ImageManifest = {
       schemaVersion: 2,
       config: validateDescriptor(doc['config'], `${what} config descriptor`),
@@ -136,7 +145,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
     return { kind, mediaType, manifest };
   }
   if (!looksLikeIndex) throw invalid(what, 'index without a "manifests" array');
-  assertWithinLimit(what, doc['manifests'] as unknown[], 'manifests', maxIndexEntries(), 'DUCC_LIMIT_INDEX_ENTRIES');
+  assertWithinLimit(what, doc['manifests'] as unknown[], 'manifests', limits.maxIndexEntries, REGISTRY_SETTING_VARIABLES.maxIndexEntries);
   const index: ImageIndex = {
     schemaVersion: 2,
     manifests: (doc['manifests'] as unknown[]).map((m, i) => validateDescriptor(m, `${what} entry ${i}`)),
