@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DuccError } from '../../../src/util/errors.ts';
 import { parseImageConfig, parseManifestDocument } from '../../../src/registry/manifest.ts';
-import { parseNextLink } from '../../../src/registry/client.ts';
+import { parseNextLink } from '../../../src/registry/tag-list.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest('c'), size: 10 };
