@@ -1,5 +1,6 @@
 import { DuccError } from '../util/errors.ts';
 import { assertValidDigest } from './digest.ts';
+import { parseStrictJson, StrictJsonError } from './strict-json.ts';
 import { DEFAULT_REGISTRY_SETTINGS, REGISTRY_SETTING_VARIABLES, type RegistrySettings } from './settings.ts';
 import {
   INDEX_MEDIA_TYPES,
@@ -107,6 +108,7 @@ export function parseManifestDocument(
     throw schema1Error(what);
   }
   if (doc['schemaVersion'] !== 2) throw invalid(what, `unsupported schemaVersion ${JSON.stringify(doc['schemaVersion'])}`);
+  assertUnambiguous(doc, what);
 
   const looksLikeIndex = Array.isArray(doc['manifests']);
   const looksLikeManifest = doc['config'] !== undefined && Array.isArray(doc['layers']);
@@ -182,13 +184,33 @@ function assertWithinLimit(what: string, list: unknown[], noun: string, limit: n
   if (list.length > limit) throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${list.length} ${noun}, more than the limit of ${limit} (${variable})`);
 }
 
-/** The bytes as a JSON object; otherwise an "invalid <what>" error. */
+/**
+ * Refuses a document that is an image manifest and an index at once: one reader would pull its layers,
+ * another its platform manifests (CVE-2021-41190; since then the OCI image-spec forbids "manifests" in a
+ * manifest and "config"/"layers" in an index, and containerd and distribution refuse both). Checked on
+ * the keys present, whatever their values and the declared mediaType, before anything of it is used.
+ */
+function assertUnambiguous(doc: Record<string, unknown>, what: string): void {
+  if (!Object.hasOwn(doc, 'manifests')) return;
+  const manifestKeys = ['layers', 'config'].filter((key) => Object.hasOwn(doc, key));
+  if (manifestKeys.length === 0) return;
+  throw new DuccError(
+    'BOT_ERR_MEDIA_TYPE',
+    `${what} is ambiguous: it has both "manifests" (an index) and ${manifestKeys.map((key) => `"${key}"`).join(' and ')} (an image manifest); refused before any of it is used`,
+  );
+}
+
+/**
+ * The bytes as a JSON object, read strictly (strict-json.ts: UTF-8 only, no key twice in an object, no
+ * lone surrogate escapes); otherwise an "invalid <what>" error saying what is wrong.
+ */
 function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw invalid(what, 'not valid JSON');
+    doc = parseStrictJson(bytes);
+  } catch (error) {
+    if (error instanceof StrictJsonError) throw invalid(what, error.message);
+    throw error;
   }
   if (!isRecord(doc)) throw invalid(what, 'not a JSON object');
   return doc;
