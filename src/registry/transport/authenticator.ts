@@ -4,7 +4,8 @@
  * names its scheme in WWW-Authenticate: Basic (the pull credentials are sent from then on) or Bearer (a
  * token for the scope is fetched from the token service the registry named, cached until it expires, and
  * fetched once for all concurrent requests). One challenge per request is answered; a 401 after that is
- * a refusal, reported without the secret.
+ * a refusal, reported without the secret, except once: a Bearer token refused with
+ * error="insufficient_scope" and a scope it was not for (see #widerScope).
  */
 import type { Logger } from 'pino';
 import type { Credential, CredentialStore } from '../credentials.ts';
@@ -17,6 +18,9 @@ import { TokenCache } from './token-cache.ts';
 import { requestToken, type TokenServiceContext } from './token-service.ts';
 import type { Exchange, RequestSpec } from './types.ts';
 
+/** Longest scope of the registry's quoted in a message. */
+const MAX_QUOTED_SCOPE_CHARS = 200;
+
 type AuthState = { kind: 'basic' } | { kind: 'bearer'; challenge: AuthChallenge };
 
 /** The authentication of one attempt of one request (see Authenticator.begin). */
@@ -28,8 +32,12 @@ export interface AuthAttempt {
   readonly stateKey: string;
   /** The Authorization value sent last, if any. */
   sent: string | undefined;
+  /** The Bearer challenge whose token was sent last, if one was. */
+  sentFor: AuthChallenge | undefined;
   /** Challenges answered so far. */
   answered: number;
+  /** Whether an insufficient_scope challenge was answered (once at most). */
+  widened: boolean;
 }
 
 export interface AuthenticatorOptions {
@@ -61,7 +69,9 @@ export class Authenticator {
       credential: this.#credentials?.lookup(spec.ref.registry),
       stateKey: JSON.stringify([endpoint.origin, endpoint.repositoryPath, spec.scope]),
       sent: undefined,
+      sentFor: undefined,
       answered: 0,
+      widened: false,
     };
   }
 
@@ -72,6 +82,7 @@ export class Authenticator {
     if (state?.kind === 'basic') value = attempt.credential === undefined ? undefined : basicAuthorization(attempt.credential);
     else if (state?.kind === 'bearer') value = await this.#bearerToken(attempt, state.challenge);
     attempt.sent = value;
+    attempt.sentFor = state?.kind === 'bearer' ? state.challenge : undefined;
     return value;
   }
 
@@ -84,13 +95,22 @@ export class Authenticator {
     const { spec, credential, sent } = attempt;
     const challenges = parseWwwAuthenticate(exchange.response.headers['www-authenticate']);
     if (attempt.answered > 0) {
+      const wider = this.#widerScope(attempt, challenges);
+      if (wider !== undefined) {
+        await discard(exchange.response);
+        this.#log?.debug({ registry: spec.ref.registry, what: spec.what, scope: wider.params['scope'] }, 'token lacks a scope the registry asks for');
+        attempt.widened = true;
+        await this.#answer(attempt, [wider]);
+        attempt.answered++;
+        return;
+      }
       const detail = await statusError(spec, exchange, { registryOrigin: attempt.endpoint.origin, hasCredentials: credential !== undefined });
       if (sent?.startsWith('Basic ') && credential !== undefined) {
         throw authError(spec.ref, `the credentials for user ${JSON.stringify(credential.username)} were rejected (HTTP 401)`);
       }
       if (sent?.startsWith('Bearer ')) {
         const who = credential === undefined ? 'anonymous token' : `token for user ${JSON.stringify(credential.username)}`;
-        throw authError(spec.ref, `the registry refused the ${who} for ${spec.what} (HTTP 401)`);
+        throw authError(spec.ref, `the registry refused the ${who} for ${spec.what} (HTTP 401${insufficientScopeDetail(challenges)})`);
       }
       throw detail;
     }
@@ -123,6 +143,25 @@ export class Authenticator {
       return;
     }
     throw authError(spec.ref, 'registry answered 401 without a supported WWW-Authenticate challenge (Bearer or Basic)');
+  }
+
+  /**
+   * The challenge to answer once more after the first: the registry accepted our Bearer token but says
+   * it is not enough (RFC 6750 error="insufficient_scope") and names the scope it needs, wider actions
+   * (repository:x:pull,push) or more repositories. The distribution token flow expects a client to ask
+   * for that scope then, so one token is requested for it and the request sent once more. Only from the
+   * realm and service that issued the refused token, only for a scope other than the one it was for
+   * (the same scope again is a plain refusal), and once per request: never a loop.
+   */
+  #widerScope(attempt: AuthAttempt, challenges: AuthChallenge[]): AuthChallenge | undefined {
+    const refused = attempt.sentFor;
+    if (attempt.widened || refused === undefined || !attempt.sent?.startsWith('Bearer ')) return undefined;
+    const challenge = challenges.find((c) => c.scheme === 'bearer' && c.params['error'] === 'insufficient_scope');
+    const scope = challenge?.params['scope'];
+    if (challenge === undefined || scope === undefined || scope.trim() === '') return undefined;
+    if (challenge.params['realm'] !== refused.params['realm'] || challenge.params['service'] !== refused.params['service']) return undefined;
+    if (this.#scopeFor(attempt, challenge) === this.#scopeFor(attempt, refused)) return undefined;
+    return challenge;
   }
 
   /** The scopes a token is asked for: those the challenge names, else this request's own. */
@@ -159,4 +198,16 @@ export class Authenticator {
     this.#log?.debug({ registry: attempt.spec.ref.registry, scope }, 'obtained registry token');
     return token.header;
   }
+}
+
+/**
+ * `, insufficient_scope: needs "<scope>"` when the registry said so, else ''. The scope is the
+ * registry's text in a one-line message: control characters become spaces, and it is cut short.
+ */
+function insufficientScopeDetail(challenges: AuthChallenge[]): string {
+  const challenge = challenges.find((c) => c.scheme === 'bearer' && c.params['error'] === 'insufficient_scope');
+  if (challenge === undefined) return '';
+  const scope = (challenge.params['scope'] ?? '').replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').trim();
+  if (scope === '') return ', insufficient_scope';
+  return `, insufficient_scope: needs ${JSON.stringify(scope.length > MAX_QUOTED_SCOPE_CHARS ? `${scope.slice(0, MAX_QUOTED_SCOPE_CHARS)}…` : scope)}`;
 }
