@@ -2,6 +2,16 @@
 import type { Dispatcher } from 'undici';
 import type { DuccError } from '../../util/errors.ts';
 
+/**
+ * Sent as Accept-Encoding with every request. Nothing here decodes a Content-Encoding (undici's request
+ * does not, unlike fetch, and no decompressing interceptor is composed in): digests are checked over the
+ * bytes exactly as they arrive, and a layer's own gzip is the converter's to undo. A request without
+ * Accept-Encoding lets the server pick any coding (RFC 9110 §12.5.3), and storage behind a redirect
+ * that gzips on the fly would then send bytes that hash to nothing; `identity` asks for none. A
+ * `Content-Encoding: gzip` label on bytes that are the blob itself (object metadata) is left alone.
+ */
+export const NO_CONTENT_CODING = 'identity';
+
 /** The first value of a header undici may give as a list. */
 export function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;

@@ -11,7 +11,7 @@ import { basicAuthorization } from './basic-auth.ts';
 import type { AuthChallenge } from './challenge.ts';
 import { authError, networkError } from './errors.ts';
 import type { SendContext } from './redirects.ts';
-import { discard, readCapped } from './response-body.ts';
+import { discard, NO_CONTENT_CODING, readCapped } from './response-body.ts';
 import { isRetryableStatus, parseRetryAfter } from './retry.ts';
 import { RetryableFailure, withRetries, type RetryPolicy } from './retry-loop.ts';
 import { request } from './undici-parts.ts';
@@ -58,7 +58,7 @@ export async function requestToken(wanted: TokenRequest, context: TokenServiceCo
   for (const s of wanted.scope.split(' ')) {
     if (s !== '') url.searchParams.append('scope', s);
   }
-  const headers: Record<string, string> = { 'user-agent': context.userAgent, accept: 'application/json' };
+  const headers: Record<string, string> = { 'user-agent': context.userAgent, accept: 'application/json', 'accept-encoding': NO_CONTENT_CODING };
   if (credential !== undefined) {
     if (url.protocol === 'http:' && spec.ref.scheme === 'https') {
       throw authError(spec.ref, `refusing to send credentials to a plain-http token service (${url.host}) for an https registry`);

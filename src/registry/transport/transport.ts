@@ -15,7 +15,7 @@ import { endpointFor, targetUrl } from './endpoint.ts';
 import { describeNetworkFailure, statusError } from './errors.ts';
 import { HostSlots } from './host-slots.ts';
 import { sendFollowingRedirects, type SendContext } from './redirects.ts';
-import { readCapped } from './response-body.ts';
+import { NO_CONTENT_CODING, readCapped } from './response-body.ts';
 import { isRetryableStatus, isTransientNetworkError, parseRetryAfter } from './retry.ts';
 import { RetryableFailure, withRetries, type RetryPolicy } from './retry-loop.ts';
 import { Agent } from './undici-parts.ts';
@@ -131,7 +131,7 @@ export class Transport {
     const auth = this.#auth.begin(spec, endpoint);
     for (;;) {
       const authorization = await this.#auth.authorization(auth);
-      const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...spec.headers };
+      const headers: Record<string, string> = { 'user-agent': this.#userAgent, 'accept-encoding': NO_CONTENT_CODING, ...spec.headers };
       if (authorization !== undefined) headers['authorization'] = authorization;
       spec.onSend?.();
       const exchange = await sendFollowingRedirects(spec, url, endpoint.origin, headers, this.#send);
