@@ -1,9 +1,10 @@
 import { DuccError } from '../util/errors.ts';
 
 /**
- * Operator-tunable limits, read from the environment so that `ducc convert`, `ducc loop` and `ducc serve`
- * (and the systemd units' environment files) all see the same values without new flags. Every limit has
- * a default far above real images; docs/security.md lists them.
+ * Parsers for operator-tunable numbers given as environment variables, with the variable's name in every
+ * error. The registry's own settings are read with them in settings.ts (registrySettingsFromEnv); the
+ * layer extractor and the webhook body reader use them for their limits too. docs/security.md lists the
+ * limits and their defaults.
  */
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -41,17 +42,4 @@ export function countFromEnv(name: string, fallback: number, env: NodeJS.Process
   const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(value)) throw new DuccError('BOT_ERR_CONFIG', `${name} must be a non-negative integer, not ${JSON.stringify(raw)}`);
   return value;
-}
-
-/** Layers in one image manifest (Docker and overlayfs stop at 127; OCI sets no limit). */
-export const DEFAULT_MAX_IMAGE_LAYERS = 1000;
-/** Entries in one image index (platforms and attestations). */
-export const DEFAULT_MAX_INDEX_ENTRIES = 1000;
-
-export function maxImageLayers(env: NodeJS.ProcessEnv = process.env): number {
-  return integerFromEnv('DUCC_LIMIT_IMAGE_LAYERS', DEFAULT_MAX_IMAGE_LAYERS, env);
-}
-
-export function maxIndexEntries(env: NodeJS.ProcessEnv = process.env): number {
-  return integerFromEnv('DUCC_LIMIT_INDEX_ENTRIES', DEFAULT_MAX_INDEX_ENTRIES, env);
 }

@@ -1,6 +1,7 @@
 import { DuccError } from '../util/errors.ts';
 import { assertValidDigest } from './digest.ts';
-import { maxImageLayers, maxIndexEntries } from './limits.ts';
+import { parseStrictJson, StrictJsonError } from './strict-json.ts';
+import { DEFAULT_REGISTRY_SETTINGS, REGISTRY_SETTING_VARIABLES, type RegistrySettings } from './settings.ts';
 import {
   INDEX_MEDIA_TYPES,
   MANIFEST_MEDIA_TYPES,
@@ -12,6 +13,9 @@ import {
   type ImageManifest,
   type Platform,
 } from './types.ts';
+
+/** The caps parseManifestDocument applies; RegistrySettings has them (from DUCC_LIMIT_*). */
+export type ManifestLimits = Pick<RegistrySettings, 'maxImageLayers' | 'maxIndexEntries'>;
 
 export type ManifestDocument = { kind: 'manifest'; mediaType: string; manifest: ImageManifest } | { kind: 'index'; mediaType: string; index: ImageIndex };
 
@@ -83,9 +87,15 @@ export function validateDescriptor(value: unknown, what: string): Descriptor {
 /**
  * Parses and validates a manifest or index as served. The kind comes from the document's own mediaType,
  * else the Content-Type, else its structure (OCI allows omitting mediaType). Schema 1 and unknown
- * types are rejected with BOT_ERR_MEDIA_TYPE.
+ * types are rejected with BOT_ERR_MEDIA_TYPE. Layer and entry counts are capped by `limits` (the defaults
+ * when not given).
  */
-export function parseManifestDocument(bytes: Buffer, contentType: string | string[] | undefined, what: string): ManifestDocument {
+export function parseManifestDocument(
+  bytes: Buffer,
+  contentType: string | string[] | undefined,
+  what: string,
+  limits: ManifestLimits = DEFAULT_REGISTRY_SETTINGS,
+): ManifestDocument {
   const doc = parseJsonObject(bytes, what);
   const declared = typeof doc['mediaType'] === 'string' && doc['mediaType'] !== '' ? doc['mediaType'] : undefined;
   const served = baseContentType(contentType);
@@ -98,6 +108,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
     throw schema1Error(what);
   }
   if (doc['schemaVersion'] !== 2) throw invalid(what, `unsupported schemaVersion ${JSON.stringify(doc['schemaVersion'])}`);
+  assertUnambiguous(doc, what);
 
   const looksLikeIndex = Array.isArray(doc['manifests']);
   const looksLikeManifest = doc['config'] !== undefined && Array.isArray(doc['layers']);
@@ -124,7 +135,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
 
   if (kind === 'manifest') {
     if (!looksLikeManifest) throw invalid(what, 'image manifest without "config" and "layers"');
-    assertWithinLimit(what, doc['layers'] as unknown[], 'layers', maxImageLayers(), 'DUCC_LIMIT_IMAGE_LAYERS');
+    assertWithinLimit(what, doc['layers'] as unknown[], 'layers', limits.maxImageLayers, REGISTRY_SETTING_VARIABLES.maxImageLayers);
     const manifest: ImageManifest = {
       schemaVersion: 2,
       config: validateDescriptor(doc['config'], `${what} config descriptor`),
@@ -136,7 +147,7 @@ export function parseManifestDocument(bytes: Buffer, contentType: string | strin
     return { kind, mediaType, manifest };
   }
   if (!looksLikeIndex) throw invalid(what, 'index without a "manifests" array');
-  assertWithinLimit(what, doc['manifests'] as unknown[], 'manifests', maxIndexEntries(), 'DUCC_LIMIT_INDEX_ENTRIES');
+  assertWithinLimit(what, doc['manifests'] as unknown[], 'manifests', limits.maxIndexEntries, REGISTRY_SETTING_VARIABLES.maxIndexEntries);
   const index: ImageIndex = {
     schemaVersion: 2,
     manifests: (doc['manifests'] as unknown[]).map((m, i) => validateDescriptor(m, `${what} entry ${i}`)),
@@ -173,13 +184,33 @@ function assertWithinLimit(what: string, list: unknown[], noun: string, limit: n
   if (list.length > limit) throw new DuccError('BOT_ERR_LIMIT', `${what} lists ${list.length} ${noun}, more than the limit of ${limit} (${variable})`);
 }
 
-/** The bytes as a JSON object; otherwise an "invalid <what>" error. */
+/**
+ * Refuses a document that is an image manifest and an index at once: one reader would pull its layers,
+ * another its platform manifests (CVE-2021-41190; since then the OCI image-spec forbids "manifests" in a
+ * manifest and "config"/"layers" in an index, and containerd and distribution refuse both). Checked on
+ * the keys present, whatever their values and the declared mediaType, before anything of it is used.
+ */
+function assertUnambiguous(doc: Record<string, unknown>, what: string): void {
+  if (!Object.hasOwn(doc, 'manifests')) return;
+  const manifestKeys = ['layers', 'config'].filter((key) => Object.hasOwn(doc, key));
+  if (manifestKeys.length === 0) return;
+  throw new DuccError(
+    'BOT_ERR_MEDIA_TYPE',
+    `${what} is ambiguous: it has both "manifests" (an index) and ${manifestKeys.map((key) => `"${key}"`).join(' and ')} (an image manifest); refused before any of it is used`,
+  );
+}
+
+/**
+ * The bytes as a JSON object, read strictly (strict-json.ts: UTF-8 only, no key twice in an object, no
+ * lone surrogate escapes); otherwise an "invalid <what>" error saying what is wrong.
+ */
 function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw invalid(what, 'not valid JSON');
+    doc = parseStrictJson(bytes);
+  } catch (error) {
+    if (error instanceof StrictJsonError) throw invalid(what, error.message);
+    throw error;
   }
   if (!isRecord(doc)) throw invalid(what, 'not a JSON object');
   return doc;

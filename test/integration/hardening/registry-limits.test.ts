@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { buffer } from 'node:stream/consumers';
 import { RegistryClient } from '../../../src/registry/client.ts';
+import { registrySettingsFromEnv } from '../../../src/registry/settings.ts';
 import type { RepositoryRef } from '../../../src/registry/types.ts';
 import { listenOnLoopback } from '../../support/loopback-server.ts';
 
@@ -164,4 +165,37 @@ test('registry-settings-from-environment: DUCC_REGISTRY_TIMEOUT, _RETRIES and _M
   process.env['DUCC_REGISTRY_TIMEOUT'] = '1';
   process.env['DUCC_REGISTRY_MAX_CONCURRENT'] = '0';
   assert.throws(() => new RegistryClient(), { code: 'BOT_ERR_CONFIG', message: /DUCC_REGISTRY_MAX_CONCURRENT/ });
+});
+
+test('manifest-limits-from-settings: the client applies the layer and index-entry limits of the settings it is given', async (t) => {
+  const digest = (i: number) => sha256(Buffer.from(`blob ${i}`));
+  const descriptor = (i: number, mediaType = 'application/vnd.oci.image.layer.v1.tar+gzip') => ({ mediaType, digest: digest(i), size: 10 });
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: descriptor(0, 'application/vnd.oci.image.config.v1+json'),
+    layers: [1, 2, 3].map((i) => descriptor(i)),
+  });
+  const index = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [1, 2, 3].map((i) => ({ ...descriptor(i, 'application/vnd.oci.image.manifest.v1+json'), platform: { os: 'linux', architecture: `a${i}` } })),
+  });
+  const registry = await serve(t, (req, res) => {
+    const body = req.url?.endsWith('/index') ? index : manifest;
+    res.writeHead(200, { 'content-type': JSON.parse(body).mediaType }).end(body);
+  });
+  const settings = registrySettingsFromEnv({ DUCC_LIMIT_IMAGE_LAYERS: '2', DUCC_LIMIT_INDEX_ENTRIES: '2' });
+  const client = new RegistryClient({ settings, retryBaseMs: 1 });
+
+  await assert.rejects(client.resolveManifest(refOn(registry.host), 'v1'), {
+    code: 'BOT_ERR_LIMIT',
+    message: /lists 3 layers, more than the limit of 2 \(DUCC_LIMIT_IMAGE_LAYERS\)/,
+  });
+  await assert.rejects(client.resolveAllManifests(refOn(registry.host), 'index'), {
+    code: 'BOT_ERR_LIMIT',
+    message: /lists 3 manifests, more than the limit of 2 \(DUCC_LIMIT_INDEX_ENTRIES\)/,
+  });
+  const roomy = new RegistryClient({ settings: registrySettingsFromEnv({}), retryBaseMs: 1 });
+  assert.equal((await roomy.resolveManifest(refOn(registry.host), 'v1')).manifest.layers.length, 3);
 });

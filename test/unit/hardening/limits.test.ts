@@ -17,6 +17,7 @@ import { decompressThreadStats } from '../../../src/convert/decompress-thread.ts
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
 import { extractLimits } from '../../../src/unpack/entry-path.ts';
 import { parseManifestDocument } from '../../../src/registry/manifest.ts';
+import { registrySettingsFromEnv } from '../../../src/registry/settings.ts';
 import { arena, extractInto } from './arena.ts';
 import { withEnv } from '../../support/with-env.ts';
 
@@ -168,7 +169,7 @@ describe('manifest limits', () => {
     });
     assert.equal(parseManifestDocument(manifest(1000), undefined, 'm').kind, 'manifest');
     await withEnv({ DUCC_LIMIT_IMAGE_LAYERS: '10' }, async () => {
-      assert.throws(() => parseManifestDocument(manifest(11), undefined, 'm'), { code: 'BOT_ERR_LIMIT' });
+      assert.throws(() => parseManifestDocument(manifest(11), undefined, 'm', registrySettingsFromEnv(process.env)), { code: 'BOT_ERR_LIMIT' });
     });
   });
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseWwwAuthenticate, TokenCache } from '../../../src/registry/auth.ts';
+import { parseWwwAuthenticate } from '../../../src/registry/transport/challenge.ts';
+import { TokenCache } from '../../../src/registry/transport/token-cache.ts';
 
 test('Bearer challenge with quoted commas and equals signs in values', () => {
   const challenges = parseWwwAuthenticate(

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DuccError } from '../../../src/util/errors.ts';
 import { parseImageConfig, parseManifestDocument } from '../../../src/registry/manifest.ts';
-import { parseNextLink } from '../../../src/registry/client.ts';
+import { parseNextLink } from '../../../src/registry/tag-list.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest('c'), size: 10 };
@@ -104,4 +104,59 @@ test('Link header next target', () => {
   assert.equal(parseNextLink(['<https://x/p>; rel="prev"', '<https://x/n>; title="a;b"; rel="next"']), 'https://x/n');
   assert.equal(parseNextLink('</x>; rel="prev"'), undefined);
   assert.equal(parseNextLink(undefined), undefined);
+});
+
+test('a document that is a manifest and an index at once is refused, whatever it declares', () => {
+  const entry = { ...layer, mediaType: 'application/vnd.oci.image.manifest.v1+json', platform: { os: 'linux', architecture: 'amd64' } };
+  const both = { schemaVersion: 2, config, layers: [layer], manifests: [entry] };
+  for (const mediaType of [undefined, 'application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json']) {
+    assert.throws(
+      () => parseManifestDocument(json({ ...both, mediaType }), mediaType, 'manifest r/x:v1'),
+      isCode('BOT_ERR_MEDIA_TYPE', /^manifest r\/x:v1 is ambiguous: it has both "manifests" \(an index\) and "layers" and "config" \(an image manifest\)/),
+    );
+  }
+  assert.throws(
+    () =>
+      parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [entry], layers: [] }), undefined, 'i'),
+    isCode('BOT_ERR_MEDIA_TYPE', /ambiguous: it has both "manifests" \(an index\) and "layers"/),
+  );
+  assert.throws(
+    () => parseManifestDocument(json({ schemaVersion: 2, config, layers: [], manifests: null }), undefined, 'm'),
+    isCode('BOT_ERR_MEDIA_TYPE', /ambiguous/),
+    'the key counts, whatever its value',
+  );
+});
+
+test('manifests, indexes and configs are read as I-JSON: no key twice, UTF-8 only', () => {
+  const duplicated = Buffer.from(
+    `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":${JSON.stringify(config)},"layers":[],"layers":[${JSON.stringify(layer)}]}`,
+  );
+  assert.equal((JSON.parse(duplicated.toString()) as { layers: unknown[] }).layers.length, 1, 'JSON.parse takes the last');
+  assert.throws(
+    () => parseManifestDocument(duplicated, undefined, 'manifest r/x:v1'),
+    isCode('BOT_ERR_REGISTRY', /^invalid manifest r\/x:v1: duplicate key "layers" in the object at \$$/),
+  );
+
+  const entry = JSON.stringify({ ...layer, mediaType: 'application/vnd.oci.image.manifest.v1+json' });
+  const index = Buffer.from(`{"schemaVersion":2,"manifests":[${entry.replace('{', '{"platform":{"os":"linux","os":"windows","architecture":"amd64"},')}]}`);
+  assert.throws(
+    () => parseManifestDocument(index, undefined, 'index r/x:v1'),
+    isCode('BOT_ERR_REGISTRY', /duplicate key "os" in the object at \$\.manifests\[0\]\.platform$/),
+  );
+
+  const badUtf8 = Buffer.concat([
+    Buffer.from(`{"schemaVersion":2,"config":${JSON.stringify(config)},"layers":[],"annotations":{"org.example.note":"`),
+    Buffer.from([0xff, 0xfe]),
+    Buffer.from('"}}'),
+  ]);
+  assert.throws(() => parseManifestDocument(badUtf8, undefined, 'manifest r/x:v1'), isCode('BOT_ERR_REGISTRY', /^invalid manifest r\/x:v1: not valid UTF-8$/));
+
+  assert.throws(
+    () => parseImageConfig(Buffer.from('{"config":{"Env":["A=1"],"Env":["A=2"]}}'), 'config c'),
+    isCode('BOT_ERR_REGISTRY', /duplicate key "Env" in the object at \$\.config$/),
+  );
+  assert.throws(
+    () => parseImageConfig(Buffer.concat([Buffer.from('{"os":"linux","author":"'), Buffer.from([0xc3]), Buffer.from('"}')]), 'c'),
+    isCode('BOT_ERR_REGISTRY', /not valid UTF-8/),
+  );
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, isRetryableStatus, isTransientNetworkError, networkErrorCode, parseRetryAfter } from '../../../src/registry/retry.ts';
+import { backoffDelay, isRetryableStatus, isTransientNetworkError, networkErrorCode, parseRetryAfter } from '../../../src/registry/transport/retry.ts';
 
 test('Retry-After as delay-seconds', () => {
   assert.equal(parseRetryAfter('1'), 1000);
