@@ -11,7 +11,7 @@ import { RegistryClient } from '../registry/client.ts';
 import { SqliteStateStore } from '../state/sqlite-store.ts';
 import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
-import { pullCredentials } from '../cli/run-conversion.ts';
+import { pullCredentials } from '../registry/pull-credentials.ts';
 import { Bot } from './bot.ts';
 
 /** Delivery ids are kept this long to recognise redeliveries (GitHub and GitLab retry for up to days). */

@@ -8,7 +8,8 @@ import { RegistryClient } from '../registry/client.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
-import { readWishlist, reportSummary, runConversion, runLoop, pullCredentials, type ConversionFlags } from './run-conversion.ts';
+import { pullCredentials } from '../registry/pull-credentials.ts';
+import { readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 

@@ -1,7 +1,7 @@
 import type { RequestListener } from 'node:http';
 import express, { type ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { Intake } from '../bot/intake.ts';
+import type { Intake } from '../jobs/intake.ts';
 import type { BotConfig } from '../config/bot-config.ts';
 import type { PublishedImage, StateStore } from '../state/types.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../util/errors.ts';
 import type { BotConfig } from '../config/bot-config.ts';
 import type { Delivery } from '../forge/events.ts';
-import type { Intake, IntakeResult } from '../bot/intake.ts';
+import type { Intake, IntakeResult } from '../jobs/intake.ts';
 import type { BotMetrics } from './metrics.ts';
 
 /** What every webhook route needs. */
