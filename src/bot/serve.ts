@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../config/bot-config.ts';
+import { readSettings, type Settings } from '../config/settings.ts';
 import type { Forge } from '../forge/forge.ts';
 import { GitHubForge } from '../forge/github-forge.ts';
 import { GitLabForge } from '../forge/gitlab-forge.ts';
@@ -11,7 +12,7 @@ import { RegistryClient } from '../registry/client.ts';
 import { SqliteStateStore } from '../state/sqlite-store.ts';
 import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
-import { pullCredentials } from '../cli/run-conversion.ts';
+import { pullCredentials } from '../registry/pull-credentials.ts';
 import { Bot } from './bot.ts';
 
 /** Delivery ids are kept this long to recognise redeliveries (GitHub and GitLab retry for up to days). */
@@ -23,6 +24,8 @@ const FINISHED_JOB_RETENTION_MS = 30 * 24 * 3600 * 1000;
 export interface StartServerOptions {
   /** Listener timeouts (see SERVER_TIMEOUTS in http/server.ts); tests shorten them to exercise slow senders. */
   timeouts?: Pick<ListenOptions, 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
+  /** The DUCC_* settings, read by the caller (`ducc serve` reads them at start); default readSettings(env). */
+  settings?: Settings;
 }
 
 export interface RunningServer {
@@ -45,6 +48,7 @@ export async function startServer(
   version: string,
   options: StartServerOptions = {},
 ): Promise<RunningServer> {
+  const settings = options.settings ?? readSettings(env);
   const store = SqliteStateStore.open(config.statePath);
   const interrupted = store.requeueRunning();
   if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
@@ -96,7 +100,17 @@ export async function startServer(
   worker.start();
 
   let shuttingDown = false;
-  const app = buildApp({ config, env, intake: bot, store, logger, version, isReady: () => !shuttingDown, isShuttingDown: () => shuttingDown });
+  const app = buildApp({
+    config,
+    settings: settings.http,
+    env,
+    intake: bot,
+    store,
+    logger,
+    version,
+    isReady: () => !shuttingDown,
+    isShuttingDown: () => shuttingDown,
+  });
   const server = await listen(app, { ...options.timeouts, host: config.listen.host, port: config.listen.port });
   logger.info({ host: config.listen.host, port: config.listen.port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
 

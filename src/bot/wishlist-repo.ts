@@ -40,7 +40,9 @@ export class WishlistRepository {
           '+refs/merge-requests/*/head:refs/merge-requests/*/head',
         ]);
       } catch (error) {
-        throw new DuccError('BOT_ERR_CONFIG', `cannot fetch the wish-list repository: ${redactUrl(errorMessage(error))}`);
+        // Temporary (the repository or the network may be back later); the cause is not kept, its
+        // message may hold the clone URL's credentials.
+        throw new DuccError('BOT_ERR_GIT', `cannot fetch the wish-list repository: ${redactUrl(errorMessage(error))}`);
       }
     });
   }
@@ -52,7 +54,8 @@ export class WishlistRepository {
       const git = await this.open();
       if (await hasCommit(git, sha)) return;
       await git.raw(['fetch', 'origin', sha]).catch(() => undefined);
-      if (!(await hasCommit(git, sha))) throw new DuccError('BOT_ERR_CONFIG', `commit ${sha} is not in the wish-list repository`);
+      // Temporary: a forge may announce a commit before every mirror serves it.
+      if (!(await hasCommit(git, sha))) throw new DuccError('BOT_ERR_GIT', `commit ${sha} is not in the wish-list repository`);
     });
   }
 

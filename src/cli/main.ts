@@ -8,7 +8,8 @@ import { RegistryClient } from '../registry/client.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
-import { readWishlist, reportSummary, runConversion, runLoop, pullCredentials, type ConversionFlags } from './run-conversion.ts';
+import { pullCredentials } from '../registry/pull-credentials.ts';
+import { readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -154,11 +155,12 @@ export function buildProgram(out: (text: string) => void): Command {
     .option('--shutdown-deadline <seconds>', 'on SIGTERM, how long the running conversion may take to finish before it is requeued', '600')
     .action(async (flags: { config?: string; shutdownDeadline: string }) => {
       const { loadBotConfig } = await import('../config/load-bot-config.ts');
+      const { readSettings } = await import('../config/settings.ts');
       const { startServer } = await import('../bot/serve.ts');
       const logger = createLogger();
       const file = flags.config ?? process.env['DUCC_CONFIG'];
       const config = loadBotConfig({ ...(file === undefined ? {} : { file }), env: process.env });
-      const running = await startServer(config, process.env, logger, VERSION);
+      const running = await startServer(config, process.env, logger, VERSION, { settings: readSettings(process.env) });
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           logger.info({ signal }, 'shutting down: no new webhooks, finishing the running job');

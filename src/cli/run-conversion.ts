@@ -2,17 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { RegistryClient } from '../registry/client.ts';
-import { CredentialStore } from '../registry/credentials.ts';
+import { pullCredentials } from '../registry/pull-credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
 import { convertWishlist, formatSummary, summarizeProblems, type ConversionSummary } from '../convert/convert-wishlist.ts';
-import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ConvertedImage, type ProgressEvent } from '../convert/convert-image.ts';
-import { buildThinImage, pushThinImage } from '../thin/thin-image.ts';
+import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ProgressEvent } from '../convert/convert-image.ts';
+import { thinPusher } from '../thin/thin-pusher.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
-import { formatOutputImage, parseImageReference, type ImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wishlist } from '../wishlist/wishlist.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
-import { secretFromEnv } from '../util/secrets.ts';
 
 /** Options shared by `convert`, `loop` and `convert-single-image`, as commander hands them over. */
 export interface ConversionFlags {
@@ -55,17 +53,6 @@ export function publisherConfig(flags: ConversionFlags, env: NodeJS.ProcessEnv):
   return loadPublisherConfig(flags.config ?? env['DUCC_CONFIG']);
 }
 
-/** Pull credentials: DUCC_AUTH_REGISTRIES variables, plus a docker-style config.json when DOCKER_CONFIG/~/.docker has one. */
-export async function pullCredentials(env: NodeJS.ProcessEnv): Promise<CredentialStore> {
-  const store = CredentialStore.fromEnvironment(env);
-  const dockerConfig = env['DOCKER_CONFIG'] ? `${env['DOCKER_CONFIG']}/config.json` : env['HOME'] ? `${env['HOME']}/.docker/config.json` : undefined;
-  if (dockerConfig) {
-    const text = await readFile(dockerConfig, 'utf8').catch(() => undefined);
-    if (text !== undefined) store.addDockerConfig(text, dockerConfig);
-  }
-  return store;
-}
-
 /**
  * Converts one wish list once with everything set up from flags and environment: publisher per
  * `cvmfs_repo`, registry clients (pull credentials; the thin-image push account is the wish list's `user`
@@ -104,44 +91,6 @@ export async function runConversion(
   } finally {
     await notifications.close();
   }
-}
-
-/**
- * Thin images of a wish list: pushed as its `user` with DUCC_OUTPUT_REGISTRY_PASS(_FILE), and looked up
- * (one manifest HEAD) to tell whether an interrupted push must be redone. Shared by the CLI and the bot.
- */
-export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo'>, env: NodeJS.ProcessEnv, logger: Logger) {
-  const clientFor = (outputName: string) => {
-    const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
-    if (!wishlist.user || password === undefined) {
-      throw new DuccError(
-        'BOT_ERR_THIN',
-        "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS or DUCC_OUTPUT_REGISTRY_PASS_FILE (or pass --skip-thin-image)",
-      );
-    }
-    const output = parseImageReference(outputName);
-    const credentials = new CredentialStore();
-    credentials.set(output.registry, { username: wishlist.user, password });
-    return { output, client: new RegistryClient({ credentials, logger }) };
-  };
-  return {
-    pushThinImage: async (converted: ConvertedImage) => {
-      const outputName = formatOutputImage(wishlist.outputFormat, converted.image);
-      const { client } = clientFor(outputName);
-      const built = await buildThinImage({
-        image: converted.image,
-        cvmfsRepo: wishlist.cvmfsRepo!,
-        layerDigests: converted.manifest.layers.map((layer) => layer.digest),
-        config: converted.config,
-      });
-      return pushThinImage(client, outputName, built);
-    },
-    thinImageExists: async (image: ImageReference) => {
-      const { output, client } = clientFor(formatOutputImage(wishlist.outputFormat, image));
-      if (output.tag === undefined) return false;
-      return (await client.headManifest({ scheme: output.scheme, registry: output.registry, repository: output.repository }, output.tag)) !== undefined;
-    },
-  };
 }
 
 export async function readWishlist(file: string): Promise<Wishlist> {

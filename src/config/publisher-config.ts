@@ -1,88 +1,98 @@
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse } from 'yaml';
-import { DuccError } from '../util/errors.ts';
+import * as z from 'zod';
+import type { Logger } from 'pino';
 import { DirectoryPublisher } from '../publish/directory-publisher.ts';
 import type { Publisher } from '../publish/publisher.ts';
+import { configError, formatProblems, problemsOfIssues, readConfigFile } from './config-file.ts';
+import { boolean, describe, isRecord, nonEmptyString, positiveSeconds, reportUnknownKeys } from './fields.ts';
 
-/** Where converted images go. `directory` is the embedded default; `cvmfs` runs `cvmfs_server`. */
-export type PublisherConfig =
-  | {
-      kind: 'directory';
-      root: string;
-      /** Flush each layer, tree and metadata file to disk before it gets its final name (default true). */
-      sync?: boolean;
-    }
-  | {
-      kind: 'cvmfs';
-      mountRoot: string;
-      cvmfsServer?: string;
-      /** Directory of the per-repository lock file (default /var/lock if writable, else the temp dir). */
-      lockDir?: string;
-      /** How long to wait for another process publishing to the same repository. */
-      lockWaitSeconds?: number;
-      /** Local directory where layers are unpacked before their ingest (default /var/tmp/ducc-gitops). */
-      stagingDir?: string;
-    };
+/**
+ * The `publisher:` section: where converted images go. One schema, read by `ducc convert --config` and
+ * `ducc serve` alike. `directory` (the default) writes a plain directory standing in for /cvmfs;
+ * `cvmfs` runs `cvmfs_server` on this stratum 0.
+ */
+const DIRECTORY_KEYS = {
+  kind: z.literal('directory'),
+  /** `<root>/<cvmfs_repo>/` receives each wish list's images; relative to the working directory. */
+  root: nonEmptyString().default('./var/cvmfs'),
+  /** Flush each layer, tree and metadata file to disk before it gets its final name (default true). */
+  sync: boolean().optional(),
+};
+
+/**
+ * The keys of the `cvmfs` publisher. A new key goes here and nowhere else: createPublisher hands every
+ * key it does not convert itself to CvmfsServerPublisher under the same name.
+ */
+const CVMFS_KEYS = {
+  kind: z.literal('cvmfs'),
+  /** Where the repositories are mounted. */
+  mountRoot: nonEmptyString().default('/cvmfs'),
+  /** The `cvmfs_server` command (looked up on PATH, or a path). */
+  cvmfsServer: nonEmptyString().optional(),
+  /** Directory of the per-repository lock file (default /var/lock if writable, else the temp dir); made absolute. */
+  lockDir: z
+    .string({ error: 'must be a directory path' })
+    .min(1, { error: 'must be a directory path' })
+    .transform((path) => resolve(path))
+    .optional(),
+  /** How long to wait for another process publishing to the same repository. */
+  lockWaitSeconds: positiveSeconds().optional(),
+  /** Local directory where layers are unpacked before their ingest (default /var/tmp/ducc-gitops); made absolute. */
+  stagingDir: z
+    .string({ error: 'must be a directory path' })
+    .min(1, { error: 'must be a directory path' })
+    .transform((path) => resolve(path))
+    .optional(),
+};
+
+const KINDS = "'directory' or 'cvmfs'";
+
+export const PublisherSection = z.preprocess(
+  (value, context) => {
+    if (!isRecord(value)) return value;
+    // `kind` may be left out: the directory publisher.
+    const kind = value['kind'] ?? 'directory';
+    if (kind === 'directory') reportUnknownKeys(value, Object.keys(DIRECTORY_KEYS), context);
+    if (kind === 'cvmfs') reportUnknownKeys(value, Object.keys(CVMFS_KEYS), context);
+    return { ...value, kind };
+  },
+  z.discriminatedUnion('kind', [z.object(DIRECTORY_KEYS), z.object(CVMFS_KEYS)], {
+    error: (issue) =>
+      issue.code === 'invalid_union' ? `must be ${KINDS}, got ${describe((issue.input as { kind?: unknown }).kind)}` : `must be a mapping with kind ${KINDS}`,
+  }),
+);
+
+/** Where converted images go: the `publisher:` section, checked. */
+export type PublisherConfig = z.output<typeof PublisherSection>;
 
 export const DEFAULT_PUBLISHER: PublisherConfig & { kind: 'directory' } = { kind: 'directory', root: './var/cvmfs' };
 
-/** Reads the `publisher:` section of a config file (the rest belongs to `ducc serve`). */
+/**
+ * `ducc convert --config FILE`: reads the `publisher:` section of the file (the rest of it belongs to
+ * `ducc serve` and is not looked at). Without a file or a section, the directory publisher.
+ */
 export function loadPublisherConfig(file: string | undefined): PublisherConfig {
   if (file === undefined) return DEFAULT_PUBLISHER;
-  let raw: unknown;
-  try {
-    raw = parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new DuccError('BOT_ERR_CONFIG', `cannot read config ${file}: ${(error as Error).message}`);
-  }
-  const section = (raw as { publisher?: Record<string, unknown> } | null)?.publisher;
+  const source = readConfigFile(file);
+  const section = source.value['publisher'];
   if (section === undefined) return DEFAULT_PUBLISHER;
-  if (section['kind'] === 'directory') {
-    const sync = section['sync'];
-    if (sync !== undefined && typeof sync !== 'boolean')
-      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.sync must be true or false, not ${JSON.stringify(sync)}`);
-    return { kind: 'directory', root: String(section['root'] ?? DEFAULT_PUBLISHER.root), ...(sync === undefined ? {} : { sync }) };
-  }
-  if (section['kind'] === 'cvmfs') {
-    const wait = section['lockWaitSeconds'];
-    if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait <= 0)) {
-      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.lockWaitSeconds must be a positive number of seconds, not ${JSON.stringify(wait)}`);
-    }
-    const lockDir = section['lockDir'];
-    if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir === '')) {
-      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.lockDir must be a directory path`);
-    }
-    const stagingDir = section['stagingDir'];
-    if (stagingDir !== undefined && (typeof stagingDir !== 'string' || stagingDir === '')) {
-      throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.stagingDir must be a directory path`);
-    }
-    return {
-      kind: 'cvmfs',
-      mountRoot: String(section['mountRoot'] ?? '/cvmfs'),
-      ...(section['cvmfsServer'] ? { cvmfsServer: String(section['cvmfsServer']) } : {}),
-      ...(lockDir === undefined ? {} : { lockDir: resolve(lockDir) }),
-      ...(wait === undefined ? {} : { lockWaitSeconds: wait }),
-      ...(stagingDir === undefined ? {} : { stagingDir: resolve(stagingDir) }),
-    };
-  }
-  throw new DuccError('BOT_ERR_CONFIG', `${file}: publisher.kind must be 'directory' or 'cvmfs'`);
+  const result = PublisherSection.safeParse(section);
+  if (!result.success) throw configError(formatProblems(problemsOfIssues(result.error.issues, ['publisher']), source));
+  return result.data;
 }
 
 /** The publisher for one `cvmfs_repo` (which may carry a sub-directory, `repo/subdir`). */
-export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: import('pino').Logger): Promise<Publisher> {
+export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: Logger): Promise<Publisher> {
   if (config.kind === 'directory')
     return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo, ...(config.sync === undefined ? {} : { sync: config.sync }) });
   const { CvmfsServerPublisher } = await import('../publish/cvmfs/cvmfs-publisher.ts');
   const [repository, ...sub] = cvmfsRepo.split('/');
+  const { kind: _kind, lockWaitSeconds, ...sameNames } = config;
   return new CvmfsServerPublisher({
+    ...sameNames,
     repository: repository!,
     ...(sub.length ? { subdirectory: sub.join('/') } : {}),
-    mountRoot: config.mountRoot,
-    ...(config.cvmfsServer ? { cvmfsServer: config.cvmfsServer } : {}),
-    ...(config.lockDir === undefined ? {} : { lockDir: config.lockDir }),
-    ...(config.lockWaitSeconds === undefined ? {} : { lockWaitMs: config.lockWaitSeconds * 1000 }),
-    ...(config.stagingDir === undefined ? {} : { stagingDir: config.stagingDir }),
+    ...(lockWaitSeconds === undefined ? {} : { lockWaitMs: lockWaitSeconds * 1000 }),
     ...(logger ? { logger } : {}),
   });
 }

@@ -4,10 +4,11 @@
  */
 import { Octokit } from '@octokit/rest';
 import { pino, type Logger } from 'pino';
-import { DuccError } from '../util/errors.ts';
+import { DuccError, networkCause } from '../util/errors.ts';
 import type { Actor, ForgeKind } from './events.ts';
 import { REPORT_MARKER, type ChangeRequestInfo, type CommitStatus, type Forge } from './forge.ts';
-import { ForgeError, GITHUB_COMMENT_MAX_CHARS, GITHUB_STATUS_DESCRIPTION_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
+import { ForgeError } from './forge-error.ts';
+import { GITHUB_COMMENT_MAX_CHARS, GITHUB_STATUS_DESCRIPTION_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
 
 export interface GitHubForgeOptions {
   /** `https://api.github.com`, `https://ghe.example.org/api/v3`, or a test double. */
@@ -17,6 +18,8 @@ export interface GitHubForgeOptions {
   /** The bot's login (`name[bot]` for an App): only its comments are taken for the report. */
   botLogin?: string;
   logger?: Logger;
+  /** How requests are sent (octokit's `request.fetch`); default the global fetch. For proxies and tests. */
+  fetch?: typeof globalThis.fetch;
 }
 
 /** Collaborator permissions allowed to run commands; `maintain` is reported as `write` with `role_name: maintain`. */
@@ -45,7 +48,7 @@ export class GitHubForge implements Forge {
       baseUrl: options.baseUrl.replace(/\/+$/, ''),
       userAgent: 'ducc-gitops',
       // Only meaningful with @octokit/plugin-retry; set so that adding the plugin later keeps calls single-shot.
-      request: { retries: 0 },
+      request: { retries: 0, ...(options.fetch ? { fetch: options.fetch } : {}) },
       log: {
         debug: (message: string) => log.debug({ octokit: message }, 'octokit'),
         info: (message: string) => log.debug({ octokit: message }, 'octokit'),
@@ -190,15 +193,24 @@ function statusOf(error: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined;
 }
 
-/** Octokit's RequestError, reduced to the status and GitHub's message (its request headers are redacted anyway). */
+/**
+ * Octokit's RequestError, reduced to the status and GitHub's message (its request headers are redacted
+ * anyway). A call that got no answer is not an HTTP error, although octokit gives it status 500: it
+ * says what failed instead (DNS, refused connection, timeout), and is temporary.
+ */
 function toForgeError(operation: string, error: unknown): ForgeError {
   if (error instanceof ForgeError) return error;
   const status = statusOf(error);
-  if (status === undefined) {
-    const reason = error instanceof Error ? error.message : String(error);
-    return new ForgeError('github', `${operation}: ${reason}`, undefined, { cause: error });
+  const response = (error as { response?: { data?: unknown } } | null)?.response;
+  const network = networkCause(error);
+  if (network !== undefined || (status !== undefined && response === undefined)) {
+    const reason = network?.message ?? (error instanceof Error ? error.message : String(error));
+    return new ForgeError('github', `${operation}: no answer from the GitHub API: ${reason}`, undefined, { cause: network ?? error });
   }
-  const data = (error as { response?: { data?: unknown } }).response?.data;
+  if (status === undefined || response === undefined) {
+    return new ForgeError('github', `${operation}: ${error instanceof Error ? error.message : String(error)}`, undefined, { cause: error });
+  }
+  const data = response.data;
   const apiMessage =
     typeof data === 'object' && data !== null && typeof (data as { message?: unknown }).message === 'string'
       ? (data as { message: string }).message

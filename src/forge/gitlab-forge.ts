@@ -10,10 +10,11 @@
 import { Gitlab, GitbeakerRequestError, GitbeakerRetryError, GitbeakerTimeoutError } from '@gitbeaker/rest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
-import { DuccError } from '../util/errors.ts';
+import { DuccError, networkCause } from '../util/errors.ts';
 import type { Actor, ForgeKind } from './events.ts';
 import { REPORT_MARKER, type ChangeRequestInfo, type CommitState, type CommitStatus, type Forge } from './forge.ts';
-import { ForgeError, GITLAB_NOTE_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
+import { ForgeError } from './forge-error.ts';
+import { GITLAB_NOTE_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
 
 export interface GitLabForgeOptions {
   /** `https://gitlab.example.org` (without `/api/v4`), or a test double. */
@@ -257,7 +258,8 @@ function apiMessageOf(error: unknown): string {
 
 /**
  * gitbeaker's errors, reduced to the status and GitLab's message. GitbeakerRequestError's `cause` holds
- * the fetch Request, whose headers include PRIVATE-TOKEN, so it is deliberately dropped.
+ * the fetch Request, whose headers include PRIVATE-TOKEN, so it is deliberately dropped. A call that got
+ * no answer says what failed (DNS, refused connection, timeout) and keeps only that network error.
  */
 function toForgeError(operation: string, error: unknown): ForgeError {
   if (error instanceof ForgeError) return error;
@@ -269,6 +271,8 @@ function toForgeError(operation: string, error: unknown): ForgeError {
   if (error instanceof GitbeakerRetryError || error instanceof GitbeakerTimeoutError) {
     return new ForgeError('gitlab', `${operation}: ${error.message}`, undefined);
   }
+  const network = networkCause(error);
+  if (network !== undefined) return new ForgeError('gitlab', `${operation}: no answer from the GitLab API: ${network.message}`, undefined, { cause: network });
   const reason = error instanceof Error ? error.message : String(error);
   return new ForgeError('gitlab', `${operation}: ${reason}`, undefined, { cause: error });
 }

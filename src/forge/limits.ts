@@ -1,9 +1,8 @@
 /**
- * Size limits of the forges' APIs, the helpers that cut text to them, and the error both forge clients
- * raise. Lengths are counted in UTF-16 code units (JavaScript `length`), which is never less than the
- * number of characters the forges count, so a cut text always fits; a surrogate pair is never split.
+ * Size limits of the forges' APIs and the helpers that cut text to them. Lengths are counted in UTF-16
+ * code units (JavaScript `length`), which is never less than the number of characters the forges count,
+ * so a cut text always fits; a surrogate pair is never split.
  */
-import type { ForgeKind } from './events.ts';
 
 /** GitHub commit status `description` ("description is too long (maximum is 140 characters)"). */
 export const GITHUB_STATUS_DESCRIPTION_MAX_CHARS = 140;
@@ -80,26 +79,4 @@ export function openBlockClosers(markdown: string): string {
   let closers = fence === undefined ? '' : `${fence.char.repeat(fence.length)}\n`;
   closers += '</details>\n'.repeat(openDetails);
   return closers;
-}
-
-/**
- * A forge API call that failed. The message names the operation and the forge's own explanation, never
- * the token; the original client error is not kept as `cause` because gitbeaker's carries the request
- * with its `PRIVATE-TOKEN` header.
- */
-export class ForgeError extends Error {
-  /** Stable code; `BOT_ERR_FORGE` is not (yet) part of `DuccErrorCode` in src/util/errors.ts. */
-  readonly code = 'BOT_ERR_FORGE';
-  readonly forge: ForgeKind;
-  /** HTTP status of the failed answer; undefined when no answer came (network, timeout). */
-  readonly status: number | undefined;
-  /** True for answers worth retrying later: no answer, 408, 429, 5xx. */
-  readonly temporary: boolean;
-  constructor(forge: ForgeKind, message: string, status: number | undefined, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ForgeError';
-    this.forge = forge;
-    this.status = status;
-    this.temporary = status === undefined || status === 408 || status === 429 || status >= 500;
-  }
 }

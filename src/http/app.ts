@@ -1,8 +1,9 @@
 import type { RequestListener } from 'node:http';
 import express, { type ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { Intake } from '../bot/intake.ts';
+import type { Intake } from '../jobs/intake.ts';
 import type { BotConfig } from '../config/bot-config.ts';
+import { DEFAULT_SETTINGS, type HttpSettings } from '../config/settings.ts';
 import type { PublishedImage, StateStore } from '../state/types.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { GitHubSignature, SharedSecret, secretsFromEnv } from './auth.ts';
@@ -16,6 +17,8 @@ import { answerError, locals, replyEarly, track, type HookHandler, type HookResp
 
 export interface AppDeps {
   config: BotConfig;
+  /** Default DEFAULT_SETTINGS.http. */
+  settings?: HttpSettings;
   /** Where webhook secrets are read from (`NAME`, `NAME_FILE`, and `NAME_PREVIOUS` during a rotation). */
   env: NodeJS.ProcessEnv;
   intake: Intake;
@@ -86,7 +89,7 @@ export function buildApp(deps: AppDeps): RequestListener {
   }
 
   const metrics = createMetrics({ store, version: deps.version, ...(deps.isShuttingDown ? { isShuttingDown: deps.isShuttingDown } : {}) });
-  const context: WebhookContext = { config, intake: deps.intake, logger, metrics };
+  const context: WebhookContext = { config, settings: deps.settings ?? DEFAULT_SETTINGS.http, intake: deps.intake, logger, metrics };
   const shuttingDown = () => deps.isShuttingDown?.() ?? false;
 
   // Webhooks. Each reads its own raw body: no body parser may run before a signature check.

@@ -1,19 +1,13 @@
-import { integerFromEnv } from '../registry/limits.ts';
+import { WEBHOOK_BODIES_MAX_BYTES_VARIABLE } from '../config/settings.ts';
 import { locals, replyEarly, RETRY_AFTER_SECONDS, type HookRequest, type HookResponse } from './webhook-common.ts';
 
 /** GitHub caps webhook payloads at 25 MB; nothing we accept is larger. */
 export const MAX_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
 
 /**
- * Body bytes all webhook requests together may hold in memory. A GitHub body must be read whole before
- * its signature can be checked, so without this many senders of well-formed but wrongly signed 25 MB
- * bodies could make the server hold their sum. Beyond it a request gets 503 with Retry-After. Real
- * deliveries are a few kB; the default lets two bodies of the maximum size in at once.
+ * Bytes of webhook bodies held right now, over all requests. Capped by the `heldBytesLimit` each read is
+ * given (HttpSettings.webhookBodiesMaxBytes): past it a request gets 503 with Retry-After.
  */
-export const BODIES_LIMIT_VARIABLE = 'DUCC_WEBHOOK_BODIES_MAX_BYTES';
-const DEFAULT_BODIES_LIMIT = 64 * 1024 * 1024;
-
-/** Bytes of webhook bodies held right now, over all requests. */
 let heldBodyBytes = 0;
 
 /** For tests and metrics: body bytes held by requests in progress. */
@@ -74,12 +68,11 @@ function bodyError(status: number, type: string, message: string): Error {
  * keeps going would never get an answer.) A request that ends early (the sender went away) is reported
  * as `request.aborted`.
  */
-export function readRawBody(req: HookRequest, res: HookResponse): Promise<Buffer> {
-  return new Promise((resolve, reject) => readInto(req, res, resolve, reject));
+export function readRawBody(req: HookRequest, res: HookResponse, heldBytesLimit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => readInto(req, res, heldBytesLimit, resolve, reject));
 }
 
-function readInto(req: HookRequest, res: HookResponse, resolve: (body: Buffer) => void, reject: (error: Error) => void): void {
-  const limit = integerFromEnv(BODIES_LIMIT_VARIABLE, DEFAULT_BODIES_LIMIT);
+function readInto(req: HookRequest, res: HookResponse, limit: number, resolve: (body: Buffer) => void, reject: (error: Error) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let settled = false;
@@ -117,7 +110,7 @@ function readInto(req: HookRequest, res: HookResponse, resolve: (body: Buffer) =
     }
     if (heldBodyBytes + chunk.length > limit) {
       res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-      settle(bodyError(503, 'bodies.overloaded', `too many webhook bodies are being received at once (${BODIES_LIMIT_VARIABLE}); retry later`));
+      settle(bodyError(503, 'bodies.overloaded', `too many webhook bodies are being received at once (${WEBHOOK_BODIES_MAX_BYTES_VARIABLE}); retry later`));
       return;
     }
     heldBodyBytes += chunk.length;

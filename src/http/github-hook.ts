@@ -33,7 +33,7 @@ export function githubHook(context: WebhookContext, signature: GitHubSignature):
       replyEarly(res, 401, 'unauthorized', { error: UNAUTHORIZED_MESSAGE });
       return;
     }
-    const body = await readRawBody(req, res);
+    const body = await readRawBody(req, res, context.settings.webhookBodiesMaxBytes);
     if (!(await signature.verify(body, header(req, 'x-hub-signature-256')))) {
       locals(res).outcome = 'unauthorized';
       locals(res).reason = 'signature does not match';

@@ -36,7 +36,7 @@ export function gitlabHook(context: WebhookContext, token: SharedSecret): HookHa
     }
     // Not a 4xx: see above. The reason is in the body and in the log.
     if (refusedByBodyHeaders(req, res, true)) return;
-    const body = await readRawBody(req, res);
+    const body = await readRawBody(req, res, context.settings.webhookBodiesMaxBytes);
     const payload = parseJson(body);
     // GitLab ≥ 17.4 keeps Idempotency-Key across retries and "Resend request"; X-Gitlab-Event-UUID
     // (14.8+) is per execution; older versions send neither.

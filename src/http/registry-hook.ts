@@ -56,7 +56,7 @@ export function registryHook(context: WebhookContext, hooks: ReadonlyMap<string,
       return;
     }
     if (refusedByBodyHeaders(req, res)) return;
-    const delivery = PARSERS[hook.config.kind](await readRawBody(req, res), hook.config.name);
+    const delivery = PARSERS[hook.config.kind](await readRawBody(req, res, context.settings.webhookBodiesMaxBytes), hook.config.name);
     acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
   };
 }

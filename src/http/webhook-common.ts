@@ -4,13 +4,15 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../util/errors.ts';
 import type { BotConfig } from '../config/bot-config.ts';
+import type { HttpSettings } from '../config/settings.ts';
 import type { Delivery } from '../forge/events.ts';
-import type { Intake, IntakeResult } from '../bot/intake.ts';
+import type { Intake, IntakeResult } from '../jobs/intake.ts';
 import type { BotMetrics } from './metrics.ts';
 
 /** What every webhook route needs. */
 export interface WebhookContext {
   config: BotConfig;
+  settings: HttpSettings;
   intake: Intake;
   logger: Logger;
   metrics: BotMetrics;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Job, StateStore } from '../state/types.ts';
-import { errorMessage } from '../util/errors.ts';
+import { errorMessage, isTemporary } from '../util/errors.ts';
 
 /** Does the work of one job; must stop soon after `signal` is aborted (the job is then retried later). */
 export type JobHandler = (job: Job, signal: AbortSignal) => Promise<void>;
@@ -14,7 +14,10 @@ export interface JobWorkerOptions {
   logger: Logger;
   /** How often the queue is polled when idle (ms). Default 500. */
   pollMs?: number;
-  /** A job whose handler failed this many attempts is marked failed. Default 3. */
+  /**
+   * A job whose handler failed this many attempts with temporary errors is marked failed (default 8: with
+   * the backoff of retryDelayMs, about 45 minutes of trying). A permanent error fails it at once.
+   */
   maxAttempts?: number;
   /** The clock (ms since the epoch) used for the queue and the backoff. Default Date.now. */
   now?: () => number;
@@ -35,12 +38,18 @@ export interface JobWorkerOptions {
   onJobFinished?: (job: Job, outcome: JobOutcome, error?: unknown) => Promise<void> | void;
 }
 
-/** Retry delay after the given number of attempts: 2^attempts seconds, capped at 5 minutes. */
+/**
+ * Retry delay after the given number of failed attempts: 30 s, 1, 2, 4, 8 minutes, then every 15 minutes.
+ * Over minutes, not seconds: what fails for a moment (a forge or registry outage, an unreachable
+ * repository) is usually not back seconds later.
+ */
 export function retryDelayMs(attempts: number): number {
-  return Math.min(2 ** Math.max(0, attempts) * 1000, MAX_BACKOFF_MS);
+  return Math.min(FIRST_RETRY_DELAY_MS * 2 ** Math.max(0, attempts - 1), MAX_RETRY_DELAY_MS);
 }
 
-const MAX_BACKOFF_MS = 5 * 60_000;
+const FIRST_RETRY_DELAY_MS = 30_000;
+const MAX_RETRY_DELAY_MS = 15 * 60_000;
+export const DEFAULT_MAX_ATTEMPTS = 8;
 
 interface Run {
   job: Job;
@@ -60,9 +69,10 @@ interface Loop {
 }
 
 /**
- * Runs queued jobs one at a time, in queue order. Retries a failing job with exponential backoff until it has
- * failed `maxAttempts` times. Jobs left running by a crash are not its business: call
- * `store.requeueRunning()` before start().
+ * Runs queued jobs one at a time, in queue order. A job that fails with a temporary error (see
+ * isTemporary: network, 5xx, 429...) is retried with backoff (retryDelayMs) until it has failed
+ * `maxAttempts` times; one that fails with a permanent error (bad configuration or input, 4xx) is failed
+ * at once. Jobs left running by a crash are not its business: call `store.requeueRunning()` before start().
  */
 export class JobWorker {
   readonly #store: StateStore;
@@ -90,7 +100,7 @@ export class JobWorker {
     this.#handle = options.handle;
     this.#logger = options.logger;
     this.#pollMs = options.pollMs ?? 500;
-    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 3);
+    this.#maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     this.#now = options.now ?? Date.now;
     this.#abortGraceMs = options.abortGraceMs ?? 1000;
     this.#quietMs = Math.max(0, options.quietMs ?? 25);
@@ -104,9 +114,9 @@ export class JobWorker {
   }
 
   /**
-   * Starts the loop: claims one job at a time and runs it; a handler error marks the job failed once
-   * attempts >= maxAttempts, else requeues it with a backoff (notBefore = now + 2^attempts s, capped 5 min).
-   * Does nothing if already started.
+   * Starts the loop: claims one job at a time and runs it; a handler error marks the job failed when it is
+   * permanent or attempts >= maxAttempts, else requeues it with a backoff (notBefore = now +
+   * retryDelayMs(attempts)). Does nothing if already started.
    */
   start(): void {
     if (this.#loop) return;
@@ -206,9 +216,11 @@ export class JobWorker {
         log.error({ err: storeError }, 'cannot record the outcome of the job');
         return;
       }
+      const temporary = ok ? undefined : isTemporary(error);
       if (outcome === 'done') log.info({ ms }, 'job done');
-      else if (outcome === 'failed') log.error({ ms, err: error, attempts: job.attempts }, 'job failed');
-      else log.warn({ ms, err: error, attempts: job.attempts }, 'job attempt failed, will retry');
+      // temporary: true means it ran out of attempts; false, that trying again would not help.
+      else if (outcome === 'failed') log.error({ ms, err: error, attempts: job.attempts, temporary }, 'job failed');
+      else log.warn({ ms, err: error, attempts: job.attempts, retryInMs: retryDelayMs(job.attempts) }, 'job attempt failed, will retry');
       await this.#notify(log, job, outcome, error);
     } finally {
       if (this.#current === run) this.#current = undefined;
@@ -236,7 +248,7 @@ export class JobWorker {
       return 'done';
     }
     const message = errorMessage(error);
-    if (job.attempts >= this.#maxAttempts) {
+    if (!isTemporary(error) || job.attempts >= this.#maxAttempts) {
       this.#store.fail(job.id, message, now);
       return 'failed';
     }

@@ -124,7 +124,6 @@ export class DirectoryPublisher implements Publisher {
 
   /** Builds a tree in staging and renames it into place (the `tree` call of a transaction). */
   async publishTree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void> {
-    if (await this.lstat(relDir)) throw new DuccError('BOT_ERR_PUBLISH', `cannot publish tree: ${relDir} already exists in ${this.description}`);
     const stage = await this.makeStage();
     // Every other run of LINK_RUN hard links goes to a file-writer thread, the rest are made here: link(2)
     // is kernel work, and two threads linking into different directories take about half the time.

@@ -33,9 +33,11 @@ export interface Transaction {
   /** Removes a file, symlink or whole directory; no error if it is absent. */
   remove(relPath: string): Promise<void>;
   /**
-   * Publishes a complete directory tree at `relDir` (which must not exist yet) and makes it a nested
-   * catalog (`.flat` too, as DUCC does). The entries may be consumed after this call returns, while
-   * the transaction commits: an iterable that fails then fails the whole transaction.
+   * Publishes a complete directory tree at `relDir` and makes it a nested catalog (`.flat` too, as DUCC
+   * does). Trees are content-addressed: if `relDir` exists by the time the transaction is published
+   * (another process published the same tree meanwhile), the existing one is kept. The entries may be
+   * consumed after this call returns, while the transaction commits: an iterable that fails then fails
+   * the whole transaction.
    */
   tree(relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void>;
 }

@@ -216,6 +216,23 @@ describe('CvmfsServerPublisher on a real stratum 0', () => {
     await repo.check();
   });
 
+  it('a tree published meanwhile by another process is kept, and the rest of the transaction published', async () => {
+    const cvmfs = publisher();
+    const tree = (content: string): TreeEntry[] => [
+      { type: 'directory', path: '', mode: 0o755, uid: 0, gid: 0, mtime: DEFAULT_MTIME },
+      { type: 'file', path: 'f', mode: 0o644, uid: 0, gid: 0, mtime: DEFAULT_MTIME, size: content.length, content: Buffer.from(content) },
+    ];
+    await cvmfs.transaction((tx) => tx.tree('.flat/kk/same', tree('first')));
+
+    await cvmfs.transaction(async (tx) => {
+      await tx.tree('.flat/kk/same', tree('second'));
+      await tx.writeFile('.metadata/kk/manifest.json', '{}');
+    });
+
+    assert.equal(await readFile(join(repo.mount, '.flat/kk/same/f'), 'utf8'), 'first');
+    assert.equal(await readFile(join(repo.mount, '.metadata/kk/manifest.json'), 'utf8'), '{}');
+  });
+
   it('a tree whose entries fail half-way publishes nothing and leaves no transaction open', async () => {
     const cvmfs = publisher();
     async function* failing(): AsyncIterable<TreeEntry> {

@@ -249,7 +249,8 @@ export class CvmfsServerPublisher implements Publisher {
    * Publishes a transaction's operations (under the repository lock): as one ingest when every removal
    * is of a directory, else as a classic transaction on the writable mount.
    */
-  async #commit(operations: Operation[]): Promise<void> {
+  async #commit(all: Operation[]): Promise<void> {
+    let operations = all;
     const removals: string[] = [];
     let needsMount = false;
     for (const [index, operation] of operations.entries()) {
@@ -261,6 +262,10 @@ export class CvmfsServerPublisher implements Publisher {
       if (!existing.isDirectory() || writtenBefore) needsMount = true;
       removals.push(operation.path);
     }
+    // A tree published meanwhile by another process (same content address) is kept as it is.
+    const published = new Set<Operation>();
+    for (const operation of operations) if (operation.kind === 'tree' && (await this.lstat(operation.path)) !== undefined) published.add(operation);
+    operations = operations.filter((operation) => !published.has(operation));
     if (needsMount) return this.#commitOnMount(operations);
     // A directory removed and written below again is removed in a publish of its own first (see
     // CvmfsServer.deleteDirectories); the others go with the ingest of the writes.

@@ -9,7 +9,8 @@ import { connect } from 'node:net';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { githubPush } from '../../support/bot-harness.ts';
 import { LINGER_MAX_MS } from '../../../src/http/webhook-common.ts';
-import { BODIES_LIMIT_VARIABLE, webhookBodyBytesHeld } from '../../../src/http/body.ts';
+import { webhookBodyBytesHeld } from '../../../src/http/body.ts';
+import { WEBHOOK_BODIES_MAX_BYTES_VARIABLE } from '../../../src/config/settings.ts';
 import { abuseConfig, distributionPush, githubSignature, postGitHub, rawPost, SECRETS, startAbuseBot, waitFor } from './support.ts';
 
 const MiB = 1024 * 1024;
@@ -93,9 +94,7 @@ it('a chunked body that goes on past 25 MiB gets 413 and a closed connection, wi
 });
 
 it('the body bytes held by all requests together are capped: past the cap a request gets 503 with Retry-After, and the server goes on', async (t) => {
-  const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{}]));
-  process.env[BODIES_LIMIT_VARIABLE] = '4MiB';
-  t.after(() => delete process.env[BODIES_LIMIT_VARIABLE]);
+  const bot = await startAbuseBot(t, (root) => abuseConfig(root, [{}]), { env: { [WEBHOOK_BODIES_MAX_BYTES_VARIABLE]: '4MiB' } });
   const headers = {
     'content-type': 'application/json',
     'transfer-encoding': 'chunked',

@@ -2,10 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GitHubForge } from '../../../src/forge/github-forge.ts';
 import { REPORT_MARKER } from '../../../src/forge/forge.ts';
-import { ForgeError } from '../../../src/forge/limits.ts';
+import { ForgeError } from '../../../src/forge/forge-error.ts';
 import { githubRepoDouble, startApiDouble } from '../../support/forge-api-double.ts';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 const SHA = 'a'.repeat(40);
 const TOKEN = 'ghp_test-token-never-logged';
@@ -352,5 +355,55 @@ describe('GitHubForge logging', () => {
     await forge.canWrite('cern/wishlist', { login: 'bob', isBot: false }).catch(() => undefined);
     assert.match(output, /target_url longer than 255/);
     assert.doesNotMatch(output, new RegExp(TOKEN));
+  });
+});
+
+describe('GitHubForge when the API cannot be reached', () => {
+  it('a host name that does not resolve is a temporary ForgeError naming the DNS failure, not "HTTP 500"', async (t) => {
+    // undici's own fetch with a resolver that fails as getaddrinfo does for an unknown name: the errors
+    // are undici's, without a DNS query leaving the machine.
+    const agent = new Agent({
+      connect: {
+        lookup: (hostname, _options, callback) =>
+          callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', errno: -3008, syscall: 'getaddrinfo', hostname }), '', 4),
+      },
+    });
+    t.after(() => agent.close());
+    const forge = new GitHubForge({
+      baseUrl: 'https://api.github.example',
+      token: TOKEN,
+      fetch: ((input: string, init: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher: agent })) as unknown as typeof fetch,
+    });
+
+    const failure = await forge.setCommitStatus('cern/wishlist', SHA, { state: 'pending', context: 'ducc-gitops/publish', description: 'd' }).then(
+      () => assert.fail('the call succeeded'),
+      (error: unknown) => error,
+    );
+
+    assert.ok(failure instanceof ForgeError);
+    assert.equal(failure.status, undefined);
+    assert.equal(failure.temporary, true);
+    assert.equal(
+      failure.message,
+      `setting status ducc-gitops/publish on cern/wishlist@${SHA}: no answer from the GitHub API: getaddrinfo ENOTFOUND api.github.example`,
+    );
+  });
+
+  it('a refused connection is a temporary ForgeError that names it', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+
+    const failure = await forgeFor(`http://127.0.0.1:${port}`)
+      .getChangeRequest('cern/wishlist', 7)
+      .then(
+        () => assert.fail('the call succeeded'),
+        (error: unknown) => error,
+      );
+
+    assert.ok(failure instanceof ForgeError);
+    assert.equal(failure.temporary, true);
+    assert.equal(failure.message, `reading pull request cern/wishlist#7: no answer from the GitHub API: connect ECONNREFUSED 127.0.0.1:${port}`);
   });
 });

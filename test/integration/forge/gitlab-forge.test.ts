@@ -2,10 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GitLabForge } from '../../../src/forge/gitlab-forge.ts';
 import { REPORT_MARKER, type CommitState } from '../../../src/forge/forge.ts';
-import { ForgeError } from '../../../src/forge/limits.ts';
+import { ForgeError } from '../../../src/forge/forge-error.ts';
 import { gitlabProjectDouble, startApiDouble } from '../../support/forge-api-double.ts';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 const SHA = 'c'.repeat(40);
 const TOKEN = 'glpat-test-token-never-logged';
@@ -371,3 +373,31 @@ describe('GitLabForge logging', () => {
     assert.doesNotMatch(output, new RegExp(TOKEN));
   });
 });
+
+describe('GitLabForge when the API cannot be reached', () => {
+  it('a refused connection is a temporary ForgeError that names it, without the token', async () => {
+    const url = `http://127.0.0.1:${await closedPort()}`;
+
+    const failure = await forgeFor(url)
+      .setCommitStatus(PROJECT, SHA, { state: 'pending', context: 'c', description: 'd' })
+      .then(
+        () => assert.fail('the call succeeded'),
+        (error: unknown) => error,
+      );
+
+    assert.ok(failure instanceof ForgeError);
+    assert.equal(failure.status, undefined);
+    assert.equal(failure.temporary, true);
+    assert.match(failure.message, /^setting status c on .*: no answer from the GitLab API: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+    assert.doesNotMatch(`${failure.message} ${String((failure.cause as Error).message)}`, new RegExp(TOKEN));
+  });
+});
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { Webhooks } from '@octokit/webhooks';
 import { buildApp, type AppDeps } from '../../../src/http/app.ts';
 import { listen, type ListenOptions } from '../../../src/http/server.ts';
-import type { Intake, IntakeResult } from '../../../src/bot/intake.ts';
+import type { Intake, IntakeResult } from '../../../src/jobs/intake.ts';
 import type { Delivery } from '../../../src/forge/events.ts';
 import type { BotConfig } from '../../../src/config/bot-config.ts';
 import { SqliteStateStore } from '../../../src/state/sqlite-store.ts';

@@ -169,6 +169,18 @@ registryHooks:
     assert.match(line, pattern);
   }
   assert.equal(problems.length, expect.length, problems.join('\n'));
+  // Each problem in the file says where it is, and they come in the order of the file.
+  assert.match(problems[0]!, new RegExp(`^${file}: listen\\.port: .* \\(line 2, column 10\\)$`));
+  assert.match(
+    problems.find((p) => p.includes('wishlists[1].apiUrl'))!,
+    /\(line 11, column 5\)$/,
+    'a missing key: the mapping that lacks it',
+  );
+  assert.match(
+    problems.find((p) => p.includes('reconcile_minutes'))!,
+    /\(line 3, column 1\)$/,
+    'an unknown key: the key itself',
+  );
   // The value of a *Env key may be a pasted secret: never echoed.
   assert.ok(!problems.join('\n').includes('my-secret-value'));
 });

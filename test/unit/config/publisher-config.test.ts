@@ -27,23 +27,4 @@ test('cvmfs publisher with its lock directory and wait', async (t) => {
   assert.deepEqual(loadPublisherConfig(await configFile(t, 'publisher:\n  kind: cvmfs\n')), { kind: 'cvmfs', mountRoot: '/cvmfs' });
 });
 
-test('bad lock settings and kinds are config errors naming the file and key', async (t) => {
-  for (const [yaml, message] of [
-    ['publisher:\n  kind: cvmfs\n  lockWaitSeconds: -1\n', /publisher\.lockWaitSeconds must be a positive number of seconds, not -1/],
-    ['publisher:\n  kind: cvmfs\n  lockWaitSeconds: soon\n', /publisher\.lockWaitSeconds .* not "soon"/],
-    ['publisher:\n  kind: cvmfs\n  lockDir: ""\n', /publisher\.lockDir must be a directory path/],
-    ['publisher:\n  kind: s3\n', /publisher\.kind must be 'directory' or 'cvmfs'/],
-    ['publisher:\n  kind: directory\n  sync: maybe\n', /publisher\.sync must be true or false, not "maybe"/],
-  ] as const) {
-    const file = await configFile(t, yaml);
-    assert.throws(
-      () => loadPublisherConfig(file),
-      (error: Error & { code?: string }) => {
-        assert.equal(error.code, 'BOT_ERR_CONFIG');
-        assert.ok(error.message.startsWith(file), error.message);
-        assert.match(error.message, message);
-        return true;
-      },
-    );
-  }
-});
+// Refused sections: test/integration/cli/publisher-section.test.ts runs them through ducc convert and ducc serve.

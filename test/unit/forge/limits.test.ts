@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ForgeError, openBlockClosers, truncateMarkdown, truncateText } from '../../../src/forge/limits.ts';
+import { ForgeError } from '../../../src/forge/forge-error.ts';
+import { openBlockClosers, truncateMarkdown, truncateText } from '../../../src/forge/limits.ts';
 
 describe('truncateText', () => {
   it('leaves short text alone and cuts long text to the limit with …', () => {

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { JobWorker, retryDelayMs, type JobHandler, type JobOutcome, type JobWorkerOptions } from '../../../src/jobs/worker.ts';
+import { DEFAULT_MAX_ATTEMPTS, JobWorker, retryDelayMs, type JobHandler, type JobOutcome, type JobWorkerOptions } from '../../../src/jobs/worker.ts';
+import { ForgeError } from '../../../src/forge/forge-error.ts';
+import { DuccError } from '../../../src/util/errors.ts';
 import { SqliteStateStore } from '../../../src/state/sqlite-store.ts';
 import type { Job, JobPayload, StateStore } from '../../../src/state/types.ts';
 
@@ -37,12 +39,13 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
   return { promise, resolve };
 }
 
-test('retry delay: 2^attempts seconds, capped at 5 minutes', () => {
-  assert.equal(retryDelayMs(1), 2000);
-  assert.equal(retryDelayMs(2), 4000);
-  assert.equal(retryDelayMs(8), 256_000);
-  assert.equal(retryDelayMs(9), 300_000);
-  assert.equal(retryDelayMs(50), 300_000);
+test('retry delay: over minutes, 30 s doubling up to 15 minutes', () => {
+  assert.equal(retryDelayMs(1), 30_000);
+  assert.equal(retryDelayMs(2), 60_000);
+  assert.equal(retryDelayMs(3), 120_000);
+  assert.equal(retryDelayMs(5), 480_000);
+  assert.equal(retryDelayMs(6), 900_000);
+  assert.equal(retryDelayMs(50), 900_000);
 });
 
 test('runs queued jobs one at a time, oldest first', { timeout: 3000 }, async (t) => {
@@ -90,7 +93,7 @@ test('the state database is checkpointed after each job, once its outcome is rec
   await worker.stop(1000);
 });
 
-test('a failing job is retried with backoff, then failed after maxAttempts', { timeout: 3000 }, async (t) => {
+test('a job failing with a temporary error is retried with backoff, then failed after maxAttempts', { timeout: 3000 }, async (t) => {
   const store = openStore(t);
   let clock = 1_000_000;
   const attempts: number[] = [];
@@ -113,10 +116,10 @@ test('a failing job is retried with backoff, then failed after maxAttempts', { t
   assert.deepEqual(attempts, [1]);
   let stored = store.getJob(job.id);
   assert.equal(stored?.status, 'queued');
-  assert.equal(stored?.notBefore, clock + 2000);
+  assert.equal(stored?.notBefore, clock + 30_000);
   assert.equal(stored?.error, 'attempt 1 failed');
 
-  clock += 1999;
+  clock += 29_999;
   worker.poke();
   await worker.onIdle();
   await sleep(20); // a few polls: still too early
@@ -128,9 +131,9 @@ test('a failing job is retried with backoff, then failed after maxAttempts', { t
   assert.deepEqual(attempts, [1, 2]);
   stored = store.getJob(job.id);
   assert.equal(stored?.status, 'queued');
-  assert.equal(stored?.notBefore, clock + 4000);
+  assert.equal(stored?.notBefore, clock + 60_000);
 
-  clock += 4000;
+  clock += 60_000;
   worker.poke();
   await worker.onIdle();
   assert.deepEqual(attempts, [1, 2, 3]);
@@ -147,6 +150,79 @@ test('a failing job is retried with backoff, then failed after maxAttempts', { t
   clock += 3_600_000;
   await sleep(20);
   assert.deepEqual(attempts, [1, 2, 3], 'a failed job is not run again');
+});
+
+test('a job failing with a permanent error is failed at once, without a retry', { timeout: 3000 }, async (t) => {
+  const store = openStore(t);
+  const cases: [string, Error][] = [
+    ['bad configuration', new DuccError('BOT_ERR_CONFIG', "wish list 'gone' is no longer configured")],
+    ['a 4xx answer of the forge', new ForgeError('github', 'setting status ducc-gitops/publish: HTTP 422: Validation Failed', 422)],
+  ];
+  const outcomes: [string, JobOutcome][] = [];
+  const worker = makeWorker(t, {
+    store,
+    handle: async (job) => {
+      throw cases.find(([sha]) => sha === (job.payload as { sha: string }).sha)![1];
+    },
+    onJobFinished: (job, outcome) => {
+      outcomes.push([(job.payload as { sha: string }).sha, outcome]);
+    },
+  });
+  const jobs = cases.map(([sha]) => store.enqueue(sync(sha)).job);
+
+  worker.start();
+  await worker.onIdle();
+
+  assert.deepEqual(outcomes, [
+    ['bad configuration', 'failed'],
+    ['a 4xx answer of the forge', 'failed'],
+  ]);
+  for (const [index, job] of jobs.entries()) {
+    const stored = store.getJob(job.id);
+    assert.equal(stored?.status, 'failed');
+    assert.equal(stored?.attempts, 1);
+    assert.equal(stored?.error, cases[index]![1].message);
+  }
+});
+
+test('by default a temporary failure is tried 8 times over about 45 minutes, then failed with its cause', { timeout: 5000 }, async (t) => {
+  const store = openStore(t);
+  let clock = 1_000_000;
+  const started: number[] = [];
+  const unreachable = new ForgeError(
+    'github',
+    'setting status ducc-gitops/publish: no answer from the GitHub API: getaddrinfo ENOTFOUND api.github.com',
+    undefined,
+  );
+  const worker = makeWorker(t, {
+    store,
+    now: () => clock,
+    handle: async () => {
+      started.push(clock);
+      throw unreachable;
+    },
+  });
+  const { job } = store.enqueue(sync('a'), { now: clock });
+  worker.start();
+
+  for (;;) {
+    await worker.onIdle();
+    const stored = store.getJob(job.id)!;
+    if (stored.status !== 'queued') break;
+    clock = stored.notBefore;
+    worker.poke();
+  }
+
+  const stored = store.getJob(job.id)!;
+  assert.equal(stored.status, 'failed');
+  assert.equal(stored.attempts, DEFAULT_MAX_ATTEMPTS);
+  assert.equal(stored.error, unreachable.message);
+  const waits = started.slice(1).map((at, index) => (at - started[index]!) / 60_000);
+  assert.deepEqual(waits, [0.5, 1, 2, 4, 8, 15, 15]);
+  assert.equal(
+    waits.reduce((a, b) => a + b),
+    45.5,
+  );
 });
 
 test('onJobFinished reports done; a synchronous throw or a throwing hook does not stop the loop', { timeout: 3000 }, async (t) => {
