@@ -50,6 +50,13 @@ export interface TestRepository {
 
 /** Makes a fresh repository (`cvmfs_server mkfs -o root -f overlayfs`), removed after the test (or suite). */
 export async function createRepository(t: Pick<TestContext, 'after'>, label: string): Promise<TestRepository> {
+  const { repository, remove } = await makeRepository(label);
+  t.after(remove);
+  return repository;
+}
+
+/** A fresh repository and the function that removes it (`rmfs -f`); the caller decides when. */
+export async function makeRepository(label: string): Promise<{ repository: TestRepository; remove: () => Promise<void> }> {
   const reason = await stratum0Unavailable();
   if (reason !== undefined) throw new Error(`cannot make a CernVM-FS stratum 0 here: ${reason}`);
   // The pid in the name tells scripts/test-cvmfs.ts whether the repository's test process is gone
@@ -59,14 +66,14 @@ export async function createRepository(t: Pick<TestContext, 'after'>, label: str
     await startApache();
     await run('cvmfs_server', ['mkfs', '-o', 'root', '-f', 'overlayfs', name], { maxBuffer: 16 << 20 });
   });
-  t.after(async () => {
+  const remove = async () => {
     await withGlobalLock(async () => {
       await run('cvmfs_server', ['abort', '-f', name]).catch(() => {});
       await run('cvmfs_server', ['rmfs', '-f', name], { maxBuffer: 16 << 20 });
     });
-  });
+  };
   const server = async (args: string[]) => (await run('cvmfs_server', args, { maxBuffer: 64 << 20 })).stdout;
-  return {
+  const repository: TestRepository = {
     name,
     mount: `/cvmfs/${name}`,
     server,
@@ -85,6 +92,7 @@ export async function createRepository(t: Pick<TestContext, 'after'>, label: str
         .sort();
     },
   };
+  return { repository, remove };
 }
 
 /**
@@ -126,7 +134,7 @@ export async function cvmfsServerShim(dir: string): Promise<{ command: string; c
 }
 
 /** The absolute path of a command found on PATH. */
-async function onPath(command: string): Promise<string> {
+export async function onPath(command: string): Promise<string> {
   for (const dir of (process.env['PATH'] ?? '').split(':')) {
     if (dir === '') continue;
     try {

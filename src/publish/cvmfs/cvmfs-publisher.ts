@@ -1,16 +1,17 @@
 import type { Stats } from 'node:fs';
-import { chown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { catalogParents } from '../../layout/paths.ts';
-import { extractLayer } from '../../unpack/extract-layer.ts';
-import type { LayerUnpackResult, TreeEntry } from '../../unpack/tree-types.ts';
+import type { TreeEntry } from '../../unpack/tree-types.ts';
 import { DuccError } from '../../util/errors.ts';
-import type { LayerBatch, LayerMetadata, Publisher, Transaction } from '../publisher.ts';
+import type { LayerBatch, Publisher, Transaction } from '../publisher.ts';
 import { CvmfsServer } from './cvmfs-server.ts';
-import { CATALOG_MARKER, type EntryMeta, type IngestTar } from './ingest-tar.ts';
+import { CATALOG_MARKER, type IngestTar } from './ingest-tar.ts';
+import { DEFAULT_STAGING_DIR, LayerStaging, type StagedLayer } from './layer-staging.ts';
+import { ancestors, checkNew, describeType, ifExists, isMissing, isSameOrBelow, normalizeRelativePath } from './paths.ts';
+import { writeTree } from './tree-tar.ts';
 
 export interface CvmfsServerPublisherOptions {
   /** Fully qualified repository name, e.g. `unpacked.cern.ch`. */
@@ -32,7 +33,7 @@ export interface CvmfsServerPublisherOptions {
   logger?: Logger;
 }
 
-export const DEFAULT_STAGING_DIR = '/var/tmp/ducc-gitops';
+export { DEFAULT_STAGING_DIR };
 
 const REPOSITORY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
@@ -43,14 +44,6 @@ type Operation =
   | { kind: 'mkdir'; path: string }
   | { kind: 'remove'; path: string }
   | { kind: 'tree'; path: string; entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry> };
-
-/** A layer unpacked in local staging, waiting for the ingest of its image's layers. */
-interface StagedLayer {
-  layerDir: string;
-  /** The local directory holding `layerfs/` and `.metadata/`. */
-  local: string;
-  replace: boolean;
-}
 
 /**
  * Publishes into a CernVM-FS repository on its stratum 0 (release manager) through `cvmfs_server`:
@@ -80,7 +73,7 @@ export class CvmfsServerPublisher implements Publisher {
 
   readonly #repositoryRoot: string;
   readonly #server: CvmfsServer;
-  readonly #stagingRoot: string;
+  readonly #staging: LayerStaging;
   readonly #log: Logger;
   #owner: { uid: number; gid: number } | undefined;
 
@@ -102,7 +95,7 @@ export class CvmfsServerPublisher implements Publisher {
       ...(options.lockWaitMs === undefined ? {} : { lockWaitMs: options.lockWaitMs }),
       logger: this.#log,
     });
-    this.#stagingRoot = path.join(options.stagingDir ?? DEFAULT_STAGING_DIR, target.replaceAll('/', '_'));
+    this.#staging = new LayerStaging(path.join(options.stagingDir ?? DEFAULT_STAGING_DIR, target.replaceAll('/', '_')));
     this.description = `cvmfs repository ${target} (${this.#server.command})`;
   }
 
@@ -124,7 +117,7 @@ export class CvmfsServerPublisher implements Publisher {
         await this.#commitOnMount([{ kind: 'mkdir', path: '' }]);
       }
     });
-    await this.#removeStaleStaging();
+    await this.#staging.removeStale();
   }
 
   async lstat(relPath: string): Promise<Stats | undefined> {
@@ -138,47 +131,7 @@ export class CvmfsServerPublisher implements Publisher {
   // ---- Publisher: layers ------------------------------------------------------------------------
 
   async publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T> {
-    const staged: StagedLayer[] = [];
-    let stage: string | undefined;
-    const batch: LayerBatch = {
-      add: async (layerDir: string, tar: Readable, metadata: LayerMetadata, options?: { replace?: boolean }): Promise<LayerUnpackResult> => {
-        let rel: string;
-        try {
-          rel = checkNew(layerDir);
-          stage ??= await this.#makeStage();
-        } catch (error) {
-          tar.destroy();
-          throw error;
-        }
-        const local = await mkdtemp(path.join(stage, 'layer-'));
-        const layerfs = path.join(local, 'layerfs');
-        await mkdir(layerfs, { mode: 0o755 });
-        const result = await extractLayer(tar, layerfs, { label: `layer sha256:${rel.split('/').at(-1)}` });
-        await mkdir(path.join(local, '.metadata'), { mode: 0o755 });
-        for (const [name, bytes] of Object.entries(metadata(result))) {
-          if (name === '' || name === '.' || name === '..' || name.includes('/')) {
-            throw new DuccError('BOT_ERR_PUBLISH', `invalid layer metadata file name '${name}'`);
-          }
-          await writeFile(path.join(local, '.metadata', name), bytes, { mode: 0o644 });
-        }
-        staged.push({ layerDir: rel, local, replace: options?.replace ?? false });
-        return result;
-      },
-    };
-    try {
-      let outcome: { value: T } | { error: unknown };
-      try {
-        outcome = { value: await work(batch) };
-      } catch (error) {
-        outcome = { error };
-      }
-      // Layers unpacked completely are published even when another one failed: a retry need not fetch them.
-      if (staged.length > 0) await this.#server.exclusive(() => this.#ingestLayers(staged));
-      if ('error' in outcome) throw outcome.error;
-      return outcome.value;
-    } finally {
-      if (stage !== undefined) await rm(stage, { recursive: true, force: true });
-    }
+    return this.#staging.run(work, (staged) => this.#server.exclusive(() => this.#ingestLayers(staged)));
   }
 
   /** One ingest of every staged layer (under the repository lock). */
@@ -297,53 +250,13 @@ export class CvmfsServerPublisher implements Publisher {
           case 'tree':
             for (const dir of catalogParents(operation.path)) await writer.markedDirectory(dir);
             await writer.parents(operation.path);
-            await this.#writeTree(tar, operation.path, operation.entries);
+            await writeTree(tar, operation.path, operation.entries, await this.#ownerIds(), (source, entryPath) => this.#publishedPath(source, entryPath));
             break;
           case 'remove':
             break;
         }
       }
     });
-  }
-
-  /** The entries of a flat tree below `relDir`, with a catalog marker at its root. */
-  async #writeTree(tar: IngestTar, relDir: string, entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry>): Promise<void> {
-    const owner = await this.#ownerIds();
-    let rootWritten = false;
-    const name = (entryPath: string) => (entryPath === '' ? relDir : `${relDir}/${entryPath}`);
-    const writeRoot = async (meta: EntryMeta) => {
-      rootWritten = true;
-      await tar.directory(relDir, meta);
-      await tar.file(`${relDir}/${CATALOG_MARKER}`, { ...owner, mode: 0o644, mtime: meta.mtime }, Buffer.alloc(0));
-    };
-    for await (const entry of entries) {
-      if (entry.path === '' && entry.type !== 'directory') throw new DuccError('BOT_ERR_UNSAFE_ENTRY', `tree ${entry.type} entry with an empty path`);
-      if (entry.path === CATALOG_MARKER) continue; // the tree gets its own marker
-      if (!rootWritten) await writeRoot(entry.path === '' && entry.type === 'directory' ? entry : { ...owner, mode: 0o755, mtime: new Date() });
-      if (entry.path === '') continue;
-      const entryName = name(normalizeRelativePath(entry.path, 'BOT_ERR_UNSAFE_ENTRY'));
-      switch (entry.type) {
-        case 'directory':
-          await tar.directory(entryName, entry);
-          break;
-        case 'symlink':
-          await tar.symlink(entryName, entry.target, entry);
-          break;
-        case 'file':
-          if (entry.content !== undefined) await tar.file(entryName, entry, entry.content);
-          else if (entry.source !== undefined) await tar.fileFrom(entryName, entry, entry.source, entry.size);
-          else throw new DuccError('BOT_ERR_PUBLISH', `tree file entry ${entry.path} has neither content nor source`);
-          break;
-        case 'hardlink':
-          await tar.hardlink(entryName, name(normalizeRelativePath(entry.target, 'BOT_ERR_UNSAFE_ENTRY')));
-          break;
-        case 'link':
-          // A catalog clone of the published layer file: same content, mode, owner and mtime.
-          await tar.hardlink(entryName, this.#publishedPath(entry.source, entry.path));
-          break;
-      }
-    }
-    if (!rootWritten) await writeRoot({ ...owner, mode: 0o755, mtime: new Date() });
   }
 
   /** A classic transaction: `cvmfs_server transaction`, the writes on the mount, `publish` (or `abort -f`). */
@@ -514,82 +427,6 @@ export class CvmfsServerPublisher implements Publisher {
   #absolute(relPath: string): string {
     const rel = normalizeRelativePath(relPath, 'BOT_ERR_PUBLISH');
     return rel === '' ? this.readRoot : path.join(this.readRoot, rel);
-  }
-
-  async #makeStage(): Promise<string> {
-    await mkdir(this.#stagingRoot, { recursive: true, mode: 0o700 });
-    return mkdtemp(path.join(this.#stagingRoot, `${process.pid}-`));
-  }
-
-  /** Staging of processes that are gone (by the pid its name starts with). */
-  async #removeStaleStaging(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.#stagingRoot);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
-        await rm(path.join(this.#stagingRoot, name), { recursive: true, force: true });
-      }
-    }
-  }
-}
-
-/** A publisher-relative path, normalized; '' for the root. Absolute paths and `..` are refused. */
-function normalizeRelativePath(relPath: string, code: 'BOT_ERR_PUBLISH' | 'BOT_ERR_CONFIG' | 'BOT_ERR_UNSAFE_ENTRY'): string {
-  if (relPath.startsWith('/')) throw new DuccError(code, `path '${relPath}' must be relative`);
-  const parts = relPath.split('/').filter((part) => part !== '' && part !== '.');
-  if (parts.includes('..')) throw new DuccError(code, `path '${relPath}' must not contain '..'`);
-  return parts.join('/');
-}
-
-/** A path to write or publish: normalized, never the publisher root itself. */
-function checkNew(relPath: string): string {
-  const rel = normalizeRelativePath(relPath, 'BOT_ERR_PUBLISH');
-  if (rel === '') throw new DuccError('BOT_ERR_PUBLISH', 'cannot write the publisher root itself');
-  return rel;
-}
-
-/** `a`, `a/b` for `a/b/c`. */
-function ancestors(relPath: string): string[] {
-  const parts = relPath.split('/');
-  return parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/'));
-}
-
-function isSameOrBelow(relPath: string, dir: string): boolean {
-  return relPath === dir || relPath.startsWith(`${dir}/`);
-}
-
-function describeType(stats: Stats): string {
-  if (stats.isDirectory()) return 'directory';
-  if (stats.isFile()) return 'regular file';
-  if (stats.isSymbolicLink()) return 'symlink';
-  return 'special file';
-}
-
-function isMissing(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-async function ifExists<T>(operation: Promise<T>): Promise<T | undefined> {
-  try {
-    return await operation;
-  } catch (error) {
-    if (isMissing(error)) return undefined;
-    throw error;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
