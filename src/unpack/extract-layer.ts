@@ -21,14 +21,17 @@ import { join, relative, resolve } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from '../publish/publisher.ts';
-import { checkWhiteoutName, entryComponents, extractLimits, plainEntryName, unsafe, WHITEOUT_PREFIX, type ExtractLimits } from './entry-path.ts';
+import { checkWhiteoutName, entryComponents, plainEntryName, unsafe, WHITEOUT_PREFIX } from './entry-path.ts';
 import { FileWriterSession } from './file-writer.ts';
+import { unpackSettingsFromEnv, type ExtractLimits, type UnpackSettings } from './settings.ts';
 import { TarReader, type TarHeader } from './tar-reader.ts';
 
 export interface ExtractOptions {
   /** Names the layer in errors, e.g. `layer sha256:ab12…`. */
   label: string;
-  /** Overrides of the limits (defaults: DEFAULT_EXTRACT_LIMITS, then the DUCC_LIMIT_* variables). */
+  /** Limits and writer threads; default `unpackSettingsFromEnv(process.env)`. */
+  settings?: UnpackSettings;
+  /** Overrides of the settings' limits. */
   limits?: Partial<ExtractLimits>;
   /** Apply tar uid/gid; defaults to "when running as root", since only root can. */
   preserveOwnership?: boolean;
@@ -90,7 +93,8 @@ export async function extractLayer(tar: Readable, targetDir: string, options: Ex
   // Normalised, so that `${target}/${name}` of a plain name is the path join() gives (names are keyed by it).
   const target = resolve(targetDir);
   const targetPrefix = target.endsWith('/') ? target : `${target}/`;
-  const limits: ExtractLimits = extractLimits(options.limits);
+  const settings = options.settings ?? unpackSettingsFromEnv(process.env);
+  const limits = withOverrides(settings.limits, options.limits);
   const preserveOwnership = options.preserveOwnership ?? IS_ROOT;
   const result: LayerUnpackResult = { warnings: [], externalHardlinks: [] };
   const directories = new Map<string, DirMetadata>();
@@ -102,7 +106,7 @@ export async function extractLayer(tar: Readable, targetDir: string, options: Ex
   // `names` holds every path created in this layer, with the writer's ticket for a file handed over
   // (CREATED_HERE otherwise): only a name not in it can go to the writer (the target starts empty, so
   // such a name is free), and a name in it is replaced here, after settling if its ticket is pending.
-  const writer = options.writerThread === false ? undefined : FileWriterSession.open();
+  const writer = options.writerThread === false ? undefined : FileWriterSession.open(settings);
   const names = new Map<string, number>();
   // Set once anything was removed to make room for a later entry. Until then no recorded directory can
   // have been replaced by a symlink or a file (a name in a fresh target only ever gets created), so the
@@ -496,6 +500,14 @@ export async function extractLayer(tar: Readable, targetDir: string, options: Ex
       closeSync(fd);
     }
   }
+}
+
+/** The limits with those `overrides` sets. */
+function withOverrides(limits: ExtractLimits, overrides: Partial<ExtractLimits> | undefined): ExtractLimits {
+  if (overrides === undefined) return limits;
+  const merged = { ...limits };
+  for (const key of Object.keys(merged) as (keyof ExtractLimits)[]) merged[key] = overrides[key] ?? limits[key];
+  return merged;
 }
 
 /** ENOENT, ENOTDIR or ELOOP: the path no longer is what was recorded. */
