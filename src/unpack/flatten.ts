@@ -7,6 +7,8 @@ import { classifyName } from './entry-path.ts';
 export interface FlatLayerInput {
   /** Absolute path of the layer's unpacked tree (`.layers/<xx>/<d>/layerfs`). */
   dir: string;
+  /** Names the layer in errors and warnings; default `layer sha256:<d>` taken from `dir`, else `layer <n>`. */
+  label?: string;
   /** Hard links of this layer whose targets live in lower layers (stored as empty files in `dir`). */
   externalHardlinks: { path: string; target: string }[];
   /** Directories that exist in `dir` only as parents of entries; they do not override lower metadata. */
@@ -65,7 +67,8 @@ export class FlatTree {
       const dir = resolve(layer.dir);
       Object.assign(tree.root, metaOf(lstatSync(dir)));
       tree.mergeDirectory(dir, tree.root, '', new Set(layer.implicitDirectories ?? []));
-      for (const link of layer.externalHardlinks) tree.resolveExternalHardlink(link, index);
+      const label = layer.label ?? layerLabel(dir, index);
+      for (const link of layer.externalHardlinks) tree.resolveExternalHardlink(link, label);
     }
     return tree;
   }
@@ -120,11 +123,11 @@ export class FlatTree {
   }
 
   /** Points a hard link stored as an empty placeholder at the file it names in the layers below. */
-  private resolveExternalHardlink(link: { path: string; target: string }, layerIndex: number): void {
+  private resolveExternalHardlink(link: { path: string; target: string }, label: string): void {
     const target = this.lookup(link.target.split('/'), false);
     const placeholder = this.lookup(link.path.split('/'), false);
     if ((target?.kind !== 'file' && target?.kind !== 'linked') || (placeholder?.kind !== 'file' && placeholder?.kind !== 'linked')) {
-      this.warnings.push(`layer ${layerIndex + 1}: hard link '${link.path}' → '${link.target}' has no regular file to point to; left empty`);
+      this.warnings.push(`${label}: hard link '${link.path}' → '${link.target}' has no regular file to point to; left empty`);
       return;
     }
     const parent = this.lookup(link.path.split('/').slice(0, -1), true) as MergedNode & { kind: 'dir' };
@@ -254,6 +257,12 @@ export class FlatTree {
   rootMeta(): Meta {
     return { mode: this.root.mode, uid: this.root.uid, gid: this.root.gid, mtime: this.root.mtime };
   }
+}
+
+/** `layer sha256:<d>` for a layer directory of the DUCC layout (`.layers/<xx>/<d>/layerfs`), else `layer <n>` (1 for the base). */
+function layerLabel(dir: string, index: number): string {
+  const digest = /\/\.layers\/[0-9a-f]{2}\/([0-9a-f]{64})\/layerfs$/.exec(dir)?.[1];
+  return digest === undefined ? `layer ${index + 1}` : `layer sha256:${digest}`;
 }
 
 /** Code-unit order, as Array.prototype.sort orders plain strings. */

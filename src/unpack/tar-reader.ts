@@ -11,9 +11,13 @@
  * It reads what tar-stream reads, the same way (the tests compare the two on archives written by GNU tar
  * in each format): ustar with its name prefix, GNU and old-GNU headers, GNU long names and long link
  * names ('L', 'K', 'N'), PAX extended headers ('x': path, linkpath, size) and PAX global headers ('g',
- * merged into later 'x' headers), numbers in octal or base-256, checksums. All-zero blocks are skipped
- * (end-of-archive markers and the blocking padding after them). A typeflag it does not know is reported
- * as type null with its content. Long-name and PAX records over 4 MiB are refused.
+ * merged into later 'x' headers), numbers in octal or base-256, checksums. A typeflag it does not know is
+ * reported as type null with its content. Long-name and PAX records over 4 MiB are refused.
+ *
+ * Where it departs from tar-stream, it reads as Go's archive/tar (and so containerd, Docker and umoci)
+ * do: two zero blocks in a row end the archive, and whatever follows them (the blocking padding, an
+ * appended archive, any bytes) is consumed without being read as entries; the layer's digest covers it,
+ * since the stream is hashed before it gets here. A lone zero block between entries is skipped.
  */
 import { Writable } from 'node:stream';
 
@@ -53,7 +57,7 @@ const ZERO = 0x30;
 const SPACE = 0x20;
 
 /** What the next input bytes are. */
-const State = { Header: 0, Data: 1, LongHeader: 2, Padding: 3 } as const;
+const State = { Header: 0, Data: 1, LongHeader: 2, Padding: 3, Ended: 4 } as const;
 type State = (typeof State)[keyof typeof State];
 
 /** Typeflags of the records that describe the next entry instead of being one. */
@@ -70,6 +74,8 @@ export class TarReader extends Writable {
   readonly #block = Buffer.alloc(BLOCK);
   readonly #blockView = new DataView(this.#block.buffer, this.#block.byteOffset, BLOCK);
   #blockFilled = 0;
+  /** Zero blocks read in a row: two end the archive. */
+  #zeroBlocks = 0;
   /** Content bytes of the current entry (or long record) still to come, then padding bytes to skip. */
   #remaining = 0;
   #padding = 0;
@@ -97,7 +103,7 @@ export class TarReader extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    const complete = this.#state === State.Header && this.#blockFilled === 0;
+    const complete = this.#state === State.Ended || (this.#state === State.Header && this.#blockFilled === 0);
     callback(complete ? null : new Error('Unexpected end of data'));
   }
 
@@ -148,6 +154,9 @@ export class TarReader extends Writable {
           if (this.#padding === 0) this.#state = State.Header;
           break;
         }
+        case State.Ended:
+          at = length;
+          break;
       }
     }
   }
@@ -155,8 +164,12 @@ export class TarReader extends Writable {
   /** One 512-byte header block at `b[o]` (`view` is a DataView of `b`). */
   #header(b: Buffer, view: DataView, o: number): void {
     const sum = checksum(view, o);
-    // A block of zeros (the end-of-archive marker, and padding after it): skipped.
-    if (sum === 8 * SPACE) return;
+    // A block of zeros: the second in a row ends the archive, a lone one is skipped.
+    if (sum === 8 * SPACE) {
+      if (++this.#zeroBlocks === 2) this.#state = State.Ended;
+      return;
+    }
+    this.#zeroBlocks = 0;
     if (sum !== decodeNumber(b, o + 148, 8)) throw new Error('Invalid tar header. Maybe the tar is corrupted or it needs to be gunzipped?');
 
     const ustar = b[o + 257] === 0x75 && b[o + 258] === 0x73 && b[o + 259] === 0x74 && b[o + 260] === 0x61 && b[o + 261] === 0x72;

@@ -180,11 +180,11 @@ describe('TarReader reads what tar-stream reads', () => {
     assert.equal(seen[2]!.linkname, 'y'.repeat(400));
   });
 
-  it('zero blocks between and after entries', async () => {
-    const zeros = Buffer.alloc(512 * 3);
+  it('a lone zero block between entries is skipped', async () => {
+    const zero = Buffer.alloc(512);
     const file = Buffer.concat([rawHeader({ name: 'f', typeflag: '0', size: 3 }), Buffer.from('abc'.padEnd(512, '\0'))]);
     const dir = rawHeader({ name: 'd/', typeflag: '5' });
-    const seen = await assertSameAsTarStream(Buffer.concat([zeros, file, zeros, dir, file, zeros, zeros]));
+    const seen = await assertSameAsTarStream(Buffer.concat([zero, file, zero, dir, file, zero, zero]));
     assert.deepEqual(
       seen.map((e) => [e.name, e.type, e.size]),
       [
@@ -192,6 +192,28 @@ describe('TarReader reads what tar-stream reads', () => {
         ['d/', 'directory', 0],
         ['f', 'file', 3],
       ],
+    );
+  });
+
+  it('two zero blocks end the archive: what follows is consumed but not read as entries (as Go archive/tar; tar-stream reads on)', async () => {
+    const file = (name: string) => Buffer.concat([rawHeader({ name, typeflag: '0', size: 3 }), Buffer.from('abc'.padEnd(512, '\0'))]);
+    const end = Buffer.alloc(1024);
+    for (const after of [file('appended'), Buffer.from('not a tar header, not even a whole block'), Buffer.concat([end, end, file('later')])]) {
+      const archive = Buffer.concat([file('f'), end, after]);
+      for (const sizes of CUTS) {
+        assert.deepEqual(
+          (await readWithTarReader(chunked(archive, sizes))).map((e) => e.name),
+          ['f'],
+          `chunks of ${sizes.join(', ')} bytes`,
+        );
+      }
+    }
+    // Bytes that would be a broken header right after the marker do not fail the archive either.
+    const badSum = Buffer.from(file('x'));
+    badSum[0] = 0x67;
+    assert.deepEqual(
+      (await readWithTarReader([Buffer.concat([file('f'), end, badSum])])).map((e) => e.name),
+      ['f'],
     );
   });
 

@@ -1,0 +1,73 @@
+/**
+ * Layers unpacked one by one into their own `layerfs` (DUCC's layout), flattened and published by the
+ * directory publisher, against `umoci unpack` of the same image: the flat tree must be the rootfs umoci
+ * makes, entry by entry, with the same regular files sharing an inode; an image umoci refuses is refused
+ * too, naming the layer and the entry. Flat trees are built both ways the publishers ask for (file
+ * metadata read, or files handed over as links).
+ */
+import { describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
+import { tempDir } from '../../support/tmp-dir.ts';
+import { snapshotTree } from '../../support/tree-snapshot.ts';
+import { assertSameTree, hardLinkGroups, umociUnpack } from '../../support/umoci-oracle.ts';
+import { extractLayer } from '../../../src/unpack/extract-layer.ts';
+import { FlatTree, type FlatLayerInput } from '../../../src/unpack/flatten.ts';
+import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
+
+/** Where a layer is unpacked: `.layers/<xx>/<digest>/layerfs`, as the publishers lay it out (errors name the digest). */
+function layerLabel(tar: Buffer): string {
+  return `layer sha256:${createHash('sha256').update(tar).digest('hex')}`;
+}
+
+/** Our flat trees of these layers (base first): read with file metadata, and with files as links. */
+async function duccFlat(t: TestContext, layers: Buffer[]): Promise<string[]> {
+  const base = await tempDir(t);
+  const inputs: FlatLayerInput[] = [];
+  for (const [index, tar] of layers.entries()) {
+    const hex = layerLabel(tar).slice('layer sha256:'.length);
+    const dir = join(base, '.layers', hex.slice(0, 2), `${hex}-${index}`, 'layerfs');
+    await mkdir(dir, { recursive: true });
+    const result = await extractLayer(Readable.from([tar]), dir, { label: layerLabel(tar) });
+    inputs.push({ dir, label: layerLabel(tar), externalHardlinks: result.externalHardlinks, implicitDirectories: result.implicitDirectories ?? [] });
+  }
+  const publisher = new DirectoryPublisher({ root: join(base, 'repo'), repository: 'r', sync: false });
+  await publisher.recover();
+  const flats: string[] = [];
+  for (const fileMetadata of [true, false]) {
+    const relDir = `.flat/00/${fileMetadata ? 'with-metadata' : 'linked'}`;
+    await publisher.publishTree(relDir, (await FlatTree.build(inputs, { fileMetadata })).entries());
+    flats.push(join(base, 'repo', 'r', relDir));
+  }
+  return flats;
+}
+
+/** The layers give the rootfs umoci gives, with the same hard-link groups; returns our (first) flat tree. */
+async function assertLikeUmoci(t: TestContext, layerEntries: TarEntrySpec[][] | Buffer[]): Promise<string> {
+  const layers = Buffer.isBuffer(layerEntries[0]) ? (layerEntries as Buffer[]) : await Promise.all((layerEntries as TarEntrySpec[][]).map((e) => buildTar(e)));
+  const oracle = await umociUnpack(t, layers);
+  const expected = await snapshotTree(oracle);
+  const expectedGroups = await hardLinkGroups(oracle);
+  const flats = await duccFlat(t, layers);
+  for (const flat of flats) {
+    assertSameTree(await snapshotTree(flat), expected, /^\.cvmfscatalog$/);
+    assert.deepEqual(await hardLinkGroups(flat), expectedGroups, 'hard-link groups differ from umoci unpack');
+  }
+  return flats[0]!;
+}
+
+describe('like umoci unpack', () => {
+  it('data after the end-of-archive marker is not read as entries (and the layer is accepted)', async (t) => {
+    const main = await buildTar([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/hostname', content: 'box' },
+    ]);
+    const concatenated = Buffer.concat([main, await buildTar([{ name: 'evil', content: 'appended archive' }])]);
+    const garbage = Buffer.concat([main, Buffer.from('trailing bytes that are no tar header '.repeat(40))]);
+    for (const tar of [concatenated, garbage]) await assertLikeUmoci(t, [tar]);
+  });
+});
