@@ -210,6 +210,8 @@ class LayerExtractor implements TarVisitor {
     const where = `${this.label}, entry '${header.name}'`;
     this.where = where;
     if (++this.entries > this.limits.maxEntries) throw new DuccError('BOT_ERR_LIMIT', `${this.label}: more than ${this.limits.maxEntries} entries`);
+    // Refused at its header, before its sparse map (which can be huge) is read: see docs/security.md.
+    if (header.sparse) throw unsafe(where, 'a GNU sparse file; sparse files are not supported, so the layer is refused');
     // Most names are plain ('usr/bin/ls', 'etc/') and their directory is already resolved: they are
     // placed without splitting them into components (an array and a string per component).
     let path: string | undefined;

@@ -35,6 +35,12 @@ export interface TarHeader {
   size: number;
   mtime: Date;
   linkname: string | null;
+  /**
+   * Set on a GNU sparse file: typeflag 'S' (old GNU format), or PAX `GNU.sparse.*` records (formats 0.0,
+   * 0.1 and 1.0, whose sparse map and data are the entry's content). Absent otherwise. For format 1.0 the
+   * name is the file's own (`GNU.sparse.name`), not the `GNUSparseFile.<n>/` name of its header.
+   */
+  sparse?: true;
 }
 
 /** Receives the archive: each entry, then its content (in one or more chunks), then its end. */
@@ -66,6 +72,8 @@ const GNU_LONG_NAME = 0x4c; // 'L'
 const GNU_OLD_LONG_NAME = 0x4e; // 'N'
 const PAX_HEADER = 0x78; // 'x'
 const PAX_GLOBAL = 0x67; // 'g'
+/** An old GNU sparse file: an entry of its own, reported as type null and flagged `sparse`. */
+const GNU_SPARSE = 0x53; // 'S'
 
 export class TarReader extends Writable {
   readonly #visitor: TarVisitor;
@@ -205,11 +213,18 @@ export class TarReader extends Writable {
     this.#longName = undefined;
     this.#longLinkName = undefined;
     const pax = this.#pax;
+    let sparse = flag === GNU_SPARSE;
     if (pax !== undefined) {
       this.#pax = undefined;
       if (pax['path']) name = pax['path'];
       if (pax['linkpath']) linkname = pax['linkpath'];
       if (pax['size']) entrySize = parseInt(pax['size'], 10);
+      for (const key in pax) {
+        if (!key.startsWith('GNU.sparse.')) continue;
+        sparse = true;
+        if (pax['GNU.sparse.name']) name = pax['GNU.sparse.name'];
+        break;
+      }
     }
     if (!(entrySize >= 0) || !Number.isSafeInteger(entrySize)) throw new Error('Invalid header');
 
@@ -223,6 +238,7 @@ export class TarReader extends Writable {
       mtime: new Date(1000 * decodeNumber(b, o + 136, 12)),
       linkname,
     };
+    if (sparse) header.sparse = true;
     this.#visitor.entry(header);
     // A directory has no content to read, whatever its size field says (as in tar-stream).
     this.#remaining = header.size;

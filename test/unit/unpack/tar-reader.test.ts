@@ -17,7 +17,7 @@ import tarStream from 'tar-stream';
 import { TarReader, type TarHeader } from '../../../src/unpack/tar-reader.ts';
 import { buildTar } from '../../support/build-tar.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
-import { rawHeader } from '../hardening/raw-tar.ts';
+import { paxHeader, rawHeader } from '../hardening/raw-tar.ts';
 
 interface Seen {
   name: string;
@@ -48,7 +48,9 @@ async function readWithTarReader(chunks: Buffer[]): Promise<Seen[]> {
   let current: Omit<Seen, 'content'> | undefined;
   const reader = new TarReader({
     entry(header: TarHeader) {
-      current = { ...header, mtime: header.mtime.getTime() };
+      // `sparse` has no counterpart in tar-stream (it is tested on its own).
+      const { sparse: _sparse, ...fields } = header;
+      current = { ...fields, mtime: header.mtime.getTime() };
       hash = createHash('sha256');
     },
     data(chunk, start, end) {
@@ -256,12 +258,41 @@ describe('TarReader reads what tar-stream reads', () => {
   });
 
   it('unknown typeflags are reported as type null with their content', async () => {
-    const sparse = Buffer.concat([rawHeader({ name: 's', typeflag: 'S', size: 4 }), Buffer.from('data'.padEnd(512, '\0'))]);
-    const seen = await assertSameAsTarStream(sparse);
+    const volume = Buffer.concat([rawHeader({ name: 'v', typeflag: 'V', size: 4 }), Buffer.from('data'.padEnd(512, '\0'))]);
+    const seen = await assertSameAsTarStream(volume);
     assert.deepEqual(
       seen.map((e) => [e.name, e.type, e.size]),
-      [['s', null, 4]],
+      [['v', null, 4]],
     );
+  });
+
+  it('GNU sparse files are flagged: typeflag S, and PAX GNU.sparse records (1.0: named by GNU.sparse.name)', async () => {
+    const content = Buffer.from('data'.padEnd(512, '\0'));
+    const headers: TarHeader[] = [];
+    const reader = new TarReader({ entry: (header) => headers.push(header), data() {}, end() {} });
+    const archive = Buffer.concat([
+      rawHeader({ name: 'old', typeflag: 'S', size: 4 }),
+      content,
+      paxHeader({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'real-name', 'GNU.sparse.realsize': '1099511627776' }),
+      rawHeader({ name: 'GNUSparseFile.0/real-name', typeflag: '0', size: 4 }),
+      content,
+      paxHeader({ 'GNU.sparse.size': '1099511627776', 'GNU.sparse.map': '0,4' }),
+      rawHeader({ name: 'zero-one', typeflag: '0', size: 4 }),
+      content,
+      rawHeader({ name: 'plain', typeflag: '0', size: 4 }),
+      content,
+    ]);
+    await pipeline(Readable.from([archive]), reader);
+    assert.deepEqual(
+      headers.map((h) => [h.name, h.type, h.sparse]),
+      [
+        ['old', null, true],
+        ['real-name', 'file', true],
+        ['zero-one', 'file', true],
+        ['plain', 'file', undefined],
+      ],
+    );
+    assert.ok(!('sparse' in headers[3]!));
   });
 
   it('broken archives fail in both: bad checksum, unknown magic, truncated header, content or padding', async () => {
