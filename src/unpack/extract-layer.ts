@@ -98,10 +98,10 @@ function readUmask(): number {
  * through a symlink created by an earlier entry is resolved as if `target` were `/`; existing paths are
  * replaced, never written through; hard links must point inside the layer and not at a directory (a
  * target that is not in this layer, common for links into lower layers, becomes an empty file and is
- * reported); the root stays a directory; device nodes and FIFOs are never created; no xattrs are
- * applied; no metadata call follows a symlink (files and directories through their own descriptor,
- * symlinks with lchown/lutimes, and a directory's deferred metadata only if the path still reaches that
- * directory without any symlink). Streaming: file content goes to disk chunk by chunk, under limits.
+ * reported); an entry that would make the root anything but a directory fails the layer; device nodes
+ * and FIFOs are never created; no xattrs are applied; no metadata call follows a symlink (files and
+ * directories through their own descriptor, symlinks with lchown/lutimes, and a directory's deferred
+ * metadata only if the path still reaches that directory without any symlink). Streaming: file content goes to disk chunk by chunk, under limits.
  * Every error is a DuccError naming the layer and, where there is one, the entry.
  */
 export async function extractLayer(tar: Readable, targetDir: string, options: ExtractOptions): Promise<LayerUnpackResult> {
@@ -283,15 +283,13 @@ class LayerExtractor implements TarVisitor {
   }
 
   /**
-   * The layer root itself (`./`): its metadata applies to `target`. Nothing else may replace the root
-   * (umoci CVE-2021-29136: a symlink named `.` redirected every later layer).
+   * The layer root itself (`.`, `./`, `/`): a directory entry's metadata applies to `target`. An entry of
+   * any other type would change what the root is (umoci CVE-2021-29136: a symlink named `.` redirected
+   * every later layer): the layer is refused, as umoci refuses it.
    */
   private root(header: TarHeader): void {
-    if (header.type === 'directory') {
-      this.directories.set(this.target, { path: this.target, mode: header.mode & 0o7777, uid: header.uid, gid: header.gid, mtime: header.mtime });
-    } else {
-      this.result.warnings.push(`${this.where}: ${header.type ?? 'unknown entry'} named like the layer root ignored (the root stays a directory)`);
-    }
+    if (header.type !== 'directory') throw unsafe(this.where!, `${describeType(header.type)} named like the layer root (only a directory may be the root)`);
+    this.directories.set(this.target, { path: this.target, mode: header.mode & 0o7777, uid: header.uid, gid: header.gid, mtime: header.mtime });
   }
 
   private directory(path: string, key: string, header: TarHeader): void {
@@ -539,6 +537,21 @@ class LayerExtractor implements TarVisitor {
   /** Waits for the writer if the name's file was handed over and may not be on disk yet. */
   private settleIfPending(ticket: number | undefined): void {
     if (ticket !== undefined && ticket !== CREATED_HERE && this.writer!.isPending(ticket)) this.writer!.settle();
+  }
+}
+
+/** An entry type for messages: 'a symlink', 'a hard link', 'an entry of unknown type'. */
+function describeType(type: TarHeader['type']): string {
+  switch (type) {
+    case null:
+      return 'an entry of unknown type';
+    case 'file':
+    case 'contiguous-file':
+      return 'a regular file';
+    case 'link':
+      return 'a hard link';
+    default:
+      return `a ${type}`;
   }
 }
 

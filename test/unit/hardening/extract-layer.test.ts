@@ -322,26 +322,21 @@ describe('hard links', () => {
 });
 
 describe('the layer root', () => {
-  it('root-stays-a-directory: entries named . or ./ of type file, symlink or link never replace the root', async (t) => {
-    const { a, before } = await hostile(t, []);
-    const result = await extractInto(
-      a,
-      await buildTar([
-        { name: 'keep', content: 'k' },
-        { name: '.', type: 'symlink', linkname: a.outside },
-        { name: './', type: 'symlink', linkname: '../outside' },
-        { name: '/', content: 'file over the root' },
-        { name: 'after', content: 'a' },
-      ]),
-    );
-    await assertOutsideUntouched(a, before);
-    assert.ok((await lstat(a.target)).isDirectory());
-    assert.deepEqual((await readdir(a.target)).sort(), ['after', 'keep']);
-    assert.ok(
-      result.warnings.some((w) => /root/.test(w)),
-      'the skipped root entries are reported',
-    );
-  });
+  for (const [entry, what] of [
+    [{ name: '.', type: 'symlink', linkname: '/outside' }, 'a symlink'],
+    [{ name: './', type: 'symlink', linkname: '../outside' }, 'a symlink'],
+    [{ name: '/', content: 'file over the root' }, 'a regular file'],
+    [{ name: './', type: 'link', linkname: 'keep' }, 'a hard link'],
+    [{ name: '.', type: 'fifo' }, 'a fifo'],
+  ] as [TarEntrySpec, string][]) {
+    it(`root-stays-a-directory: '${entry.name}' as ${what} fails the layer, naming the entry`, async (t) => {
+      const { a, before, tar } = await hostile(t, [{ name: 'keep', content: 'k' }, entry, { name: 'after', content: 'a' }]);
+      const name = entry.name.replace('.', '\\.');
+      await assert.rejects(extractInto(a, tar), rejected(new RegExp(`layer sha256:feed, entry '${name}': ${what} named like the layer root`)));
+      await assertOutsideUntouched(a, before);
+      assert.ok((await lstat(a.target)).isDirectory());
+    });
+  }
 
   it('root-metadata-applies-to-target-only: a ./ directory entry sets the target mode, not the parent', async (t) => {
     const { a, before, tar } = await hostile(t, [{ name: './', type: 'directory', mode: 0o750 }]);

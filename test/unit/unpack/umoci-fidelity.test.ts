@@ -60,6 +60,18 @@ async function assertLikeUmoci(t: TestContext, layerEntries: TarEntrySpec[][] | 
   return flats[0]!;
 }
 
+/** umoci refuses the image, and so do we: the error names the layer (by digest) and the entry. */
+async function assertRefusedLikeUmoci(t: TestContext, layerEntries: TarEntrySpec[][], entry: RegExp): Promise<void> {
+  const layers = await Promise.all(layerEntries.map((e) => buildTar(e)));
+  await assert.rejects(umociUnpack(t, layers), /umoci unpack failed/);
+  await assert.rejects(duccFlat(t, layers), (error: Error & { code?: string }) => {
+    assert.match(error.message, /^layer sha256:[0-9a-f]{64}, entry '/);
+    assert.match(error.message, entry);
+    assert.equal(error.code, 'BOT_ERR_UNSAFE_ENTRY');
+    return true;
+  });
+}
+
 describe('like umoci unpack', () => {
   it('data after the end-of-archive marker is not read as entries (and the layer is accepted)', async (t) => {
     const main = await buildTar([
@@ -69,5 +81,24 @@ describe('like umoci unpack', () => {
     const concatenated = Buffer.concat([main, await buildTar([{ name: 'evil', content: 'appended archive' }])]);
     const garbage = Buffer.concat([main, Buffer.from('trailing bytes that are no tar header '.repeat(40))]);
     for (const tar of [concatenated, garbage]) await assertLikeUmoci(t, [tar]);
+  });
+
+  for (const [root, what] of [
+    [{ name: '.', type: 'symlink', linkname: '/tmp' }, 'a symlink'],
+    [{ name: './', content: 'a file' }, 'a regular file'],
+    [{ name: '.', type: 'link', linkname: 'a' }, 'a hard link'],
+  ] as [TarEntrySpec, string][]) {
+    it(`a root entry '${root.name}' that is ${what} fails the image (in the base layer and in a later one)`, async (t) => {
+      await assertRefusedLikeUmoci(t, [[{ name: 'a', content: 'a' }, root]], new RegExp(`named like the layer root`));
+      await assertRefusedLikeUmoci(t, [[{ name: 'a', content: 'a' }], [root]], new RegExp(`${what} named like the layer root`));
+    });
+  }
+
+  it("'/' as a symlink in a later layer fails the image", async (t) => {
+    await assertRefusedLikeUmoci(
+      t,
+      [[{ name: 'a', content: 'a' }], [{ name: '/', type: 'symlink', linkname: '/tmp' }]],
+      /entry '\/': a symlink named like the layer root/,
+    );
   });
 });
