@@ -59,6 +59,22 @@ export function classifyName(
   return { kind: 'whiteout', target: name.slice(WHITEOUT_PREFIX.length) };
 }
 
+/**
+ * Whether a name may not hold entries: a whiteout (`.wh.<name>`) or the opaque marker. `.wh.etc/somefile`
+ * would leave a directory `.wh.etc` in the layer's directory, which every reader of a `layerfs` (our
+ * flattener, `cvmfs_server overlay`, the CVMFS snapshotter) takes for the whiteout of `etc`. aufs
+ * metadata (`.wh..wh.plnk/`) is not a whiteout: it may, and is left out of flat trees.
+ */
+export function isWhiteoutName(name: string): boolean {
+  const kind = classifyName(name).kind;
+  return kind === 'whiteout' || kind === 'opaque';
+}
+
+/** Rejects a whiteout name used as a directory (see isWhiteoutName) among `directories`, the parent components of an entry. */
+export function checkNoWhiteoutDirectory(directories: readonly string[], where: string): void {
+  for (const name of directories) if (isWhiteoutName(name)) throw unsafe(where, `the whiteout name '${name}' is used as a directory`);
+}
+
 /** Whiteouts that name nothing (`.wh.`), or `.`/`..` (`.wh..`, `.wh...`), are invalid and rejected. */
 export function checkWhiteoutName(name: string, where: string): void {
   const kind = classifyName(name);

@@ -21,7 +21,7 @@ import { join, relative, resolve } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from '../publish/publisher.ts';
-import { checkWhiteoutName, entryComponents, plainEntryName, unsafe, WHITEOUT_PREFIX } from './entry-path.ts';
+import { checkNoWhiteoutDirectory, checkWhiteoutName, entryComponents, plainEntryName, unsafe, WHITEOUT_PREFIX } from './entry-path.ts';
 import { FileWriterSession } from './file-writer.ts';
 import { unpackSettingsFromEnv, type ExtractLimits, type UnpackSettings } from './settings.ts';
 import { TarReader, type TarHeader, type TarVisitor } from './tar-reader.ts';
@@ -220,6 +220,7 @@ class LayerExtractor implements TarVisitor {
     if (plain !== undefined) {
       const slash = plain.lastIndexOf('/');
       if (plain.startsWith(WHITEOUT_PREFIX, slash + 1)) checkWhiteoutName(plain.slice(slash + 1), where);
+      if (slash > 0 && plain.lastIndexOf(WHITEOUT_PREFIX, slash) !== -1) checkNoWhiteoutDirectory(plain.slice(0, slash).split('/'), where);
       // A known directory's path is `${target}/${key}` (nothing on the way is a symlink).
       if (this.knownDirs.has(slash < 0 ? '' : plain.slice(0, slash))) path = this.targetPrefix + plain;
       else components = plain.split('/');
@@ -227,6 +228,7 @@ class LayerExtractor implements TarVisitor {
       components = entryComponents(header.name, this.limits, where);
       const name = components.at(-1);
       if (name !== undefined) checkWhiteoutName(name, where);
+      checkNoWhiteoutDirectory(components.slice(0, -1), where);
     }
 
     // The reader has already folded PAX and GNU long-name records into this header.
@@ -472,6 +474,8 @@ class LayerExtractor implements TarVisitor {
       }
       const path = join(this.target, ...resolved, part);
       const stat = this.lookup(path);
+      // Also where a symlink led here (`s -> .wh.etc`, then `s/file`).
+      if (stat === undefined || stat.isDirectory()) checkNoWhiteoutDirectory([part], this.where ?? this.label);
       if (stat === undefined) {
         if (!create) return undefined;
         mkdirSync(path, { mode: 0o755 });

@@ -70,6 +70,41 @@ describe('whiteouts', () => {
     });
   }
 
+  for (const entries of [
+    [{ name: '.wh.etc/somefile', content: 'x' }],
+    [
+      { name: 'usr/.wh.lib/', type: 'directory' },
+      { name: 'usr/.wh.lib/libc.so', content: 'x' },
+    ],
+    [{ name: 'harmless', content: 'x', pax: { path: 'a/.wh..wh..opq/x' } }],
+    [{ name: './.wh.etc//x', content: 'x' }],
+    [
+      { name: 's', type: 'symlink', linkname: '/.wh.etc' },
+      { name: 's/file', content: 'x' },
+    ],
+  ] as TarEntrySpec[][]) {
+    const name = entries.at(-1)!.pax?.['path'] ?? entries.at(-1)!.name;
+    it(`whiteout-name-as-directory '${name}' is rejected (a layerfs reader would take it for a whiteout)`, async (t) => {
+      const a = await arena(t);
+      await assert.rejects(extractInto(a, await buildTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/passwd', content: 'root' }, ...entries])), {
+        code: 'BOT_ERR_UNSAFE_ENTRY',
+        message: new RegExp(`layer sha256:feed, entry '${name.replaceAll('.', '\\.')}': the whiteout name '\\.wh\\.[^']*' is used as a directory`),
+      });
+    });
+  }
+
+  it('whiteout-name-as-directory: aufs metadata directories (.wh..wh.plnk/) are not whiteouts and are accepted', async (t) => {
+    const a = await arena(t);
+    await extractInto(
+      a,
+      await buildTar([
+        { name: '.wh..wh.plnk/', type: 'directory' },
+        { name: '.wh..wh.plnk/123.456', content: '' },
+      ]),
+    );
+    assert.deepEqual(await readdir(join(a.target, '.wh..wh.plnk')), ['123.456']);
+  });
+
   it('whiteout-same-layer-ignored: a whiteout only affects lower layers, never entries of its own layer', async (t) => {
     const a = await arena(t);
     const { flat, dirs } = await flatten(a, [
