@@ -142,6 +142,11 @@ class LayerExtractor implements TarVisitor {
   private readonly writer: FileWriterSession | undefined;
   private readonly names = new Map<string, number>();
   /**
+   * Hard links into lower layers, by the path of their placeholder: an entry that later replaces or
+   * removes a placeholder drops it (later entries of a layer win, as with tar -x and umoci).
+   */
+  private readonly external = new Map<string, { path: string; target: string }>();
+  /**
    * Set once anything was removed to make room for a later entry. Until then no recorded directory can
    * have been replaced by a symlink or a file (a name in a fresh target only ever gets created), so the
    * checks that guard against that are skipped.
@@ -201,6 +206,7 @@ class LayerExtractor implements TarVisitor {
       throw layerError(error, this.label, this.where, this.entries);
     }
     this.writer?.close();
+    this.result.externalHardlinks = [...this.external.values()];
     this.result.implicitDirectories = [...this.implicitDirs].sort();
     return this.result;
   }
@@ -251,16 +257,15 @@ class LayerExtractor implements TarVisitor {
       const name = components!.at(-1)!;
       path = parent.endsWith('/') ? parent + name : `${parent}/${name}`;
     }
-    const key = plain ?? components!.join('/');
     switch (type) {
       case 'directory':
-        this.directory(path, key, header);
+        this.directory(path, plain ?? components!.join('/'), header);
         break;
       case 'symlink':
         this.symlink(path, header);
         break;
       case 'link':
-        this.hardLink(path, key, header);
+        this.hardLink(path, header);
         break;
       default:
         this.file(path, header);
@@ -301,6 +306,7 @@ class LayerExtractor implements TarVisitor {
       rmSync(path, { force: true });
       this.removedSomething = true;
       this.knownDirs.clear();
+      this.forgetExternal(path);
     }
     if (!existing || !existing.isDirectory()) {
       mkdirSync(path, { mode: 0o700 });
@@ -325,21 +331,23 @@ class LayerExtractor implements TarVisitor {
     lutimesSync(path, header.mtime, header.mtime);
   }
 
-  private hardLink(path: string, key: string, header: TarHeader): void {
+  private hardLink(path: string, header: TarHeader): void {
     const where = this.where!;
     const linkComponents = entryComponents(header.linkname ?? '', this.limits, `${where} (hard link target)`);
     if (linkComponents.length === 0) throw unsafe(where, 'hard link to the layer root');
     const source = this.resolveExisting(linkComponents);
-    if (source === undefined) {
+    // A link to a placeholder of this layer links what the placeholder stands for.
+    const lower = source === undefined ? linkComponents.join('/') : this.external.get(source)?.target;
+    if (lower !== undefined) {
       // Target lives in a lower layer: keep the name as an empty file (as cvmfs_server ingest
       // --tolerate-missing-hardlinks does) and let the flattener link it to the real file.
-      this.result.externalHardlinks.push({ path: key, target: linkComponents.join('/') });
       this.replacing(path, () => this.writeEmptyFile(path, header));
-    } else {
-      const stat = lstatSync(source);
-      if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
-      this.replacing(path, () => linkSync(source, path));
+      this.external.set(path, { path: path.slice(this.targetPrefix.length), target: lower });
+      return;
     }
+    const stat = lstatSync(source!);
+    if (stat.isDirectory()) throw unsafe(where, `hard link to a directory '${header.linkname}'`);
+    this.replacing(path, () => linkSync(source!, path));
   }
 
   /**
@@ -506,6 +514,7 @@ class LayerExtractor implements TarVisitor {
   private replacing<T>(path: string, create: () => T): T {
     this.settleIfPending(this.names.get(path));
     this.names.set(path, CREATED_HERE);
+    if (this.external.size > 0) this.external.delete(path);
     try {
       return create();
     } catch (error) {
@@ -524,6 +533,14 @@ class LayerExtractor implements TarVisitor {
     rmSync(path, { recursive: true, force: true });
     this.removedSomething = true;
     this.knownDirs.clear();
+    this.forgetExternal(path);
+  }
+
+  /** Drops the placeholders at or below a path that was removed. */
+  private forgetExternal(path: string): void {
+    for (const placeholder of this.external.keys()) {
+      if (placeholder === path || placeholder.startsWith(`${path}/`)) this.external.delete(placeholder);
+    }
   }
 
   /**

@@ -8,7 +8,7 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
@@ -100,5 +100,45 @@ describe('like umoci unpack', () => {
       [[{ name: 'a', content: 'a' }], [{ name: '/', type: 'symlink', linkname: '/tmp' }]],
       /entry '\/': a symlink named like the layer root/,
     );
+  });
+
+  it('a hard link into a lower layer, then a regular file of that name in the same layer: the file wins', async (t) => {
+    const flat = await assertLikeUmoci(t, [
+      [{ name: 'a', content: 'lower' }],
+      [
+        { name: 'b', type: 'link', linkname: 'a' },
+        { name: 'b', content: 'upper' },
+      ],
+    ]);
+    assert.equal(await readFile(join(flat, 'b'), 'utf8'), 'upper');
+  });
+
+  it('a hard link into a lower layer replaced by a directory, or removed with its parent, links nothing', async (t) => {
+    await assertLikeUmoci(t, [
+      [
+        { name: 'a', content: 'lower' },
+        { name: 't/', type: 'directory' },
+        { name: 't/b', content: 'other' },
+      ],
+      [
+        { name: 'b', type: 'link', linkname: 'a' },
+        { name: 'b/', type: 'directory' },
+        { name: 'b/x', content: 'x' },
+        { name: 'd/b', type: 'link', linkname: 'a' },
+        // d (with the placeholder d/b) replaced by a symlink to t: t/b must stay the lower file.
+        { name: 'd', type: 'symlink', linkname: 't' },
+      ],
+    ]);
+  });
+
+  it('a hard link to a hard link into a lower layer shares the lower file too', async (t) => {
+    await assertLikeUmoci(t, [
+      [{ name: 'usr/bin/perl', content: 'perl', mode: 0o755 }],
+      [
+        { name: 'usr/bin/perl5', type: 'link', linkname: 'usr/bin/perl' },
+        { name: 'usr/bin/perl5.36', type: 'link', linkname: 'usr/bin/perl5' },
+        { name: 'usr/local/bin/perl', type: 'link', linkname: '/usr/bin/perl5.36' },
+      ],
+    ]);
   });
 });
