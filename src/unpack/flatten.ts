@@ -1,6 +1,7 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { TreeEntry } from '../publish/publisher.ts';
+import { DuccError } from '../util/errors.ts';
 import { classifyName } from './entry-path.ts';
 
 /** One unpacked layer as input to {@link buildFlatTree}, base layer first. */
@@ -122,16 +123,28 @@ export class FlatTree {
     }
   }
 
-  /** Points a hard link stored as an empty placeholder at the file it names in the layers below. */
+  /**
+   * Points a hard link stored as an empty placeholder at what it names in the layers below, found as
+   * link(2) would find it in the merged root (parent directories through symlinks, rooted in the image;
+   * the last component not followed, so a link to a symlink is that symlink). A target that no layer
+   * holds fails the image, as umoci fails it: the link cannot be made, and an empty file is not what the
+   * image says.
+   */
   private resolveExternalHardlink(link: { path: string; target: string }, label: string): void {
+    const where = `${label}, entry '${link.path}'`;
     const target = this.lookup(link.target.split('/'), false);
-    const placeholder = this.lookup(link.path.split('/'), false);
-    if ((target?.kind !== 'file' && target?.kind !== 'linked') || (placeholder?.kind !== 'file' && placeholder?.kind !== 'linked')) {
-      this.warnings.push(`${label}: hard link '${link.path}' → '${link.target}' has no regular file to point to; left empty`);
+    if (target === undefined) throw new DuccError('BOT_ERR_UNSAFE_ENTRY', `${where}: hard link to '${link.target}', which no layer of the image holds`);
+    if (target.kind === 'dir') throw new DuccError('BOT_ERR_UNSAFE_ENTRY', `${where}: hard link to a directory '${link.target}'`);
+    const components = link.path.split('/');
+    const parent = this.lookup(components.slice(0, -1), true);
+    const name = components.at(-1)!;
+    const placeholder = parent?.kind === 'dir' ? parent.children.get(name) : undefined;
+    if (placeholder?.kind !== 'file' && placeholder?.kind !== 'linked') {
+      // Only with layer notes not written by this version (the extractor forgets replaced placeholders).
+      this.warnings.push(`${where}: the placeholder of a hard link to '${link.target}' is no longer there; nothing linked`);
       return;
     }
-    const parent = this.lookup(link.path.split('/').slice(0, -1), true) as MergedNode & { kind: 'dir' };
-    parent.children.set(link.path.split('/').at(-1)!, { ...target });
+    (parent as MergedNode & { kind: 'dir' }).children.set(name, { ...target });
   }
 
   /**

@@ -141,4 +141,30 @@ describe('like umoci unpack', () => {
       ],
     ]);
   });
+
+  for (const [what, lower, linkname] of [
+    ['an absolute target outside the image', [{ name: 'etc/passwd', content: 'root' }], '/root/.ssh/id_rsa'],
+    ['a target reached through a symlink out of the image', [{ name: 'host', type: 'symlink', linkname: '/var/lib/host-secrets' }], 'host/secret'],
+    ['a target reached through a relative symlink', [{ name: 'up', type: 'symlink', linkname: '../../..' }], 'up/etc/shadow'],
+    ['a name no layer has', [{ name: 'a', content: 'a' }], 'usr/bin/nothere'],
+  ] as [string, TarEntrySpec[], string][]) {
+    it(`a hard link to ${what} fails the image, naming the layer and the entry`, async (t) => {
+      const escaped = linkname.replace(/^\//, '').replace(/[./]/g, (c) => `\\${c}`);
+      await assertRefusedLikeUmoci(
+        t,
+        [
+          lower,
+          [
+            { name: 'bin/', type: 'directory' },
+            { name: 'bin/tool', type: 'link', linkname },
+          ],
+        ],
+        new RegExp(`entry 'bin/tool': hard link to '${escaped}', which no layer of the image holds`),
+      );
+    });
+  }
+
+  it('a hard link to a lower-layer symlink links the symlink itself (link(2) does not follow it)', async (t) => {
+    await assertLikeUmoci(t, [[{ name: 's', type: 'symlink', linkname: '/etc/passwd' }], [{ name: 'h', type: 'link', linkname: 's' }]]);
+  });
 });
