@@ -7,7 +7,10 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { buildTar } from '../../support/build-tar.ts';
+import { debianShellEntries } from '../../support/debian-base-layer.ts';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import { pushOciLayout, writeOciLayout, type TestImageSpec } from '../../support/oci-image.ts';
 import { snapshotTree } from '../../support/tree-snapshot.ts';
@@ -17,6 +20,7 @@ import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
 import { tempDir, suiteCleanup } from '../../support/tmp-dir.ts';
 
+const run = promisify(execFile);
 const quietLogger = createLogger({ level: 'silent' });
 const REPO = 'unpacked.example.org';
 
@@ -65,6 +69,21 @@ describe('layer semantics through ducc convert', () => {
     assert.deepEqual(summary.failures, []);
     const flat = await assertFlatLikeUmoci(t, publicName, layout);
     assert.deepEqual(await hardLinkGroups(flat), [['usr/bin/cpan', 'usr/bin/cpan5', 'usr/bin/cpan5.36']]);
+  });
+
+  it('merged /usr: a layer with lib/x86_64-linux-gnu/libextra.so.1 and no directory entries keeps lib -> usr/lib; chroot runs the shell', async (t) => {
+    const base = await buildTar(debianShellEntries());
+    const extra = await buildTar([
+      { name: 'lib/x86_64-linux-gnu/libextra.so.1', content: 'not really a library', mode: 0o644 },
+      { name: 'lib/x86_64-linux-gnu/libextra.so', type: 'symlink', linkname: 'libextra.so.1' },
+    ]);
+    const { summary, layout, publicName } = await convert(t, 'merged-usr', { layers: [base, extra], config: { Cmd: ['/bin/sh'] } });
+
+    assert.deepEqual(summary.failures, []);
+    const flat = await assertFlatLikeUmoci(t, publicName, layout);
+    assert.ok((await lstat(join(flat, 'lib'))).isSymbolicLink(), 'lib is no longer a symlink');
+    assert.ok((await lstat(join(flat, 'usr/lib/x86_64-linux-gnu/libextra.so.1'))).isFile());
+    await run('chroot', [flat, '/bin/sh', '-c', 'true']);
   });
 
   it('a hard link to a target no layer holds fails the image, naming the layer and the entry; no flat tree, symlink or manifest is published', async (t) => {

@@ -8,7 +8,7 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
@@ -65,7 +65,7 @@ async function assertRefusedLikeUmoci(t: TestContext, layerEntries: TarEntrySpec
   const layers = await Promise.all(layerEntries.map((e) => buildTar(e)));
   await assert.rejects(umociUnpack(t, layers), /umoci unpack failed/);
   await assert.rejects(duccFlat(t, layers), (error: Error & { code?: string }) => {
-    assert.match(error.message, /^layer sha256:[0-9a-f]{64}, entry '/);
+    assert.match(error.message, /^layer sha256:[0-9a-f]{64}, (entry|entries below) '/);
     assert.match(error.message, entry);
     assert.equal(error.code, 'BOT_ERR_UNSAFE_ENTRY');
     return true;
@@ -166,5 +166,101 @@ describe('like umoci unpack', () => {
 
   it('a hard link to a lower-layer symlink links the symlink itself (link(2) does not follow it)', async (t) => {
     await assertLikeUmoci(t, [[{ name: 's', type: 'symlink', linkname: '/etc/passwd' }], [{ name: 'h', type: 'link', linkname: 's' }]]);
+  });
+
+  describe('entries below a name that is a symlink in a lower layer, without a directory entry of their own', () => {
+    const mergedUsrBase: TarEntrySpec[] = [
+      { name: 'usr/', type: 'directory' },
+      { name: 'usr/lib/', type: 'directory' },
+      { name: 'usr/lib/x86_64-linux-gnu/', type: 'directory' },
+      { name: 'usr/lib/x86_64-linux-gnu/libc.so.6', content: 'libc', mode: 0o755 },
+      { name: 'usr/lib/os-release', content: 'debian' },
+      { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+      { name: 'lib64', type: 'symlink', linkname: '/usr/lib64' },
+      { name: 'usr/lib64', type: 'symlink', linkname: 'lib' },
+    ];
+
+    it('merged /usr: files land through the symlink (lib stays a symlink), hard links included', async (t) => {
+      const flat = await assertLikeUmoci(t, [
+        mergedUsrBase,
+        [
+          { name: 'lib/x86_64-linux-gnu/libextra.so.1', content: 'extra', mode: 0o755 },
+          { name: 'lib/x86_64-linux-gnu/libextra.so', type: 'link', linkname: 'lib/x86_64-linux-gnu/libextra.so.1' },
+          { name: 'lib/x86_64-linux-gnu/libc.so', type: 'link', linkname: 'usr/lib/x86_64-linux-gnu/libc.so.6' },
+          { name: 'lib64/ld-linux-x86-64.so.2', content: 'ld', mode: 0o755 },
+        ],
+      ]);
+      assert.equal(await readlink(join(flat, 'lib')), 'usr/lib');
+      assert.equal(await readFile(join(flat, 'usr/lib/x86_64-linux-gnu/libextra.so.1'), 'utf8'), 'extra');
+      assert.equal(await readFile(join(flat, 'usr/lib/ld-linux-x86-64.so.2'), 'utf8'), 'ld');
+    });
+
+    it('whiteouts and opaque markers apply through the symlink, to lower layers only', async (t) => {
+      await assertLikeUmoci(t, [
+        [
+          ...mergedUsrBase,
+          { name: 'etc/', type: 'directory' },
+          { name: 'etc/x', content: 'x' },
+          { name: 'etc/y', content: 'y' },
+          { name: 'localetc', type: 'symlink', linkname: 'etc' },
+          { name: 'opt/', type: 'directory' },
+          { name: 'opt/old', content: 'old' },
+          { name: 'optlink', type: 'symlink', linkname: '/opt' },
+        ],
+        [
+          { name: 'localetc/.wh.x', content: '' },
+          { name: 'lib/.wh.os-release', content: '' },
+          { name: 'lib/x86_64-linux-gnu/.wh..wh..opq', content: '' },
+          { name: 'lib/x86_64-linux-gnu/libnew.so', content: 'new' },
+          // Added by this layer under its real name, whited out through the link: it stays.
+          { name: 'opt/new', content: 'new' },
+          { name: 'optlink/.wh.new', content: '' },
+          { name: 'optlink/.wh.old', content: '' },
+        ],
+      ]);
+    });
+
+    it('a symlink out of the image (dangling inside it): whiteouts find nothing, files create the directories inside the image', async (t) => {
+      const flat = await assertLikeUmoci(t, [
+        [
+          { name: 'hello', content: 'stays' },
+          { name: 'lv', type: 'symlink', linkname: '/elsewhere' },
+          { name: 'deep', type: 'symlink', linkname: '../../elsewhere/deeper/still' },
+        ],
+        [
+          { name: 'lv/.wh.hello', content: '' },
+          { name: 'lv/sub/.wh.hello', content: '' },
+          { name: 'deep/file', content: 'f' },
+        ],
+      ]);
+      assert.equal(await readFile(join(flat, 'elsewhere/deeper/still/file'), 'utf8'), 'f');
+    });
+
+    it('a directory of its own replaces the symlink; a directory holding only whiteouts is not created', async (t) => {
+      await assertLikeUmoci(t, [
+        [...mergedUsrBase, { name: 'x', content: 'x' }],
+        [
+          { name: 'lib/', type: 'directory', mode: 0o750 },
+          { name: 'lib/own', content: 'own' },
+          { name: 'nowhere/.wh.x', content: '' },
+          { name: 'nowhere/deeper/.wh.x', content: '' },
+        ],
+      ]);
+    });
+
+    it('a symlink loop, or a symlink to a file, below which entries are placed fails the image', async (t) => {
+      await assertRefusedLikeUmoci(t, [[{ name: 'loop', type: 'symlink', linkname: 'loop' }], [{ name: 'loop/x', content: 'x' }]], /'loop'/);
+      await assertRefusedLikeUmoci(
+        t,
+        [
+          [
+            { name: 'f', content: 'file' },
+            { name: 'l', type: 'symlink', linkname: 'f' },
+          ],
+          [{ name: 'l/x', content: 'x' }],
+        ],
+        /'l'.*not a directory/,
+      );
+    });
   });
 });
