@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
 import {
+  chmodSync,
   closeSync,
   fchmodSync,
   fchownSync,
@@ -487,6 +488,8 @@ class LayerExtractor implements TarVisitor {
       if (stat === undefined) {
         if (!create) return undefined;
         mkdirSync(path, { mode: 0o755 });
+        // Ours, not the image's: 0755 whatever the umask.
+        if ((UMASK & 0o755) !== 0) chmodSync(path, 0o755);
         this.names.set(path, CREATED_HERE);
         resolved.push(part);
         this.implicitDirs.add(resolved.join('/'));

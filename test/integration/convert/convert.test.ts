@@ -5,10 +5,11 @@ import { readFile, readlink, realpath, writeFile, lstat, readdir } from 'node:fs
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar } from '../../support/build-tar.ts';
-import { debianShellEntries } from '../../support/debian-base-layer.ts';
+import { debianLikeImage } from '../../support/test-images.ts';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import { pushOciLayout, writeOciLayout, type TestImageSpec } from '../../support/oci-image.ts';
-import { snapshotTree, type SnapshotEntry } from '../../support/tree-snapshot.ts';
+import { snapshotTree } from '../../support/tree-snapshot.ts';
+import { assertSameTree, umociRootfs } from '../../support/umoci-oracle.ts';
 import { parseWishlist } from '../../../src/wishlist/wishlist.ts';
 import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
@@ -20,73 +21,6 @@ import { decompressThreadStats } from '../../../src/convert/decompress-thread.ts
 const run = promisify(execFile);
 const CLI = new URL('../../../bin/ducc.js', import.meta.url).pathname;
 const quietLogger = createLogger({ level: 'silent' });
-
-/** Paths DUCC adds to every flat image for Apptainer (and our catalog marker); absent from umoci's rootfs. */
-const APPTAINER_PATHS =
-  /^(\.singularity\.d(\/.*)?|singularity|\.run|\.exec|\.test|\.shell|environment|\.cvmfscatalog|dev|proc|sys|root|home|tmp|var|var\/tmp|etc|etc\/hosts|etc\/resolv\.conf)$/;
-
-/** A multi-layer image on a real Debian shell: whiteouts, an opaque dir, hard links (also into a lower layer), setuid, symlinks. */
-async function debianLikeImage(): Promise<TestImageSpec> {
-  const base = await buildTar([
-    ...debianShellEntries(),
-    { name: 'etc/', type: 'directory' },
-    { name: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\n' },
-    { name: 'etc/removed-later', content: 'bye' },
-    { name: 'opt/', type: 'directory' },
-    { name: 'opt/app/', type: 'directory' },
-    { name: 'opt/app/old-config', content: 'old' },
-    { name: 'usr/bin/perl', content: 'not really perl', mode: 0o755 },
-    { name: 'tmp/', type: 'directory', mode: 0o1777 },
-    { name: 'home/', type: 'directory' },
-    { name: 'home/user/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 },
-    { name: 'home/user/notes', content: 'mine', uid: 1000, gid: 1000, mode: 0o600 },
-  ]);
-  const changes = await buildTar([
-    { name: 'etc/.wh.removed-later', content: '' },
-    { name: 'opt/app/.wh..wh..opq', content: '' },
-    { name: 'opt/app/new-config', content: 'new' },
-    { name: 'usr/bin/su', content: 'setuid tool', mode: 0o4755 },
-    { name: 'usr/bin/sg', content: 'setgid tool', mode: 0o2755 },
-    { name: 'usr/bin/su-alias', type: 'link', linkname: 'usr/bin/su' },
-    { name: 'usr/bin/perl5.36', type: 'link', linkname: 'usr/bin/perl' },
-    { name: 'usr/local/', type: 'directory' },
-    { name: 'usr/local/bin/', type: 'directory' },
-    { name: 'usr/local/bin/shell', type: 'symlink', linkname: '/usr/bin/dash' },
-    { name: 'usr/local/bin/relative', type: 'symlink', linkname: '../../bin/su' },
-  ]);
-  const top = await buildTar([
-    { name: 'usr/bin/.wh.sg', content: '' },
-    { name: 'home/user/notes', content: 'rewritten', uid: 1000, gid: 1000, mode: 0o640 },
-  ]);
-  return {
-    layers: [base, changes, top],
-    config: {
-      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'],
-      Cmd: ['/bin/sh'],
-      Entrypoint: [],
-      WorkingDir: '/home/user',
-      User: '1000',
-    },
-    platform: { os: 'linux', architecture: 'amd64' },
-  };
-}
-
-/** umoci's rootfs and our flat dir must agree entry by entry (type, mode bits, owner, size, content, link target). */
-function assertSameTree(ours: Map<string, SnapshotEntry>, oracle: Map<string, SnapshotEntry>): void {
-  for (const [path, expected] of oracle) {
-    if (path === 'dev' || path.startsWith('dev/')) continue;
-    assert.deepEqual(ours.get(path), expected, `entry ${path} differs from umoci unpack`);
-  }
-  for (const path of ours.keys()) {
-    if (!oracle.has(path)) assert.match(path, APPTAINER_PATHS, `entry ${path} is not in umoci's rootfs`);
-  }
-}
-
-async function umociRootfs(t: TestContext, layout: string, tag: string): Promise<string> {
-  const bundle = join(await tempDir(t), 'bundle');
-  await run('umoci', ['unpack', '--image', `${layout}:${tag}`, bundle]);
-  return join(bundle, 'rootfs');
-}
 
 function wishlistText(registry: TestRegistry, images: string[], extra = ''): string {
   return [
