@@ -8,7 +8,7 @@ import type { RegistryClient } from '../registry/client.ts';
 import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
-import { apptainerEntries } from '../apptainer/apptainer-files.ts';
+import { APPTAINER_FILES, apptainerEntries } from '../apptainer/apptainer-files.ts';
 import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
 import { appendOrigin, formatLayersJson, formatRemoveSchedule } from '../metadata/layer-metadata.ts';
 import { formatElapsedSeconds, type NotificationWriter } from '../metadata/notifications.ts';
@@ -234,7 +234,9 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   if (failedLayer) throw failedLayer.reason;
 
   // 2. The flat root filesystem, content-addressed by the config digest: built once, shared by tags.
-  if (!options.skipFlat && !(await ctx.publisher.lstat(flat))) {
+  if (!options.skipFlat && !(await hasFlatTree(ctx.publisher, flat))) {
+    // One that lost its Apptainer files is published again (DUCC PR 4208); a tree is published whole.
+    if (await ctx.publisher.lstat(flat)) await ctx.publisher.transaction((tx) => tx.remove(flat));
     ctx.onProgress?.({ kind: 'flat', image: name });
     const notice = { image_request: name, id: randomUUID() };
     const started = Date.now();
@@ -425,16 +427,23 @@ async function unpackLayer(
   }
 }
 
-/** Everything an up-to-date image implies is present: its layers, its flat tree and its public symlink. */
+/** Everything an up-to-date image implies is present: its layers, its flat tree (Apptainer files included) and its public symlink. */
 async function isComplete(publisher: Publisher, layers: Descriptor[], flat: string, publicName: string, options: ConvertOptions): Promise<boolean> {
   if (!options.skipLayers) {
     for (const layer of layers) if (!(await publisher.lstat(`${layerDir(layer.digest)}/layerfs`))) return false;
   }
   if (!options.skipFlat) {
-    if (!(await publisher.lstat(flat))) return false;
+    if (!(await hasFlatTree(publisher, flat))) return false;
     const link = await publisher.lstat(publicName);
     if (!link?.isSymbolicLink()) return false;
   }
+  return true;
+}
+
+/** The flat tree is there, with the Apptainer files every flat tree gets. */
+async function hasFlatTree(publisher: Publisher, flat: string): Promise<boolean> {
+  if (!(await publisher.lstat(flat))) return false;
+  for (const file of APPTAINER_FILES) if (!(await publisher.lstat(`${flat}/${file}`))) return false;
   return true;
 }
 

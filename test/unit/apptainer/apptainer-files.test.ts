@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  APPTAINER_FILES,
   apptainerEntries,
   argsQuoted,
   formatDockerEnv,
@@ -252,6 +253,17 @@ describe('apptainerEntries (MakeBaseEnv + InsertRunScript + InsertEnv)', () => {
       assert.equal(await readlink(join(root, 'environment')), '.singularity.d/env/90-environment.sh');
       assert.equal(await readFile(join(root, 'singularity'), 'utf8'), formatRunscript(config.Entrypoint, config.Cmd));
     });
+  });
+});
+
+describe('APPTAINER_FILES (what an up-to-date flat tree must hold)', () => {
+  it('are the .singularity.d files written into every image, whatever the image holds', () => {
+    for (const exists of [() => false, () => true]) {
+      const written = apptainerEntries({ Env: ['A=b'], Cmd: ['sh'] }, exists)
+        .filter((entry) => entry.type === 'file' && entry.path.startsWith('.singularity.d/'))
+        .map((entry) => entry.path);
+      assert.deepEqual([...APPTAINER_FILES].sort(), written.sort());
+    }
   });
 });
 
