@@ -102,8 +102,9 @@ function readUmask(): number {
  * reported); an entry that would make the root anything but a directory fails the layer; device nodes
  * and FIFOs are never created; no xattrs are applied; no metadata call follows a symlink (files and
  * directories through their own descriptor, symlinks with lchown/lutimes, and a directory's deferred
- * metadata only if the path still reaches that directory without any symlink). Streaming: file content goes to disk chunk by chunk, under limits.
- * Every error is a DuccError naming the layer and, where there is one, the entry.
+ * metadata only if the path still reaches that directory without any symlink). Streaming: file content
+ * goes to disk chunk by chunk, under limits. Every error is a DuccError naming the layer and, where there
+ * is one, the entry.
  */
 export async function extractLayer(tar: Readable, targetDir: string, options: ExtractOptions): Promise<LayerUnpackResult> {
   return new LayerExtractor(targetDir, options).extract(tar);
@@ -147,6 +148,8 @@ class LayerExtractor implements TarVisitor {
    * removes a placeholder drops it (later entries of a layer win, as with tar -x and umoci).
    */
   private readonly external = new Map<string, { path: string; target: string }>();
+  /** Names of this layer's device nodes and FIFOs, which are not created: hard links to them are not either. */
+  private readonly notCreated = new Set<string>();
   /**
    * Set once anything was removed to make room for a later entry. Until then no recorded directory can
    * have been replaced by a symlink or a file (a name in a fresh target only ever gets created), so the
@@ -246,6 +249,7 @@ class LayerExtractor implements TarVisitor {
     }
     if (type === 'character-device' || type === 'block-device' || type === 'fifo') {
       this.result.warnings.push(`${where}: ${type} not created (device nodes and FIFOs are never created)`);
+      this.notCreated.add(plain ?? components!.join('/'));
       return;
     }
     if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory' && type !== 'symlink' && type !== 'link') {
@@ -337,6 +341,10 @@ class LayerExtractor implements TarVisitor {
     const linkComponents = entryComponents(header.linkname ?? '', this.limits, `${where} (hard link target)`);
     if (linkComponents.length === 0) throw unsafe(where, 'hard link to the layer root');
     const source = this.resolveExisting(linkComponents);
+    if (source === undefined && this.notCreated.has(linkComponents.join('/'))) {
+      this.result.warnings.push(`${where}: hard link to '${header.linkname}', which was not created, not created either`);
+      return;
+    }
     // A link to a placeholder of this layer links what the placeholder stands for.
     const lower = source === undefined ? linkComponents.join('/') : this.external.get(source)?.target;
     if (lower !== undefined) {

@@ -240,7 +240,7 @@ export class FlatTree {
       this.warnings.push(`${where}: the placeholder of a hard link to '${link.target}' is no longer there; nothing linked`);
       return;
     }
-    (parent as MergedNode & { kind: 'dir' }).children.set(name, { ...target });
+    (parent as DirNode).children.set(name, { ...target });
   }
 
   /**

@@ -235,6 +235,25 @@ describe('hard links into lower layers', () => {
     });
   }
 
+  it('hardlink-to-device-node: a hard link to a device node of its layer is not created either (with a warning), and the image flattens', async (t) => {
+    const a = await arena(t);
+    const dir = await extraTarget(a, 1);
+    const result = await extractInto(
+      a,
+      await buildTar([
+        { name: 'dev/', type: 'directory' },
+        { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 },
+        { name: 'dev/null2', type: 'link', linkname: 'dev/null' },
+      ]),
+      undefined,
+      dir,
+    );
+    assert.deepEqual(await readdir(join(dir, 'dev')), []);
+    assert.deepEqual(result.externalHardlinks, []);
+    assert.match(result.warnings.at(-1)!, /entry 'dev\/null2': hard link to 'dev\/null', which was not created, not created either/);
+    await FlatTree.build([{ dir, externalHardlinks: result.externalHardlinks, implicitDirectories: result.implicitDirectories ?? [] }]);
+  });
+
   it('external-hardlink-to-escaping-symlink: a hard link to a lower symlink pointing at the host is that symlink, never the host file', async (t) => {
     const a = await arena(t);
     const before = await a.outsideState();
