@@ -148,6 +148,36 @@ const DOCKER_ENV = '.singularity.d/env/10-docker2singularity.sh';
 export const APPTAINER_FILES: readonly string[] = [...STATIC_SCRIPTS.map(([path]) => path), RUNSCRIPT, STARTSCRIPT, DOCKER_ENV];
 
 /**
+ * Whether a published flat tree holds every file of APPTAINER_FILES, given lstat of a path relative to
+ * its root. Each parent is looked at with lstat too: one that the image made a symlink is not followed
+ * (on the publishing machine it could lead anywhere, and the tree was written through it inside the
+ * image), and the files below it count as there; otherwise such an image would never be up to date.
+ */
+export async function hasApptainerFiles(lstat: (path: string) => Promise<{ isSymbolicLink(): boolean } | undefined>): Promise<boolean> {
+  const parents = new Map<string, 'directory' | 'symlink' | 'missing'>();
+  const parentState = async (path: string): Promise<'directory' | 'symlink' | 'missing'> => {
+    let state = parents.get(path);
+    if (state === undefined) {
+      const slash = path.lastIndexOf('/');
+      const above = slash < 0 ? 'directory' : await parentState(path.slice(0, slash));
+      if (above !== 'directory') state = above;
+      else {
+        const stat = await lstat(path);
+        state = stat === undefined ? 'missing' : stat.isSymbolicLink() ? 'symlink' : 'directory';
+      }
+      parents.set(path, state);
+    }
+    return state;
+  };
+  for (const file of APPTAINER_FILES) {
+    const parent = await parentState(file.slice(0, file.lastIndexOf('/')));
+    if (parent === 'missing') return false;
+    if (parent === 'directory' && (await lstat(file)) === undefined) return false;
+  }
+  return true;
+}
+
+/**
  * The permission bits (`mode & 0o7777`) of the flat root after `MakeBaseEnv`, which first makes the
  * root owner-writable: `if mode&0200 == 0 { chmod(root, mode|0200) }`. Not an entry of its own.
  */

@@ -8,7 +8,7 @@ import type { RegistryClient } from '../registry/client.ts';
 import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
-import { APPTAINER_FILES, apptainerEntries } from '../apptainer/apptainer-files.ts';
+import { apptainerEntries, hasApptainerFiles } from '../apptainer/apptainer-files.ts';
 import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
 import { appendOrigin, formatLayersJson, formatRemoveSchedule } from '../metadata/layer-metadata.ts';
 import { formatElapsedSeconds, type NotificationWriter } from '../metadata/notifications.ts';
@@ -442,9 +442,7 @@ async function isComplete(publisher: Publisher, layers: Descriptor[], flat: stri
 
 /** The flat tree is there, with the Apptainer files every flat tree gets. */
 async function hasFlatTree(publisher: Publisher, flat: string): Promise<boolean> {
-  if (!(await publisher.lstat(flat))) return false;
-  for (const file of APPTAINER_FILES) if (!(await publisher.lstat(`${flat}/${file}`))) return false;
-  return true;
+  return (await publisher.lstat(flat)) !== undefined && (await hasApptainerFiles((path) => publisher.lstat(`${flat}/${path}`)));
 }
 
 /** Whether an origin.json already names an image config. */

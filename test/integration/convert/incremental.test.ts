@@ -209,6 +209,21 @@ describe('incremental conversion (ducc convert)', () => {
     assert.deepEqual(await entriesOf(join(s.root, 'cvmfs/.ducc-staging', REPO)), []);
   });
 
+  it('an image whose .singularity.d is an absolute symlink (its files written through it, inside the image) is up to date on the next run', async (t) => {
+    const image = await pushImage(t, registry, 'inc/dotlink', '1', [
+      [
+        { name: 'srv/', type: 'directory' },
+        { name: 'srv/apptainer/', type: 'directory' },
+        { name: '.singularity.d', type: 'symlink', linkname: '/srv/apptainer' },
+      ],
+    ]);
+    const s = await setUp(t, registry, ['inc/dotlink:1']);
+    assert.equal(await s.convert(), '1 converted, 0 up to date, 0 failed\n');
+    assert.ok(await exists(join(s.repo, flatPath(image.configDigest), 'srv/apptainer/actions/run')));
+
+    assert.equal(await s.convert(), '0 converted, 1 up to date, 0 failed\n');
+  });
+
   it('-s writes layers and metadata but neither flat dir nor symlink; a later run without -s adds them without downloading layers', async (t) => {
     const image = await pushImage(t, registry, 'inc/skipflat', '1', [BASE, [{ name: 'skip', content: 's' }]]);
     const s = await setUp(t, registry, ['inc/skipflat:1']);
