@@ -116,20 +116,65 @@ export function apptainerEntries(config: ApptainerImageConfig, exists: (path: st
   };
   file('etc/hosts', ETC_FILE_MODE, '');
   file('etc/resolv.conf', ETC_FILE_MODE, '');
-  file('.singularity.d/actions/exec', SCRIPT_MODE, EXEC_FILE_CONTENT);
-  file('.singularity.d/actions/run', SCRIPT_MODE, RUN_FILE_CONTENT);
-  file('.singularity.d/actions/shell', SCRIPT_MODE, SHELL_FILE_CONTENT);
-  file('.singularity.d/actions/start', SCRIPT_MODE, START_FILE_CONTENT);
-  file('.singularity.d/actions/test', SCRIPT_MODE, TEST_FILE_CONTENT);
-  file('.singularity.d/env/01-base.sh', SCRIPT_MODE, BASE_SH_FILE_CONTENT);
-  file('.singularity.d/env/90-environment.sh', SCRIPT_MODE, ENVIRONMENT_SH_FILE_CONTENT);
-  file('.singularity.d/env/95-apps.sh', SCRIPT_MODE, APPS_SH_FILE_CONTENT);
-  file('.singularity.d/env/99-base.sh', SCRIPT_MODE, BASE99_SH_FILE_CONTENT);
-  file('.singularity.d/env/99-runtimevars.sh', SCRIPT_MODE, BASE99_RUNTIMEVARS_SH_FILE_CONTENT);
-  file('.singularity.d/runscript', SCRIPT_MODE, formatRunscript(config.Entrypoint, config.Cmd));
-  file('.singularity.d/startscript', SCRIPT_MODE, STARTSCRIPT_FILE_CONTENT);
-  file('.singularity.d/env/10-docker2singularity.sh', SCRIPT_MODE, formatDockerEnv(config.Env));
+  for (const [path, content] of STATIC_SCRIPTS) file(path, SCRIPT_MODE, content);
+  file(RUNSCRIPT, SCRIPT_MODE, formatRunscript(config.Entrypoint, config.Cmd));
+  file(STARTSCRIPT, SCRIPT_MODE, STARTSCRIPT_FILE_CONTENT);
+  file(DOCKER_ENV, SCRIPT_MODE, formatDockerEnv(config.Env));
   return entries;
+}
+
+/** The scripts of `makeFiles` whose content is fixed, in order. */
+const STATIC_SCRIPTS: readonly (readonly [string, string])[] = [
+  ['.singularity.d/actions/exec', EXEC_FILE_CONTENT],
+  ['.singularity.d/actions/run', RUN_FILE_CONTENT],
+  ['.singularity.d/actions/shell', SHELL_FILE_CONTENT],
+  ['.singularity.d/actions/start', START_FILE_CONTENT],
+  ['.singularity.d/actions/test', TEST_FILE_CONTENT],
+  ['.singularity.d/env/01-base.sh', BASE_SH_FILE_CONTENT],
+  ['.singularity.d/env/90-environment.sh', ENVIRONMENT_SH_FILE_CONTENT],
+  ['.singularity.d/env/95-apps.sh', APPS_SH_FILE_CONTENT],
+  ['.singularity.d/env/99-base.sh', BASE99_SH_FILE_CONTENT],
+  ['.singularity.d/env/99-runtimevars.sh', BASE99_RUNTIMEVARS_SH_FILE_CONTENT],
+];
+const RUNSCRIPT = '.singularity.d/runscript';
+const STARTSCRIPT = '.singularity.d/startscript';
+const DOCKER_ENV = '.singularity.d/env/10-docker2singularity.sh';
+
+/**
+ * The `.singularity.d` files every flat image gets, whatever the image holds (paths relative to the flat
+ * root). A flat tree without one of them is not up to date and is published again, as DUCC does since
+ * cvmfs/cvmfs PR 4208 (images had lost their dotfiles after a cleanup).
+ */
+export const APPTAINER_FILES: readonly string[] = [...STATIC_SCRIPTS.map(([path]) => path), RUNSCRIPT, STARTSCRIPT, DOCKER_ENV];
+
+/**
+ * Whether a published flat tree holds every file of APPTAINER_FILES, given lstat of a path relative to
+ * its root. Each parent is looked at with lstat too: one that the image made a symlink is not followed
+ * (on the publishing machine it could lead anywhere, and the tree was written through it inside the
+ * image), and the files below it count as there; otherwise such an image would never be up to date.
+ */
+export async function hasApptainerFiles(lstat: (path: string) => Promise<{ isSymbolicLink(): boolean } | undefined>): Promise<boolean> {
+  const parents = new Map<string, 'directory' | 'symlink' | 'missing'>();
+  const parentState = async (path: string): Promise<'directory' | 'symlink' | 'missing'> => {
+    let state = parents.get(path);
+    if (state === undefined) {
+      const slash = path.lastIndexOf('/');
+      const above = slash < 0 ? 'directory' : await parentState(path.slice(0, slash));
+      if (above !== 'directory') state = above;
+      else {
+        const stat = await lstat(path);
+        state = stat === undefined ? 'missing' : stat.isSymbolicLink() ? 'symlink' : 'directory';
+      }
+      parents.set(path, state);
+    }
+    return state;
+  };
+  for (const file of APPTAINER_FILES) {
+    const parent = await parentState(file.slice(0, file.lastIndexOf('/')));
+    if (parent === 'missing') return false;
+    if (parent === 'directory' && (await lstat(file)) === undefined) return false;
+  }
+  return true;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { RegistryClient } from '../registry/client.ts';
 import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
 import type { LayerBatch, Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
-import { apptainerEntries } from '../apptainer/apptainer-files.ts';
+import { apptainerEntries, hasApptainerFiles } from '../apptainer/apptainer-files.ts';
 import { formatDuccManifest, parseDuccManifest } from '../metadata/ducc-manifest.ts';
 import { appendOrigin, formatLayersJson, formatRemoveSchedule } from '../metadata/layer-metadata.ts';
 import { formatElapsedSeconds, type NotificationWriter } from '../metadata/notifications.ts';
@@ -229,7 +229,10 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   // 2. One transaction (one publish on CVMFS): the flat root filesystem if it is new — content-addressed
   //    by the config digest, built once and shared by tags — then origins, the DUCC manifest and the
   //    public symlink.
-  const buildFlat = !options.skipFlat && !(await ctx.publisher.lstat(flat));
+  const buildFlat = !options.skipFlat && !(await hasFlatTree(ctx.publisher, flat));
+  // One that lost its Apptainer files is published again (DUCC PR 4208): removed first, as trees are
+  // published whole and one that exists is kept.
+  if (buildFlat && (await ctx.publisher.lstat(flat))) await ctx.publisher.transaction((tx) => tx.remove(flat));
   const flatNotice = { image_request: name, id: randomUUID() };
   const flatStarted = Date.now();
   const duccManifest = formatDuccManifest({
@@ -429,17 +432,22 @@ async function unpackLayer(
   }
 }
 
-/** Everything an up-to-date image implies is present: its layers, its flat tree and its public symlink. */
+/** Everything an up-to-date image implies is present: its layers, its flat tree (Apptainer files included) and its public symlink. */
 async function isComplete(publisher: Publisher, layers: Descriptor[], flat: string, publicName: string, options: ConvertOptions): Promise<boolean> {
   if (!options.skipLayers) {
     for (const layer of layers) if (!(await publisher.lstat(`${layerDir(layer.digest)}/layerfs`))) return false;
   }
   if (!options.skipFlat) {
-    if (!(await publisher.lstat(flat))) return false;
+    if (!(await hasFlatTree(publisher, flat))) return false;
     const link = await publisher.lstat(publicName);
     if (!link?.isSymbolicLink()) return false;
   }
   return true;
+}
+
+/** The flat tree is there, with the Apptainer files every flat tree gets. */
+async function hasFlatTree(publisher: Publisher, flat: string): Promise<boolean> {
+  return (await publisher.lstat(flat)) !== undefined && (await hasApptainerFiles((path) => publisher.lstat(`${flat}/${path}`)));
 }
 
 /** Whether an origin.json already names an image config. */

@@ -60,7 +60,7 @@ export class DirectoryPublisher implements Publisher {
   }
 
   async recover(): Promise<void> {
-    await mkdir(this.readRoot, { recursive: true });
+    await makeDirectories(this.readRoot);
     let names: string[];
     try {
       names = await readdir(this.stagingRoot);
@@ -101,10 +101,12 @@ export class DirectoryPublisher implements Publisher {
   async publishLayer(layerDir: string, tar: Readable, metadata: LayerMetadata, replace = false): Promise<LayerUnpackResult> {
     const stage = await this.makeStage();
     try {
-      // mkdtemp made the stage 0700; once renamed, it is the layer directory every client must enter.
+      // The staging directory becomes `.layers/<xx>/<d>/`: readable by all, as is what we make in it
+      // (a `./` entry of the layer then gives layerfs the image's mode).
       await chmod(stage, 0o755);
       const layerfs = join(stage, 'layerfs');
       await mkdir(layerfs);
+      await chmod(layerfs, 0o755);
       // Errors name the layer by its digest (`.layers/<xx>/<hex>` is the sha256 of the compressed blob).
       const result = await extractLayer(tar, layerfs, { label: `layer sha256:${layerDir.split('/').at(-1)}` });
       // `cvmfs_server ingest --catalog` makes layerfs a nested catalog; mirror its marker. The layer may
@@ -112,8 +114,13 @@ export class DirectoryPublisher implements Publisher {
       // so whatever is there is removed first and the marker created fresh (O_EXCL), never written through.
       await rm(join(layerfs, '.cvmfscatalog'), { recursive: true, force: true });
       await writeFile(join(layerfs, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
+      await chmod(join(layerfs, '.cvmfscatalog'), 0o644);
       await mkdir(join(stage, '.metadata'));
-      for (const [name, bytes] of Object.entries(metadata(result))) await writeFile(join(stage, '.metadata', name), bytes, { mode: 0o644 });
+      await chmod(join(stage, '.metadata'), 0o755);
+      for (const [name, bytes] of Object.entries(metadata(result))) {
+        await writeFile(join(stage, '.metadata', name), bytes, { mode: 0o644 });
+        await chmod(join(stage, '.metadata', name), 0o644);
+      }
       await this.writeCatalogMarkers(catalogParents(layerDir));
       await this.moveIntoPlace(stage, layerDir, replace);
       return result;
@@ -132,6 +139,8 @@ export class DirectoryPublisher implements Publisher {
     try {
       const tree = join(stage, 'tree');
       await mkdir(tree, { mode: 0o700 });
+      // Without an entry for the tree's root (path ''), the root is ours: 0755.
+      await chmod(tree, 0o755);
       const directories: { path: string; mode: number; uid: number; gid: number; mtime: Date }[] = [];
       // Synchronous filesystem calls on purpose: a flat tree can hold tens of thousands of entries and an
       // awaited call costs ~50 µs of thread-pool round trip against ~3 µs done directly. Entry paths are
@@ -176,6 +185,7 @@ export class DirectoryPublisher implements Publisher {
       // (Removed first: the name may be a hard link into a layer, which must never be written through.)
       rmSync(join(tree, '.cvmfscatalog'), { force: true });
       writeFileSync(join(tree, '.cvmfscatalog'), '', { flag: 'wx', mode: 0o644 });
+      chmodSync(join(tree, '.cvmfscatalog'), 0o644);
       for (const dir of directories.reverse()) {
         if (IS_ROOT) chownSync(dir.path, dir.uid, dir.gid);
         chmodSync(dir.path, dir.mode);
@@ -206,7 +216,7 @@ export class DirectoryPublisher implements Publisher {
           await handle.close();
         }
         await chmod(path, mode);
-        await mkdir(dirname(final(relPath)), { recursive: true, mode: 0o755 });
+        await makeDirectories(dirname(final(relPath)));
         await rename(path, final(relPath));
       },
       symlink: async (relPath, target) => {
@@ -216,11 +226,11 @@ export class DirectoryPublisher implements Publisher {
         }
         const path = temp();
         await symlink(target, path);
-        await mkdir(dirname(final(relPath)), { recursive: true, mode: 0o755 });
+        await makeDirectories(dirname(final(relPath)));
         await rename(path, final(relPath));
       },
       mkdir: async (relPath) => {
-        await mkdir(final(relPath), { recursive: true, mode: 0o755 });
+        await makeDirectories(final(relPath));
       },
       tree: (relDir, entries) => this.publishTree(relDir, entries),
       remove: async (relPath) => {
@@ -252,7 +262,7 @@ export class DirectoryPublisher implements Publisher {
   private async moveIntoPlace(staged: string, relDir: string, replace: boolean): Promise<void> {
     const target = join(this.readRoot, relDir);
     await this.flushToDisk(staged);
-    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    await makeDirectories(dirname(target));
     if (replace) {
       try {
         await rename(target, `${staged}.replaced`);
@@ -275,8 +285,9 @@ export class DirectoryPublisher implements Publisher {
     for (const dir of dirs) {
       const marker = join(this.readRoot, dir, '.cvmfscatalog');
       if (await this.lstat(`${dir}/.cvmfscatalog`)) continue;
-      await mkdir(dirname(marker), { recursive: true, mode: 0o755 });
+      await makeDirectories(dirname(marker));
       await writeFile(marker, '', { flag: 'w', mode: 0o644 });
+      await chmod(marker, 0o644); // whatever the umask
     }
   }
 
@@ -296,6 +307,20 @@ export class DirectoryPublisher implements Publisher {
 }
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * `mkdir -p` whose new directories are all 0755 whatever the umask: everything the publisher makes in the
+ * repository is read by others (CVMFS clients, Apptainer, thin images), only image content keeps the
+ * image's modes.
+ */
+async function makeDirectories(path: string): Promise<void> {
+  const first = await mkdir(path, { recursive: true, mode: 0o755 });
+  if (first === undefined) return;
+  for (let dir = path; ; dir = dirname(dir)) {
+    await chmod(dir, 0o755);
+    if (dir === first || dir === dirname(dir)) break;
+  }
+}
 
 /** Hard links per run handed alike (to the writer thread, or made here): one writer batch; a power of two (used as a bit mask). */
 const LINK_RUN = 256;

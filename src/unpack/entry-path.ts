@@ -1,42 +1,9 @@
 import { DuccError } from '../util/errors.ts';
-import { integerFromEnv } from '../registry/limits.ts';
+import type { ExtractLimits } from './settings.ts';
 
-/** Limits on what one layer may contain; defaults are far above real images and far below trouble. */
-export interface ExtractLimits {
-  maxEntries: number;
-  maxPathBytes: number;
-  maxDepth: number;
-  /** Uncompressed bytes of file content per layer. */
-  maxBytes: number;
-  /** Symlinks followed while resolving one path. */
-  maxSymlinkHops: number;
-}
-
-export const DEFAULT_EXTRACT_LIMITS: ExtractLimits = {
-  maxEntries: 2_000_000,
-  maxPathBytes: 4096,
-  maxDepth: 256,
-  maxBytes: 64 * 1024 ** 3,
-  maxSymlinkHops: 40,
-};
-
-/** The environment variable that overrides each limit (see docs/security.md). */
-export const EXTRACT_LIMIT_VARIABLES: Record<keyof ExtractLimits, string> = {
-  maxEntries: 'DUCC_LIMIT_LAYER_ENTRIES',
-  maxPathBytes: 'DUCC_LIMIT_PATH_BYTES',
-  maxDepth: 'DUCC_LIMIT_PATH_DEPTH',
-  maxBytes: 'DUCC_LIMIT_LAYER_BYTES',
-  maxSymlinkHops: 'DUCC_LIMIT_SYMLINK_HOPS',
-};
-
-/** The limits in force: defaults, overridden by DUCC_LIMIT_* variables, overridden by `explicit`. */
-export function extractLimits(explicit: Partial<ExtractLimits> = {}, env: NodeJS.ProcessEnv = process.env): ExtractLimits {
-  const limits = { ...DEFAULT_EXTRACT_LIMITS };
-  for (const key of Object.keys(limits) as (keyof ExtractLimits)[]) {
-    limits[key] = explicit[key] ?? integerFromEnv(EXTRACT_LIMIT_VARIABLES[key], DEFAULT_EXTRACT_LIMITS[key], env);
-  }
-  return limits;
-}
+// The limits and the variables that set them are read in settings.ts; re-exported for the callers
+// outside this folder that name them (the layer byte limit is also counted by convert/layer-stream.ts).
+export { DEFAULT_EXTRACT_LIMITS, EXTRACT_LIMIT_VARIABLES, extractLimits, type ExtractLimits } from './settings.ts';
 
 /**
  * Turns a tar entry name into path components relative to the layer root: a leading `/` and `./` are
@@ -90,6 +57,22 @@ export function classifyName(
   if (name === OPAQUE_WHITEOUT) return OPAQUE;
   if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return AUFS_META;
   return { kind: 'whiteout', target: name.slice(WHITEOUT_PREFIX.length) };
+}
+
+/**
+ * Whether a name may not hold entries: a whiteout (`.wh.<name>`) or the opaque marker. `.wh.etc/somefile`
+ * would leave a directory `.wh.etc` in the layer's directory, which every reader of a `layerfs` (our
+ * flattener, `cvmfs_server overlay`, the CVMFS snapshotter) takes for the whiteout of `etc`. aufs
+ * metadata (`.wh..wh.plnk/`) is not a whiteout: it may, and is left out of flat trees.
+ */
+export function isWhiteoutName(name: string): boolean {
+  const kind = classifyName(name).kind;
+  return kind === 'whiteout' || kind === 'opaque';
+}
+
+/** Rejects a whiteout name used as a directory (see isWhiteoutName) among `directories`, the parent components of an entry. */
+export function checkNoWhiteoutDirectory(directories: readonly string[], where: string): void {
+  for (const name of directories) if (isWhiteoutName(name)) throw unsafe(where, `the whiteout name '${name}' is used as a directory`);
 }
 
 /** Whiteouts that name nothing (`.wh.`), or `.`/`..` (`.wh..`, `.wh...`), are invalid and rejected. */

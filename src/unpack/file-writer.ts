@@ -13,12 +13,13 @@
  * The directory publisher uses the same sessions for the hard links of a flat tree (`link`): it hands
  * every other run of links over and makes the rest itself.
  *
- * DUCC_WRITER_THREADS sets the number of writer threads (0: write everything on the main thread).
+ * The number of writer threads comes from the settings (DUCC_WRITER_THREADS, 0: write everything on the
+ * main thread); the pool is started with the first session that has a thread to use.
  */
-import { availableParallelism } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { DuccError } from '../util/errors.ts';
 import { JOB_FIELDS, packJob, type BatchDone, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
+import { unpackSettingsFromEnv, type UnpackSettings } from './settings.ts';
 
 /** Content bytes per batch. */
 const BATCH_BYTES = 1024 * 1024;
@@ -41,18 +42,6 @@ const MAX_IN_FLIGHT = 16;
  * stopped without running its exit handler (killed for memory), not a limit.
  */
 const STALL_MS = 5 * 60_000;
-
-export const WRITER_THREADS_VARIABLE = 'DUCC_WRITER_THREADS';
-
-/** Default: one writer per core beyond the main thread's, at least one, at most four. */
-function writerThreadCount(): number {
-  const cores = availableParallelism();
-  const raw = process.env[WRITER_THREADS_VARIABLE]?.trim();
-  if (raw === undefined || raw === '') return cores <= 1 ? 0 : Math.min(4, cores - 1);
-  if (!/^\d{1,3}$/.test(raw))
-    throw new DuccError('BOT_ERR_CONFIG', `${WRITER_THREADS_VARIABLE} must be a number of threads (0 or more), not ${JSON.stringify(raw)}`);
-  return Number(raw);
-}
 
 const WORKER_URL = new URL(`./file-writer-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 
@@ -107,11 +96,14 @@ let pool: WriterThread[] | undefined;
 let nextWorker = 0;
 let nextSession = 0;
 
-/** The writer threads, started on first use; they never keep the process alive. */
-function writers(): WriterThread[] {
+/**
+ * The writer threads, `count` of them started on first use (the first session's settings size the pool);
+ * they never keep the process alive.
+ */
+function writers(count: number): WriterThread[] {
   if (pool === undefined) {
     pool = [];
-    for (let i = 0; i < writerThreadCount(); i++) {
+    for (let i = 0; i < count; i++) {
       const report = new SharedArrayBuffer(8 + REPORT_TEXT_BYTES);
       const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { module: WORKER_URL.href, report } });
       worker.unref();
@@ -156,8 +148,8 @@ export class FileWriterSession {
    * undefined when there are no writer threads: the extractor writes everything itself. The threads
    * start with the first file handed over, so a layer without small files never pays for them.
    */
-  static open(): FileWriterSession | undefined {
-    return writerThreadCount() === 0 ? undefined : new FileWriterSession();
+  static open(settings: Pick<UnpackSettings, 'writerThreads'> = unpackSettingsFromEnv(process.env)): FileWriterSession | undefined {
+    return settings.writerThreads === 0 ? undefined : new FileWriterSession(settings.writerThreads);
   }
 
   /** Bound to one thread on first use. */
@@ -178,7 +170,12 @@ export class FileWriterSession {
   private failure: DuccError | undefined;
   private closed = false;
 
-  private constructor() {}
+  /** Threads in the pool, should this session be the one to start it. */
+  private readonly threads: number;
+
+  private constructor(threads: number) {
+    this.threads = threads;
+  }
 
   /** Whether a file of this size can be handed over. */
   accepts(size: number): boolean {
@@ -187,11 +184,11 @@ export class FileWriterSession {
 
   /** Whether hard links (and so anything) can be handed over: the session is open and has a thread. */
   acceptsLinks(): boolean {
-    return !this.closed && (this.thread !== undefined || writers().length > 0);
+    return !this.closed && (this.thread !== undefined || writers(this.threads).length > 0);
   }
 
   private start(): void {
-    const available = writers();
+    const available = writers(this.threads);
     this.thread = available[nextWorker++ % available.length]!;
     const { port1, port2 } = new MessageChannel();
     this.port = port1;

@@ -11,9 +11,13 @@
  * It reads what tar-stream reads, the same way (the tests compare the two on archives written by GNU tar
  * in each format): ustar with its name prefix, GNU and old-GNU headers, GNU long names and long link
  * names ('L', 'K', 'N'), PAX extended headers ('x': path, linkpath, size) and PAX global headers ('g',
- * merged into later 'x' headers), numbers in octal or base-256, checksums. All-zero blocks are skipped
- * (end-of-archive markers and the blocking padding after them). A typeflag it does not know is reported
- * as type null with its content. Long-name and PAX records over 4 MiB are refused.
+ * merged into later 'x' headers), numbers in octal or base-256, checksums. A typeflag it does not know is
+ * reported as type null with its content. Long-name and PAX records over 4 MiB are refused.
+ *
+ * Where it departs from tar-stream, it reads as Go's archive/tar (and so containerd, Docker and umoci)
+ * do: two zero blocks in a row end the archive, and whatever follows them (the blocking padding, an
+ * appended archive, any bytes) is consumed without being read as entries; the layer's digest covers it,
+ * since the stream is hashed before it gets here. A lone zero block between entries is skipped.
  */
 import { Writable } from 'node:stream';
 
@@ -31,6 +35,12 @@ export interface TarHeader {
   size: number;
   mtime: Date;
   linkname: string | null;
+  /**
+   * Set on a GNU sparse file: typeflag 'S' (old GNU format), or PAX `GNU.sparse.*` records (formats 0.0,
+   * 0.1 and 1.0, whose sparse map and data are the entry's content). Absent otherwise. For format 1.0 the
+   * name is the file's own (`GNU.sparse.name`), not the `GNUSparseFile.<n>/` name of its header.
+   */
+  sparse?: true;
 }
 
 /** Receives the archive: each entry, then its content (in one or more chunks), then its end. */
@@ -53,7 +63,7 @@ const ZERO = 0x30;
 const SPACE = 0x20;
 
 /** What the next input bytes are. */
-const State = { Header: 0, Data: 1, LongHeader: 2, Padding: 3 } as const;
+const State = { Header: 0, Data: 1, LongHeader: 2, Padding: 3, Ended: 4 } as const;
 type State = (typeof State)[keyof typeof State];
 
 /** Typeflags of the records that describe the next entry instead of being one. */
@@ -62,6 +72,8 @@ const GNU_LONG_NAME = 0x4c; // 'L'
 const GNU_OLD_LONG_NAME = 0x4e; // 'N'
 const PAX_HEADER = 0x78; // 'x'
 const PAX_GLOBAL = 0x67; // 'g'
+/** An old GNU sparse file: an entry of its own, reported as type null and flagged `sparse`. */
+const GNU_SPARSE = 0x53; // 'S'
 
 export class TarReader extends Writable {
   readonly #visitor: TarVisitor;
@@ -70,6 +82,8 @@ export class TarReader extends Writable {
   readonly #block = Buffer.alloc(BLOCK);
   readonly #blockView = new DataView(this.#block.buffer, this.#block.byteOffset, BLOCK);
   #blockFilled = 0;
+  /** Zero blocks read in a row: two end the archive. */
+  #zeroBlocks = 0;
   /** Content bytes of the current entry (or long record) still to come, then padding bytes to skip. */
   #remaining = 0;
   #padding = 0;
@@ -97,7 +111,7 @@ export class TarReader extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    const complete = this.#state === State.Header && this.#blockFilled === 0;
+    const complete = this.#state === State.Ended || (this.#state === State.Header && this.#blockFilled === 0);
     callback(complete ? null : new Error('Unexpected end of data'));
   }
 
@@ -148,6 +162,9 @@ export class TarReader extends Writable {
           if (this.#padding === 0) this.#state = State.Header;
           break;
         }
+        case State.Ended:
+          at = length;
+          break;
       }
     }
   }
@@ -155,8 +172,12 @@ export class TarReader extends Writable {
   /** One 512-byte header block at `b[o]` (`view` is a DataView of `b`). */
   #header(b: Buffer, view: DataView, o: number): void {
     const sum = checksum(view, o);
-    // A block of zeros (the end-of-archive marker, and padding after it): skipped.
-    if (sum === 8 * SPACE) return;
+    // A block of zeros: the second in a row ends the archive, a lone one is skipped.
+    if (sum === 8 * SPACE) {
+      if (++this.#zeroBlocks === 2) this.#state = State.Ended;
+      return;
+    }
+    this.#zeroBlocks = 0;
     if (sum !== decodeNumber(b, o + 148, 8)) throw new Error('Invalid tar header. Maybe the tar is corrupted or it needs to be gunzipped?');
 
     const ustar = b[o + 257] === 0x75 && b[o + 258] === 0x73 && b[o + 259] === 0x74 && b[o + 260] === 0x61 && b[o + 261] === 0x72;
@@ -192,11 +213,18 @@ export class TarReader extends Writable {
     this.#longName = undefined;
     this.#longLinkName = undefined;
     const pax = this.#pax;
+    let sparse = flag === GNU_SPARSE;
     if (pax !== undefined) {
       this.#pax = undefined;
       if (pax['path']) name = pax['path'];
       if (pax['linkpath']) linkname = pax['linkpath'];
       if (pax['size']) entrySize = parseInt(pax['size'], 10);
+      for (const key in pax) {
+        if (!key.startsWith('GNU.sparse.')) continue;
+        sparse = true;
+        if (pax['GNU.sparse.name']) name = pax['GNU.sparse.name'];
+        break;
+      }
     }
     if (!(entrySize >= 0) || !Number.isSafeInteger(entrySize)) throw new Error('Invalid header');
 
@@ -210,6 +238,7 @@ export class TarReader extends Writable {
       mtime: new Date(1000 * decodeNumber(b, o + 136, 12)),
       linkname,
     };
+    if (sparse) header.sparse = true;
     this.#visitor.entry(header);
     // A directory has no content to read, whatever its size field says (as in tar-stream).
     this.#remaining = header.size;

@@ -63,7 +63,7 @@ describe('cvmfs publisher on a real stratum 0: crashes', () => {
     return ['convert', wishlist, '--config', join(work, 'ducc.yaml'), '--skip-thin-image'];
   };
   const stallAt = (spec: Omit<StallSpec, 'marker'>, name: string): StallSpec => ({ ...spec, marker: join(work, `${name}.stalled`) });
-  const inTransaction = async () => new RegExp(`^${repo.name.replaceAll('.', '\\.')} .*in transaction`, 'm').test(await repo.server(['list']));
+  const inTransaction = () => repo.inTransaction();
   /** Every public name of the repository resolves to a readable flat tree. */
   const publicNamesResolve = async () => {
     const dir = join(repo.mount, registry.host, 'crash');

@@ -1,4 +1,7 @@
-/** Test images shared by the conversion suites of both publishers. */
+/**
+ * Images shared by the tests that convert whole images (integration tests): each is built here in code,
+ * as the tests push it, and covers what real images hold.
+ */
 import { buildTar } from './build-tar.ts';
 import { debianShellEntries } from './debian-base-layer.ts';
 import type { TestImageSpec } from './oci-image.ts';

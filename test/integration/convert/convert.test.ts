@@ -5,10 +5,11 @@ import { readFile, readlink, realpath, writeFile, lstat, readdir } from 'node:fs
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar } from '../../support/build-tar.ts';
+import { debianLikeImage } from '../../support/test-images.ts';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import { pushOciLayout, writeOciLayout, type TestImageSpec } from '../../support/oci-image.ts';
-import { debianLikeImage } from '../../support/test-images.ts';
-import { snapshotTree, type SnapshotEntry } from '../../support/tree-snapshot.ts';
+import { snapshotTree } from '../../support/tree-snapshot.ts';
+import { assertSameTree, umociRootfs } from '../../support/umoci-oracle.ts';
 import { parseWishlist } from '../../../src/wishlist/wishlist.ts';
 import { runConversion } from '../../../src/cli/run-conversion.ts';
 import { createLogger } from '../../../src/util/logger.ts';
@@ -20,27 +21,6 @@ import { decompressThreadStats } from '../../../src/convert/decompress-thread.ts
 const run = promisify(execFile);
 const CLI = new URL('../../../bin/ducc.js', import.meta.url).pathname;
 const quietLogger = createLogger({ level: 'silent' });
-
-/** Paths DUCC adds to every flat image for Apptainer (and our catalog marker); absent from umoci's rootfs. */
-const APPTAINER_PATHS =
-  /^(\.singularity\.d(\/.*)?|singularity|\.run|\.exec|\.test|\.shell|environment|\.cvmfscatalog|dev|proc|sys|root|home|tmp|var|var\/tmp|etc|etc\/hosts|etc\/resolv\.conf)$/;
-
-/** umoci's rootfs and our flat dir must agree entry by entry (type, mode bits, owner, size, content, link target). */
-function assertSameTree(ours: Map<string, SnapshotEntry>, oracle: Map<string, SnapshotEntry>): void {
-  for (const [path, expected] of oracle) {
-    if (path === 'dev' || path.startsWith('dev/')) continue;
-    assert.deepEqual(ours.get(path), expected, `entry ${path} differs from umoci unpack`);
-  }
-  for (const path of ours.keys()) {
-    if (!oracle.has(path)) assert.match(path, APPTAINER_PATHS, `entry ${path} is not in umoci's rootfs`);
-  }
-}
-
-async function umociRootfs(t: TestContext, layout: string, tag: string): Promise<string> {
-  const bundle = join(await tempDir(t), 'bundle');
-  await run('umoci', ['unpack', '--image', `${layout}:${tag}`, bundle]);
-  return join(bundle, 'rootfs');
-}
 
 function wishlistText(registry: TestRegistry, images: string[], extra = ''): string {
   return [

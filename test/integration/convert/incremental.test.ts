@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRegistry, type TestRegistry } from '../../support/registry.ts';
 import type { TarEntrySpec } from '../../support/build-tar.ts';
@@ -187,6 +187,41 @@ describe('incremental conversion (ducc convert)', () => {
     // Backlinks of other images kept; the reconverted image is not listed twice (DUCC would append it again).
     assert.deepEqual(origin, { origin: [image.configDigest, sibling.configDigest] });
     assert.deepEqual(await entriesOf(join(s.root, 'cvmfs/.ducc-staging', REPO)), []);
+  });
+
+  it('a flat tree that lost Apptainer files is not up to date: it is published again, from the layers already there (DUCC PR 4208)', async (t) => {
+    const image = await pushImage(t, registry, 'inc/dotfiles', '1', [BASE, [{ name: 'dotfiles', content: 'd' }]]);
+    const s = await setUp(t, registry, ['inc/dotfiles:1']);
+    await s.convert();
+    const flat = join(s.repo, flatPath(image.configDigest));
+    const before = await treeListing(s.repo, { skipContent: ['origin.json'] });
+    await plantMarkers(s.repo, image.layerDigests);
+
+    for (const lost of ['.singularity.d/env/90-environment.sh', '.singularity.d']) {
+      await rm(join(flat, lost), { recursive: true });
+
+      assert.equal(await s.convert(), '1 converted, 0 up to date, 0 failed\n', `after losing ${lost}`);
+
+      assert.deepEqual(withoutMarkers(await treeListing(s.repo, { skipContent: ['origin.json'] })), before);
+      assert.deepEqual(await markersLeft(s.repo, image.layerDigests), [true, true], 'layers unpacked again');
+      assert.equal(await s.convert(), '0 converted, 1 up to date, 0 failed\n');
+    }
+    assert.deepEqual(await entriesOf(join(s.root, 'cvmfs/.ducc-staging', REPO)), []);
+  });
+
+  it('an image whose .singularity.d is an absolute symlink (its files written through it, inside the image) is up to date on the next run', async (t) => {
+    const image = await pushImage(t, registry, 'inc/dotlink', '1', [
+      [
+        { name: 'srv/', type: 'directory' },
+        { name: 'srv/apptainer/', type: 'directory' },
+        { name: '.singularity.d', type: 'symlink', linkname: '/srv/apptainer' },
+      ],
+    ]);
+    const s = await setUp(t, registry, ['inc/dotlink:1']);
+    assert.equal(await s.convert(), '1 converted, 0 up to date, 0 failed\n');
+    assert.ok(await exists(join(s.repo, flatPath(image.configDigest), 'srv/apptainer/actions/run')));
+
+    assert.equal(await s.convert(), '0 converted, 1 up to date, 0 failed\n');
   });
 
   it('-s writes layers and metadata but neither flat dir nor symlink; a later run without -s adds them without downloading layers', async (t) => {

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  APPTAINER_FILES,
   apptainerEntries,
+  hasApptainerFiles,
   argsQuoted,
   formatDockerEnv,
   flatRootModeAfterApptainer,
@@ -252,6 +254,48 @@ describe('apptainerEntries (MakeBaseEnv + InsertRunScript + InsertEnv)', () => {
       assert.equal(await readlink(join(root, 'environment')), '.singularity.d/env/90-environment.sh');
       assert.equal(await readFile(join(root, 'singularity'), 'utf8'), formatRunscript(config.Entrypoint, config.Cmd));
     });
+  });
+});
+
+describe('APPTAINER_FILES (what an up-to-date flat tree must hold)', () => {
+  it('are the .singularity.d files written into every image, whatever the image holds', () => {
+    for (const exists of [() => false, () => true]) {
+      const written = apptainerEntries({ Env: ['A=b'], Cmd: ['sh'] }, exists)
+        .filter((entry) => entry.type === 'file' && entry.path.startsWith('.singularity.d/'))
+        .map((entry) => entry.path);
+      assert.deepEqual([...APPTAINER_FILES].sort(), written.sort());
+    }
+  });
+});
+
+describe('hasApptainerFiles (the up-to-date check of a published flat tree)', () => {
+  /** lstat over a listing: path -> 'dir' | 'file' | 'symlink'. */
+  const lstatOf = (listing: Record<string, string>) => async (path: string) =>
+    listing[path] === undefined ? undefined : { isSymbolicLink: () => listing[path] === 'symlink' };
+  const complete = (): Record<string, string> => ({
+    '.singularity.d': 'dir',
+    '.singularity.d/actions': 'dir',
+    '.singularity.d/env': 'dir',
+    ...Object.fromEntries(APPTAINER_FILES.map((file) => [file, 'file'])),
+  });
+
+  it('is true with every file, false when one or a parent is missing', async () => {
+    assert.equal(await hasApptainerFiles(lstatOf(complete())), true);
+    for (const lost of ['.singularity.d/env/90-environment.sh', '.singularity.d/runscript', '.singularity.d/actions']) {
+      const listing = complete();
+      delete listing[lost];
+      assert.equal(await hasApptainerFiles(lstatOf(listing)), false, lost);
+    }
+  });
+
+  it('does not follow a parent the image made a symlink (it could lead anywhere on this machine): the files below count as there', async () => {
+    assert.equal(await hasApptainerFiles(lstatOf({ '.singularity.d': 'symlink' })), true);
+    const listing = complete();
+    listing['.singularity.d/env'] = 'symlink';
+    for (const file of APPTAINER_FILES) if (file.startsWith('.singularity.d/env/')) delete listing[file];
+    assert.equal(await hasApptainerFiles(lstatOf(listing)), true);
+    delete listing['.singularity.d/actions/run'];
+    assert.equal(await hasApptainerFiles(lstatOf(listing)), false);
   });
 });
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
-import type { ExtractLimits } from '../../../src/unpack/entry-path.ts';
+import type { ExtractLimits } from '../../../src/unpack/settings.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
 
 export const OUTSIDE_TIME = new Date('2001-02-03T04:05:06Z');

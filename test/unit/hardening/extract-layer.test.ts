@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { buildTar, DEFAULT_MTIME, type TarEntrySpec } from '../../support/build-tar.ts';
 import { arena, extractInto, type Arena } from './arena.ts';
-import { endOfArchive, gnuLongNameEntry, rawData, rawHeader } from './raw-tar.ts';
+import { endOfArchive, gnuLongNameEntry, paxHeader, rawData, rawHeader } from './raw-tar.ts';
 import type { TestContext } from 'node:test';
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -321,26 +322,21 @@ describe('hard links', () => {
 });
 
 describe('the layer root', () => {
-  it('root-stays-a-directory: entries named . or ./ of type file, symlink or link never replace the root', async (t) => {
-    const { a, before } = await hostile(t, []);
-    const result = await extractInto(
-      a,
-      await buildTar([
-        { name: 'keep', content: 'k' },
-        { name: '.', type: 'symlink', linkname: a.outside },
-        { name: './', type: 'symlink', linkname: '../outside' },
-        { name: '/', content: 'file over the root' },
-        { name: 'after', content: 'a' },
-      ]),
-    );
-    await assertOutsideUntouched(a, before);
-    assert.ok((await lstat(a.target)).isDirectory());
-    assert.deepEqual((await readdir(a.target)).sort(), ['after', 'keep']);
-    assert.ok(
-      result.warnings.some((w) => /root/.test(w)),
-      'the skipped root entries are reported',
-    );
-  });
+  for (const [entry, what] of [
+    [{ name: '.', type: 'symlink', linkname: '/outside' }, 'a symlink'],
+    [{ name: './', type: 'symlink', linkname: '../outside' }, 'a symlink'],
+    [{ name: '/', content: 'file over the root' }, 'a regular file'],
+    [{ name: './', type: 'link', linkname: 'keep' }, 'a hard link'],
+    [{ name: '.', type: 'fifo' }, 'a fifo'],
+  ] as [TarEntrySpec, string][]) {
+    it(`root-stays-a-directory: '${entry.name}' as ${what} fails the layer, naming the entry`, async (t) => {
+      const { a, before, tar } = await hostile(t, [{ name: 'keep', content: 'k' }, entry, { name: 'after', content: 'a' }]);
+      const name = entry.name.replace('.', '\\.');
+      await assert.rejects(extractInto(a, tar), rejected(new RegExp(`layer sha256:feed, entry '${name}': ${what} named like the layer root`)));
+      await assertOutsideUntouched(a, before);
+      assert.ok((await lstat(a.target)).isDirectory());
+    });
+  }
 
   it('root-metadata-applies-to-target-only: a ./ directory entry sets the target mode, not the parent', async (t) => {
     const { a, before, tar } = await hostile(t, [{ name: './', type: 'directory', mode: 0o750 }]);
@@ -436,6 +432,55 @@ describe('malformed archives', () => {
     const { a } = await hostile(t, tar);
     await extractInto(a, tar);
     assert.equal(await readFile(join(a.target, 'dir/file'), 'utf8'), 'data');
+  });
+
+  it('gnu-sparse-refused: a GNU sparse 1.0 file (10,000,000-entry map, 1 TiB declared) fails the layer at its header, naming it', async (t) => {
+    const { a, before } = await hostile(t, []);
+    const entries = 10_000_000;
+    // The map is `<count>\n` then `<offset>\n<size>\n` per entry (~180 MB), padded to a block; no data follows.
+    const mapBytes = (() => {
+      let bytes = `${entries}\n`.length;
+      for (let i = 0; i < entries; i++) bytes += `${i * 110_000}\n1\n`.length;
+      return bytes + ((512 - (bytes % 512)) % 512);
+    })();
+    let pulled = 0;
+    async function* archive(): AsyncGenerator<Buffer> {
+      yield paxHeader({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'var/huge.img', 'GNU.sparse.realsize': String(1024 ** 4) });
+      yield rawHeader({ name: './GNUSparseFile.0/huge.img', typeflag: '0', size: mapBytes });
+      let chunk = `${entries}\n`;
+      for (let i = 0; i < entries; i++) {
+        chunk += `${i * 110_000}\n1\n`;
+        if (chunk.length >= 65_536) {
+          pulled += chunk.length;
+          yield Buffer.from(chunk);
+          chunk = '';
+        }
+      }
+      yield Buffer.from(chunk.padEnd(chunk.length + ((512 - ((mapBytes - chunk.length) % 512)) % 512), '\0'));
+      yield endOfArchive();
+    }
+    await assert.rejects(
+      extractInto(a, Readable.from(archive())),
+      rejected(/layer sha256:feed, entry 'var\/huge\.img': a GNU sparse file; sparse files are not supported/),
+    );
+    assert.ok(pulled < 8 * 1024 * 1024, `read ${pulled} bytes of the sparse map before refusing the layer`);
+    assert.deepEqual(await readdir(a.target), []);
+    await assertOutsideUntouched(a, before);
+  });
+
+  it('gnu-sparse-refused: an old GNU sparse entry (typeflag S) and PAX 0.x sparse records fail the layer too', async (t) => {
+    const content = rawData(Buffer.from('data'));
+    for (const sparse of [
+      Buffer.concat([rawHeader({ name: 'old', typeflag: 'S', size: 4 }), content]),
+      Buffer.concat([
+        paxHeader({ 'GNU.sparse.size': '1099511627776', 'GNU.sparse.numblocks': '1' }),
+        rawHeader({ name: 'zero-one', typeflag: '0', size: 4 }),
+        content,
+      ]),
+    ]) {
+      const { a } = await hostile(t, []);
+      await assert.rejects(extractInto(a, Buffer.concat([sparse, endOfArchive()])), rejected(/entry '(old|zero-one)': a GNU sparse file/));
+    }
   });
 
   it('truncated-archive-names-layer: an archive that ends inside an entry is a clear archive error', async (t) => {

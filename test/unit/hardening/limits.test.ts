@@ -15,7 +15,7 @@ import { buildTar, type TarEntrySpec } from '../../support/build-tar.ts';
 import { DigestingStream, decompressionStages } from '../../../src/convert/layer-stream.ts';
 import { decompressThreadStats } from '../../../src/convert/decompress-thread.ts';
 import { extractLayer } from '../../../src/unpack/extract-layer.ts';
-import { extractLimits } from '../../../src/unpack/entry-path.ts';
+import { extractLimits } from '../../../src/unpack/settings.ts';
 import { parseManifestDocument } from '../../../src/registry/manifest.ts';
 import { registrySettingsFromEnv } from '../../../src/registry/settings.ts';
 import { arena, extractInto } from './arena.ts';

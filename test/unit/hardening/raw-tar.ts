@@ -59,6 +59,20 @@ export function gnuLongNameEntry(longName: string, entry: RawHeader, content: Bu
   return Buffer.concat(parts);
 }
 
+/** A PAX extended header ('x') holding these records, padded to whole blocks. */
+export function paxHeader(records: Record<string, string>): Buffer {
+  const body = Buffer.concat(
+    Object.entries(records).map(([key, value]) => {
+      // `<length> <key>=<value>\n`, where the length counts its own digits.
+      const rest = ` ${key}=${value}\n`;
+      let length = Buffer.byteLength(rest) + 1;
+      while (String(length).length + Buffer.byteLength(rest) !== length) length = String(length).length + Buffer.byteLength(rest);
+      return Buffer.from(`${length}${rest}`);
+    }),
+  );
+  return Buffer.concat([rawHeader({ name: 'PaxHeaders/x', typeflag: 'x', size: body.length }), rawData(body)]);
+}
+
 /** The two zero blocks that end an archive. */
 export function endOfArchive(): Buffer {
   return Buffer.alloc(2 * BLOCK);

@@ -4,7 +4,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_EXTRACT_LIMITS, entryComponents, plainEntryName, type ExtractLimits } from '../../../src/unpack/entry-path.ts';
+import { entryComponents, plainEntryName } from '../../../src/unpack/entry-path.ts';
+import { DEFAULT_EXTRACT_LIMITS, type ExtractLimits } from '../../../src/unpack/settings.ts';
 
 /** Every string over `alphabet` up to `maxLength` characters. */
 function* allStrings(alphabet: string[], maxLength: number): Generator<string> {

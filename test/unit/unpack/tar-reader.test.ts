@@ -17,7 +17,7 @@ import tarStream from 'tar-stream';
 import { TarReader, type TarHeader } from '../../../src/unpack/tar-reader.ts';
 import { buildTar } from '../../support/build-tar.ts';
 import { tempDir } from '../../support/tmp-dir.ts';
-import { rawHeader } from '../hardening/raw-tar.ts';
+import { paxHeader, rawHeader } from '../hardening/raw-tar.ts';
 
 interface Seen {
   name: string;
@@ -48,7 +48,9 @@ async function readWithTarReader(chunks: Buffer[]): Promise<Seen[]> {
   let current: Omit<Seen, 'content'> | undefined;
   const reader = new TarReader({
     entry(header: TarHeader) {
-      current = { ...header, mtime: header.mtime.getTime() };
+      // `sparse` has no counterpart in tar-stream (it is tested on its own).
+      const { sparse: _sparse, ...fields } = header;
+      current = { ...fields, mtime: header.mtime.getTime() };
       hash = createHash('sha256');
     },
     data(chunk, start, end) {
@@ -180,11 +182,11 @@ describe('TarReader reads what tar-stream reads', () => {
     assert.equal(seen[2]!.linkname, 'y'.repeat(400));
   });
 
-  it('zero blocks between and after entries', async () => {
-    const zeros = Buffer.alloc(512 * 3);
+  it('a lone zero block between entries is skipped', async () => {
+    const zero = Buffer.alloc(512);
     const file = Buffer.concat([rawHeader({ name: 'f', typeflag: '0', size: 3 }), Buffer.from('abc'.padEnd(512, '\0'))]);
     const dir = rawHeader({ name: 'd/', typeflag: '5' });
-    const seen = await assertSameAsTarStream(Buffer.concat([zeros, file, zeros, dir, file, zeros, zeros]));
+    const seen = await assertSameAsTarStream(Buffer.concat([zero, file, zero, dir, file, zero, zero]));
     assert.deepEqual(
       seen.map((e) => [e.name, e.type, e.size]),
       [
@@ -192,6 +194,28 @@ describe('TarReader reads what tar-stream reads', () => {
         ['d/', 'directory', 0],
         ['f', 'file', 3],
       ],
+    );
+  });
+
+  it('two zero blocks end the archive: what follows is consumed but not read as entries (as Go archive/tar; tar-stream reads on)', async () => {
+    const file = (name: string) => Buffer.concat([rawHeader({ name, typeflag: '0', size: 3 }), Buffer.from('abc'.padEnd(512, '\0'))]);
+    const end = Buffer.alloc(1024);
+    for (const after of [file('appended'), Buffer.from('not a tar header, not even a whole block'), Buffer.concat([end, end, file('later')])]) {
+      const archive = Buffer.concat([file('f'), end, after]);
+      for (const sizes of CUTS) {
+        assert.deepEqual(
+          (await readWithTarReader(chunked(archive, sizes))).map((e) => e.name),
+          ['f'],
+          `chunks of ${sizes.join(', ')} bytes`,
+        );
+      }
+    }
+    // Bytes that would be a broken header right after the marker do not fail the archive either.
+    const badSum = Buffer.from(file('x'));
+    badSum[0] = 0x67;
+    assert.deepEqual(
+      (await readWithTarReader([Buffer.concat([file('f'), end, badSum])])).map((e) => e.name),
+      ['f'],
     );
   });
 
@@ -234,12 +258,41 @@ describe('TarReader reads what tar-stream reads', () => {
   });
 
   it('unknown typeflags are reported as type null with their content', async () => {
-    const sparse = Buffer.concat([rawHeader({ name: 's', typeflag: 'S', size: 4 }), Buffer.from('data'.padEnd(512, '\0'))]);
-    const seen = await assertSameAsTarStream(sparse);
+    const volume = Buffer.concat([rawHeader({ name: 'v', typeflag: 'V', size: 4 }), Buffer.from('data'.padEnd(512, '\0'))]);
+    const seen = await assertSameAsTarStream(volume);
     assert.deepEqual(
       seen.map((e) => [e.name, e.type, e.size]),
-      [['s', null, 4]],
+      [['v', null, 4]],
     );
+  });
+
+  it('GNU sparse files are flagged: typeflag S, and PAX GNU.sparse records (1.0: named by GNU.sparse.name)', async () => {
+    const content = Buffer.from('data'.padEnd(512, '\0'));
+    const headers: TarHeader[] = [];
+    const reader = new TarReader({ entry: (header) => headers.push(header), data() {}, end() {} });
+    const archive = Buffer.concat([
+      rawHeader({ name: 'old', typeflag: 'S', size: 4 }),
+      content,
+      paxHeader({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'real-name', 'GNU.sparse.realsize': '1099511627776' }),
+      rawHeader({ name: 'GNUSparseFile.0/real-name', typeflag: '0', size: 4 }),
+      content,
+      paxHeader({ 'GNU.sparse.size': '1099511627776', 'GNU.sparse.map': '0,4' }),
+      rawHeader({ name: 'zero-one', typeflag: '0', size: 4 }),
+      content,
+      rawHeader({ name: 'plain', typeflag: '0', size: 4 }),
+      content,
+    ]);
+    await pipeline(Readable.from([archive]), reader);
+    assert.deepEqual(
+      headers.map((h) => [h.name, h.type, h.sparse]),
+      [
+        ['old', null, true],
+        ['real-name', 'file', true],
+        ['zero-one', 'file', true],
+        ['plain', 'file', undefined],
+      ],
+    );
+    assert.ok(!('sparse' in headers[3]!));
   });
 
   it('broken archives fail in both: bad checksum, unknown magic, truncated header, content or padding', async () => {
