@@ -66,6 +66,7 @@ export function buildProgram(out: (text: string) => void): Command {
       .option('-m, --multi-arch', 'publish every platform of multi-platform images under .multiarch/, chosen by CVMFS_ARCH')
       .option('--max-concurrent-downloads <n>', 'layers downloaded at once per image', '3')
       .option('--max-wildcard-tags <n>', 'most tags one wildcard entry may expand to', '500')
+      .option('--shard <k/n>', 'convert only the k-th of n disjoint shares of the images (workers on several publisher nodes)')
       .option('-n, --notification-file <file>', 'append DUCC JSON-lines notifications to <file>');
   };
 

@@ -25,6 +25,7 @@ export interface ConversionFlags {
   maxConcurrentDownloads?: string;
   notificationFile?: string;
   maxWildcardTags?: string;
+  shard?: string;
   multiArch?: boolean;
 }
 
@@ -40,6 +41,17 @@ export function conversionOptions(flags: ConversionFlags): ConvertOptions {
     ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
     ...(flags.maxConcurrentDownloads ? { maxConcurrentDownloads: positiveInteger(flags.maxConcurrentDownloads, '--max-concurrent-downloads') } : {}),
   };
+}
+
+/** `--shard k/n`: 1 <= k <= n. */
+export function parseShard(value: string): { index: number; count: number } {
+  const match = /^(\d+)\/(\d+)$/.exec(value);
+  const index = Number(match?.[1]);
+  const count = Number(match?.[2]);
+  if (match === null || count < 1 || index < 1 || index > count) {
+    throw new DuccError('BOT_ERR_CONFIG', `--shard must be k/n with 1 <= k <= n (the k-th of n workers), not '${value}'`);
+  }
+  return { index, count };
 }
 
 function positiveInteger(value: string, flag: string): number {
@@ -84,6 +96,7 @@ export async function runConversion(
         logger,
         client,
         ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}),
+        ...(flags.shard ? { shard: parseShard(flags.shard) } : {}),
         ...(signal ? { signal } : {}),
       },
     );

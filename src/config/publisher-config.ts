@@ -37,6 +37,11 @@ const CVMFS_KEYS = {
     .optional(),
   /** How long to wait for another process publishing to the same repository. */
   lockWaitSeconds: positiveSeconds().optional(),
+  /**
+   * Publish through the repository gateway: `auto` (the default) when the repository's server.conf names a
+   * gateway upstream (`cvmfs_server mkfs -u gw,...`), or true/false.
+   */
+  gateway: z.union([z.boolean(), z.literal('auto')], { error: "must be true, false or 'auto'" }).optional(),
   /** Local directory where layers are unpacked before their ingest (default /var/tmp/ducc-gitops); made absolute. */
   stagingDir: z
     .string({ error: 'must be a directory path' })
@@ -85,10 +90,10 @@ export function loadPublisherConfig(file: string | undefined): PublisherConfig {
 export async function createPublisher(config: PublisherConfig, cvmfsRepo: string, logger?: Logger): Promise<Publisher> {
   if (config.kind === 'directory')
     return new DirectoryPublisher({ root: resolve(config.root), repository: cvmfsRepo, ...(config.sync === undefined ? {} : { sync: config.sync }) });
-  const { CvmfsServerPublisher } = await import('../publish/cvmfs/cvmfs-publisher.ts');
+  const { createCvmfsPublisher } = await import('../publish/cvmfs/create-cvmfs-publisher.ts');
   const [repository, ...sub] = cvmfsRepo.split('/');
   const { kind: _kind, lockWaitSeconds, ...sameNames } = config;
-  return new CvmfsServerPublisher({
+  return createCvmfsPublisher({
     ...sameNames,
     repository: repository!,
     ...(sub.length ? { subdirectory: sub.join('/') } : {}),

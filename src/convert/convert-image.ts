@@ -195,7 +195,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
           const notice = { image: publicName, layer: digestHex(layer.digest), id: randomUUID() };
           await ctx.notifications.write({ action: 'start_layer_conversion', ...notice });
           try {
-            const result = await unpackLayer(ctx, batch, ref, name, layer, diffIds[index]!, { replace, keptOrigin });
+            const result = await unpackLayer(ctx, batch, ref, name, layer, diffIds[index]!, { replace, keptOrigin, configDigest });
             warnings.push(...result);
             newLayers++;
             unpacked.push(layer.digest);
@@ -261,6 +261,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
       // rerun after a crash, or two processes converting one image, leave the same backlinks as one run
       // (nothing reads origin.json, and an image listed once says everything a repeat would).
       for (const digest of new Set(layers.map((l) => l.digest))) {
+        if (ctx.publisher.recordsEveryOrigin === false) break;
         const origin = `${layerDir(digest)}/.metadata/origin.json`;
         const current = await ctx.publisher.readFile(origin);
         if (current !== undefined && listsOrigin(current, configDigest)) continue;
@@ -389,7 +390,7 @@ async function unpackLayer(
   imageName: string,
   layer: Descriptor,
   diffId: string,
-  { replace, keptOrigin }: { replace: boolean; keptOrigin: Buffer | undefined },
+  { replace, keptOrigin, configDigest }: { replace: boolean; keptOrigin: Buffer | undefined; configDigest: string },
 ): Promise<string[]> {
   const label = `${imageName}: layer ${layer.digest}`;
   const compression = compressionOf(layer.mediaType, label);
@@ -419,7 +420,8 @@ async function unpackLayer(
         };
         const notes: UnpackNotes = { externalHardlinks: unpacked.externalHardlinks, implicitDirectories: unpacked.implicitDirectories ?? [] };
         if (notes.externalHardlinks.length > 0 || notes.implicitDirectories!.length > 0) files[UNPACK_NOTES_FILE] = Buffer.from(JSON.stringify(notes));
-        if (keptOrigin !== undefined) files['origin.json'] = keptOrigin;
+        // Born listing this image (and, for a layer unpacked again, the images it listed before).
+        files['origin.json'] = keptOrigin !== undefined && listsOrigin(keptOrigin, configDigest) ? keptOrigin : appendOrigin(keptOrigin, configDigest);
         return files;
       },
       { replace },

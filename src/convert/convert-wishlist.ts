@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { RegistryClient } from '../registry/client.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
@@ -44,7 +45,7 @@ export async function convertWishlist(
   wishlist: Wishlist,
   ctx: Omit<ConvertContext, 'cvmfsRepo'>,
   options: ConvertOptions,
-  hooks: { logger: Logger; client: RegistryClient; maxWildcardTags?: number; signal?: AbortSignal },
+  hooks: { logger: Logger; client: RegistryClient; maxWildcardTags?: number; signal?: AbortSignal; shard?: { index: number; count: number } },
 ): Promise<ConversionSummary> {
   const summary = summarizeProblems(wishlist, hooks.logger);
   for (const wish of wishlist.wishes) {
@@ -59,6 +60,7 @@ export async function convertWishlist(
     }
     for (const image of images) {
       if (hooks.signal?.aborted) break;
+      if (hooks.shard !== undefined && shardOf(wholeName(image), hooks.shard.count) !== hooks.shard.index) continue;
       try {
         const wishCtx = { ...ctx, cvmfsRepo: wish.cvmfsRepo };
         const outcomes = options.multiArch ? await convertMultiArch(wishCtx, image, options) : [await convertImage(wishCtx, image, options)];
@@ -75,6 +77,15 @@ export async function convertWishlist(
   }
   summary.failed = summary.failures.length;
   return summary;
+}
+
+/**
+ * Which of `count` shares an image belongs to (1-based): the same answer on every worker, from the
+ * image's name alone, so that workers given `--shard 1/n` ... `--shard n/n` convert disjoint images that
+ * together are the whole list.
+ */
+export function shardOf(imageName: string, count: number): number {
+  return (createHash('sha256').update(imageName).digest().readUInt32BE(0) % count) + 1;
 }
 
 /** A summary holding the wish list's own problems: errors as failures, warnings logged. */

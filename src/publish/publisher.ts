@@ -62,6 +62,12 @@ export interface Publisher {
    * an inode as `hardlink` entries.
    */
   readonly hardLinksTreeFiles: boolean;
+  /**
+   * Whether a layer's `origin.json` gets every image that uses the layer (as DUCC does), false when it
+   * only names the images that published it (the gateway publisher: an update would lease every shared
+   * layer for every image). Absent means true.
+   */
+  readonly recordsEveryOrigin?: boolean;
 
   /** Removes staging left by a crash and closes transactions left open; call once before converting. */
   recover(): Promise<void>;

@@ -103,6 +103,8 @@ export async function createGatewayRepository(
   stops.push(async () => {
     if (gateway.exitCode === null && gateway.signalCode === null) gateway.kill('SIGTERM');
     await rm(keyFile, { force: true });
+    // The gateway's log outlives the test, for post-mortems: <tmp>/ducc-gateway-<repo>.log.
+    await copyFile(log, `${state}.log`).catch(() => {});
     await rm(state, { recursive: true, force: true });
   });
   await waitFor(

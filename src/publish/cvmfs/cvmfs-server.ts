@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { access, constants as fsConstants, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -19,6 +20,9 @@ const LOCK_STALE_MS = 20_000;
 const LOCK_RETRY_MIN_MS = 50;
 const LOCK_RETRY_MAX_MS = 2_000;
 export const DEFAULT_LOCK_WAIT_MS = 60 * 60 * 1000;
+/** Tries of `cvmfs_server list` while another repository of the machine is being made or removed. */
+const LIST_ATTEMPTS = 5;
+const LIST_RETRY_MS = 300;
 /** Lines of stderr quoted in the message of a failed `cvmfs_server` call. */
 const QUOTED_STDERR_LINES = 3;
 
@@ -78,8 +82,18 @@ export class CvmfsServer {
 
   /** This repository's line of `cvmfs_server list`, or undefined when this machine does not serve it. */
   async listEntry(): Promise<ServerListEntry | undefined> {
-    const output = await this.run(['list']);
-    return parseServerList(output).find((entry) => entry.name === this.repository);
+    // `cvmfs_server list` reads every repository's configuration, and fails while another repository is
+    // being made or removed on this machine (its files half there): a moment later it answers.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const output = await this.run(['list']);
+        return parseServerList(output).find((entry) => entry.name === this.repository);
+      } catch (error) {
+        const otherRepository = error instanceof CvmfsCommandError && /\/etc\/cvmfs\/repositories\.d\/([^/\s]+)\//.exec(error.output)?.[1];
+        if (!otherRepository || otherRepository === this.repository || attempt >= LIST_ATTEMPTS) throw error;
+        await sleep(LIST_RETRY_MS * attempt);
+      }
+    }
   }
 
   /**
@@ -145,24 +159,44 @@ export class CvmfsServer {
    * killed before it sees an end of input, its transaction aborted, and `produce`'s error thrown.
    */
   async ingest(spec: IngestSpec, produce: (tar: IngestTar) => Promise<void>): Promise<void> {
+    const tar = new IngestTar();
+    return this.#ingest(spec, tar.output, async () => {
+      try {
+        await produce(tar);
+        tar.finish();
+      } catch (error) {
+        tar.destroy(error);
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * The same with a tar written beforehand to a local file (`IngestTar.toFile`): for trees whose files
+   * are read from this node's mount of the repository, which an ingest through a gateway remounts when it
+   * starts its transaction — reading from it while the ingest starts would wait for each other.
+   */
+  async ingestFile(spec: IngestSpec, file: string): Promise<void> {
+    return this.#ingest(spec, createReadStream(file), async () => {});
+  }
+
+  async #ingest(spec: IngestSpec, input: Readable, produce: () => Promise<void>): Promise<void> {
     const args = ['ingest', '-t', '-', '-b', spec.base, '-k', ...spec.deletes.flatMap((dir) => ['-d', dir]), this.repository];
     this.#log.debug({ argv: [this.command, ...args] }, 'executing through the ingest guard');
     const { child, result } = this.#start(process.execPath, ['-e', GUARD_SOURCE, '--', this.command, ...args], true);
     const stdin = child.stdin!;
     const control = child.stdio[3] as Writable;
     control.on('error', () => {}); // the guard may be gone; its exit status says why
-    const tar = new IngestTar();
-    const fed = pipeline(tar.output, stdin);
+    const fed = pipeline(input, stdin);
     let produced: unknown;
     let ok = false;
     try {
-      await produce(tar);
-      tar.finish();
+      await produce();
       await fed;
       ok = true;
     } catch (error) {
       produced = error;
-      tar.destroy(error);
+      input.destroy();
       fed.catch(() => {});
     }
     if (ok) control.end('commit\n');
@@ -214,8 +248,15 @@ export class CvmfsServer {
     if (result.code === 0) return;
     const subcommand = args[0] ?? '';
     const status = result.code === null ? `signal ${result.signal ?? 'unknown'}` : `exit ${result.code}`;
-    this.#log.error({ argv: [this.command, ...args], status, stdout: result.stdout, stderr: result.stderr }, 'cvmfs_server failed');
-    throw new DuccError('BOT_ERR_CVMFS', `cvmfs_server ${subcommand} ${this.repository} failed (${status}): ${lastLines(result.stderr, result.stdout)}`);
+    // Through a repository gateway, a path leased by another publisher: "lease path busy" (exit 16 for a
+    // transaction, 1 for an ingest). A temporary condition: the lease ends with its holder's publish.
+    const leaseBusy = /lease path busy|^Path busy/m.test(`${result.stderr}\n${result.stdout}`);
+    this.#log[leaseBusy ? 'debug' : 'error']({ argv: [this.command, ...args], status, stdout: result.stdout, stderr: result.stderr }, 'cvmfs_server failed');
+    throw new CvmfsCommandError(
+      `cvmfs_server ${subcommand} ${this.repository} failed (${status}): ${lastLines(result.stderr, result.stdout)}`,
+      leaseBusy,
+      `${result.stdout}\n${result.stderr}`,
+    );
   }
 
   // ---- locking --------------------------------------------------------------------------------
@@ -298,6 +339,18 @@ export class CvmfsServer {
       }
     })();
     return this.#lockDir;
+  }
+}
+
+/** A `cvmfs_server` call that failed; `leaseBusy` when a gateway refused a lease held by another publisher. */
+export class CvmfsCommandError extends DuccError {
+  readonly leaseBusy: boolean;
+  /** What the command printed (the kept tail of stdout, then of stderr), for callers that tell failures apart. */
+  readonly output: string;
+  constructor(message: string, leaseBusy: boolean, output: string) {
+    super('BOT_ERR_CVMFS', message);
+    this.leaseBusy = leaseBusy;
+    this.output = output;
   }
 }
 

@@ -1,4 +1,6 @@
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import type { Header, Pack } from 'tar-stream';
@@ -100,6 +102,22 @@ export class IngestTar {
         }
       }
       stack.push(...subdirs.reverse());
+    }
+  }
+
+  /** Writes the archive that `write` makes into a local file, whole (the file is removed if `write` fails). */
+  static async toFile(file: string, write: (tar: IngestTar) => Promise<void>): Promise<void> {
+    const tar = new IngestTar();
+    const saved = pipeline(tar.output, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+    try {
+      await write(tar);
+      tar.finish();
+      await saved;
+    } catch (error) {
+      tar.destroy(error);
+      await saved.catch(() => {});
+      await rm(file, { force: true });
+      throw error;
     }
   }
 

@@ -78,6 +78,16 @@ export class LayerStaging {
     }
   }
 
+  /** Runs `work` with a fresh directory of this process's staging, removed afterwards. */
+  async withScratch<T>(work: (dir: string) => Promise<T>): Promise<T> {
+    const dir = await this.#makeStage();
+    try {
+      return await work(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   /** Staging of processes that are gone (by the pid its name starts with). */
   async removeStale(): Promise<void> {
     let names: string[];
