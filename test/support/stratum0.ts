@@ -52,7 +52,9 @@ export interface TestRepository {
 export async function createRepository(t: Pick<TestContext, 'after'>, label: string): Promise<TestRepository> {
   const reason = await stratum0Unavailable();
   if (reason !== undefined) throw new Error(`cannot make a CernVM-FS stratum 0 here: ${reason}`);
-  const name = `${label}-${randomBytes(4).toString('hex')}.ducc.test`;
+  // The pid in the name tells scripts/test-cvmfs.ts whether the repository's test process is gone
+  // (suites of several checkouts may run on one machine at once).
+  const name = `${label}-${process.pid}-${randomBytes(3).toString('hex')}.ducc.test`;
   await withGlobalLock(async () => {
     await startApache();
     await run('cvmfs_server', ['mkfs', '-o', 'root', '-f', 'overlayfs', name], { maxBuffer: 16 << 20 });
