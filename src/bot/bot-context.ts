@@ -15,6 +15,8 @@ import { publicPath } from '../layout/paths.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import type { RegistryClient } from '../registry/client.ts';
+import type { ImageSources } from '../sources/image-source.ts';
+import { Sources } from '../sources/sources.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import type { Job, JobPayload, StateStore } from '../state/types.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
@@ -60,9 +62,16 @@ export class BotContext {
   readonly deps: BotDeps;
   readonly #repos = new Map<string, WishlistRepository>();
   readonly #publishers = new Map<string, Publisher>();
+  #sources: ImageSources | undefined;
 
   constructor(deps: BotDeps) {
     this.deps = deps;
+  }
+
+  /** Where images are read from: the registry client, and the registry-less sources of the configuration. */
+  get sources(): ImageSources {
+    this.#sources ??= new Sources({ registry: this.deps.client, logger: this.deps.logger });
+    return this.#sources;
   }
 
   get config(): BotConfig {
@@ -123,7 +132,7 @@ export class BotContext {
     const options = this.convertOptions();
     const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger);
     return {
-      client: this.deps.client,
+      sources: this.sources,
       publisher: await this.publisherFor(list.cvmfsRepo!),
       cvmfsRepo: list.cvmfsRepo!,
       notifications: NotificationWriter.discard(),
@@ -150,7 +159,7 @@ export class BotContext {
     const results: PublishOutcomeLine[] = [];
     let images: ImageReference[];
     try {
-      images = await expandWish(this.deps.client, wish);
+      images = await expandWish(this.sources, wish);
     } catch (error) {
       return [{ image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` }];
     }

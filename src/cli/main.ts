@@ -5,6 +5,7 @@ import { parseImageReference, wholeName, manifestReference } from '../wishlist/i
 import { formatProblem, hasErrors } from '../wishlist/wishlist.ts';
 import { createLogger } from '../util/logger.ts';
 import { RegistryClient } from '../registry/client.ts';
+import { Sources } from '../sources/sources.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
@@ -125,18 +126,16 @@ export function buildProgram(out: (text: string) => void): Command {
       for (const problem of wishlist.problems) out(`${formatProblem(problem, file)}\n`);
       let failed = hasErrors(wishlist);
       if (!flags.offline) {
-        const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
+        const sources = new Sources({
+          registry: new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) }),
+        });
         const platform = parsePlatform(flags.platform);
         for (const wish of wishlist.wishes) {
           const where = `${file}:${wish.source.line}:${wish.source.column}`;
           try {
-            const images = await expandWish(client, wish);
+            const images = await expandWish(sources, wish);
             for (const image of images) {
-              const resolved = await client.resolveManifest(
-                { scheme: image.scheme, registry: image.registry, repository: image.repository },
-                manifestReference(image),
-                { platform },
-              );
+              const resolved = await sources.forImage(image).resolveManifest(manifestReference(image), { platform });
               out(`${where}: ok: ${wholeName(image)} ${resolved.manifestDigest}\n`);
             }
           } catch (error) {
@@ -179,10 +178,10 @@ export function buildProgram(out: (text: string) => void): Command {
     .option('--platform <os/arch[/variant]>', 'platform to take from multi-platform images', 'linux/amd64')
     .action(async (image: string, flags: { platform: string }) => {
       const ref = parseImageReference(image);
-      const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
-      const resolved = await client.resolveManifest({ scheme: ref.scheme, registry: ref.registry, repository: ref.repository }, manifestReference(ref), {
-        platform: parsePlatform(flags.platform),
+      const sources = new Sources({
+        registry: new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) }),
       });
+      const resolved = await sources.forImage(ref).resolveManifest(manifestReference(ref), { platform: parsePlatform(flags.platform) });
       out(`${JSON.stringify(resolved.manifest, null, 2)}\n`);
     });
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { RegistryClient } from '../registry/client.ts';
+import { Sources } from '../sources/sources.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
@@ -67,7 +68,7 @@ export async function runConversion(
   onProgress?: (event: ProgressEvent) => void,
 ): Promise<ConversionSummary & { blobRequests: number }> {
   const options = conversionOptions(flags);
-  const client = new RegistryClient({ credentials: await pullCredentials(env), logger });
+  const sources = new Sources({ registry: new RegistryClient({ credentials: await pullCredentials(env), logger }), logger });
   const notifications = flags.notificationFile ? await NotificationWriter.open(flags.notificationFile) : NotificationWriter.discard();
   try {
     const cvmfsRepo = wishlist.cvmfsRepo;
@@ -78,16 +79,15 @@ export async function runConversion(
     const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
     const summary = await convertWishlist(
       wishlist,
-      { client, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
+      { sources, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
       options,
       {
         logger,
-        client,
         ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}),
         ...(signal ? { signal } : {}),
       },
     );
-    return { ...summary, blobRequests: client.blobRequestCount };
+    return { ...summary, blobRequests: sources.blobRequests };
   } finally {
     await notifications.close();
   }

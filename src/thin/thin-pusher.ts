@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ConvertedImage } from '../convert/convert-image.ts';
 import { RegistryClient } from '../registry/client.ts';
+import { repositoryRef } from '../sources/registry-source.ts';
 import { CredentialStore } from '../registry/credentials.ts';
 import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
@@ -41,7 +42,7 @@ export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'c
     thinImageExists: async (image: ImageReference) => {
       const { output, client } = clientFor(formatOutputImage(wishlist.outputFormat, image));
       if (output.tag === undefined) return false;
-      return (await client.headManifest({ scheme: output.scheme, registry: output.registry, repository: output.repository }, output.tag)) !== undefined;
+      return (await client.headManifest(repositoryRef(output), output.tag)) !== undefined;
     },
   };
 }
