@@ -17,6 +17,8 @@ import type { Publisher } from '../publish/publisher.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import type { ImageSources } from '../sources/image-source.ts';
 import { Sources } from '../sources/sources.ts';
+import { registrySettingsFromEnv } from '../registry/settings.ts';
+import { join } from 'node:path';
 import { parsePlatform } from '../registry/platform.ts';
 import type { Job, JobPayload, StateStore } from '../state/types.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
@@ -70,7 +72,14 @@ export class BotContext {
 
   /** Where images are read from: the registry client, and the registry-less sources of the configuration. */
   get sources(): ImageSources {
-    this.#sources ??= new Sources({ registry: this.deps.client, logger: this.deps.logger });
+    this.#sources ??= new Sources({
+      registry: this.deps.client,
+      settings: registrySettingsFromEnv(this.deps.env),
+      dogestryRemotes: this.config.dogestryRemotes ?? [],
+      env: this.deps.env,
+      cacheDir: join(this.config.cacheDir, 'sources'),
+      logger: this.deps.logger,
+    });
     return this.#sources;
   }
 

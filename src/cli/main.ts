@@ -4,13 +4,10 @@ import { errorMessage } from '../util/errors.ts';
 import { parseImageReference, wholeName, manifestReference } from '../wishlist/image-reference.ts';
 import { formatProblem, hasErrors } from '../wishlist/wishlist.ts';
 import { createLogger } from '../util/logger.ts';
-import { RegistryClient } from '../registry/client.ts';
-import { Sources } from '../sources/sources.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
-import { pullCredentials } from '../registry/pull-credentials.ts';
-import { readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
+import { createSources, readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -121,14 +118,13 @@ export function buildProgram(out: (text: string) => void): Command {
     .argument('<wishlist>', 'wish list file (DUCC recipe v1)')
     .option('--platform <os/arch[/variant]>', 'platform to resolve in multi-platform images', 'linux/amd64')
     .option('--offline', 'only check the file, do not contact registries')
-    .action(async (file: string, flags: { platform: string; offline?: boolean }) => {
+    .option('--config <file>', 'config file with dogestryRemotes and cacheDir (default $DUCC_CONFIG)')
+    .action(async (file: string, flags: { platform: string; offline?: boolean; config?: string }) => {
       const wishlist = await readWishlist(file);
       for (const problem of wishlist.problems) out(`${formatProblem(problem, file)}\n`);
       let failed = hasErrors(wishlist);
       if (!flags.offline) {
-        const sources = new Sources({
-          registry: new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) }),
-        });
+        const sources = await createSources(flags.config, process.env, createLogger({ level: 'warn' }));
         const platform = parsePlatform(flags.platform);
         for (const wish of wishlist.wishes) {
           const where = `${file}:${wish.source.line}:${wish.source.column}`;
@@ -176,11 +172,10 @@ export function buildProgram(out: (text: string) => void): Command {
     .description('print the manifest an image reference resolves to (platform manifest for an index)')
     .argument('<image>', 'image reference with a tag or digest')
     .option('--platform <os/arch[/variant]>', 'platform to take from multi-platform images', 'linux/amd64')
-    .action(async (image: string, flags: { platform: string }) => {
+    .option('--config <file>', 'config file with dogestryRemotes and cacheDir (default $DUCC_CONFIG)')
+    .action(async (image: string, flags: { platform: string; config?: string }) => {
       const ref = parseImageReference(image);
-      const sources = new Sources({
-        registry: new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) }),
-      });
+      const sources = await createSources(flags.config, process.env, createLogger({ level: 'warn' }));
       const resolved = await sources.forImage(ref).resolveManifest(manifestReference(ref), { platform: parsePlatform(flags.platform) });
       out(`${JSON.stringify(resolved.manifest, null, 2)}\n`);
     });

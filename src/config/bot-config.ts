@@ -1,5 +1,6 @@
 import type { ForgeKind } from '../forge/events.ts';
 import type { PublisherConfig } from './publisher-config.ts';
+import type { DogestryRemote } from '../sources/dogestry-store.ts';
 
 /** One wish-list repository the bot watches. */
 export interface WishlistRepoConfig {
@@ -45,6 +46,8 @@ export interface BotConfig {
   /** Where wish-list repositories are cloned. */
   cacheDir: string;
   publisher: PublisherConfig;
+  /** Dogestry remotes that wish lists name as `dogestry://NAME/...`. */
+  dogestryRemotes?: DogestryRemote[];
   wishlists: WishlistRepoConfig[];
   registryHooks: RegistryHookConfig[];
   /** GitHub webhook secret variable (X-Hub-Signature-256); also `<NAME>_PREVIOUS` during rotation. */

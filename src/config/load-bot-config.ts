@@ -5,6 +5,7 @@ import type { BotConfig, RegistryHookConfig, WishlistRepoConfig } from './bot-co
 import { configError, formatPath, formatProblems, problemsOfIssues, readConfigFile, type ConfigFile, type ConfigProblem } from './config-file.ts';
 import { boolean, checkHttpUrl, describe, envName, httpUrl, isRecord, mapping, matching, nonEmptyString, numberFrom } from './fields.ts';
 import { PublisherSection } from './publisher-config.ts';
+import { DogestryRemotesSection } from './sources-config.ts';
 
 /** Defaults of `ducc serve`; documented in config/ducc.example.yaml. */
 export const BOT_DEFAULTS = {
@@ -195,6 +196,7 @@ const BotConfigFile = mapping(
     statePath: nonEmptyString().default(BOT_DEFAULTS.statePath),
     cacheDir: nonEmptyString().default(BOT_DEFAULTS.cacheDir),
     publisher: PublisherSection.prefault({}),
+    dogestryRemotes: DogestryRemotesSection.optional(),
     wishlists: namedList(WishlistEntry, 'wishlists', 'must be a list of wish-list repositories').default([]),
     registryHooks: namedList(RegistryHookEntry, 'registryHooks', 'must be a list of registry webhook endpoints').default([]),
     githubSecretEnv: envName().default(BOT_DEFAULTS.githubSecretEnv),

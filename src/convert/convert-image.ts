@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import pLimit from 'p-limit';
-import type { Descriptor, ImageConfig, ImageManifest, Platform, ResolvedManifest } from '../registry/types.ts';
-import type { ImageSource, ImageSources } from '../sources/image-source.ts';
+import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../registry/types.ts';
+import type { ImageSource, ImageSources, SourceManifest } from '../sources/image-source.ts';
 import type { LayerBatch, Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
 import { apptainerEntries } from '../apptainer/apptainer-files.ts';
@@ -304,7 +304,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
 
 /** For `--multi-arch`: an already resolved platform manifest, published under `.multiarch/<platformDir>/`. */
 export interface ConvertTarget {
-  resolved?: ResolvedManifest;
+  resolved?: SourceManifest;
   platformDir?: string;
 }
 

@@ -13,6 +13,9 @@ import type { Readable } from 'node:stream';
 import type { Descriptor, Platform, ResolvedManifest } from '../registry/types.ts';
 import type { ImageReference } from '../wishlist/image-reference.ts';
 
+/** What resolving a tag gives: the registry client's ResolvedManifest without the registry repository. */
+export type SourceManifest = Omit<ResolvedManifest, 'ref'>;
+
 /** One repository (or layout, archive, dogestry repository) of images, addressed by tag. */
 export interface ImageSource {
   /** e.g. `oci:/srv/layouts/app`, `dogestry://central/myorg/app`, for messages. */
@@ -21,9 +24,9 @@ export interface ImageSource {
    * The image manifest a tag resolves to (the platform's entry of an index, default linux/amd64), its
    * digest verified. Reads documents only, never a layer.
    */
-  resolveManifest(reference: string, options?: { platform?: Platform }): Promise<ResolvedManifest>;
+  resolveManifest(reference: string, options?: { platform?: Platform }): Promise<SourceManifest>;
   /** Every platform manifest of an index (a plain manifest: one element without platform). */
-  resolveAllManifests(reference: string): Promise<ResolvedManifest[]>;
+  resolveAllManifests(reference: string): Promise<SourceManifest[]>;
   /** A small blob (a config) in memory, verified against the descriptor, at most `maxBytes`. */
   fetchBlob(descriptor: Descriptor, maxBytes?: number): Promise<Buffer>;
   /**
