@@ -15,7 +15,6 @@ import { publicPath } from '../layout/paths.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import type { RegistryClient } from '../registry/client.ts';
-import type { ImageSources } from '../sources/image-source.ts';
 import { Sources } from '../sources/sources.ts';
 import { registrySettingsFromEnv } from '../registry/settings.ts';
 import { join } from 'node:path';
@@ -64,14 +63,14 @@ export class BotContext {
   readonly deps: BotDeps;
   readonly #repos = new Map<string, WishlistRepository>();
   readonly #publishers = new Map<string, Publisher>();
-  #sources: ImageSources | undefined;
+  #sources: Sources | undefined;
 
   constructor(deps: BotDeps) {
     this.deps = deps;
   }
 
   /** Where images are read from: the registry client, and the registry-less sources of the configuration. */
-  get sources(): ImageSources {
+  get sources(): Sources {
     this.#sources ??= new Sources({
       registry: this.deps.client,
       settings: registrySettingsFromEnv(this.deps.env),
@@ -139,7 +138,7 @@ export class BotContext {
 
   async convertContext(list: Wishlist): Promise<ConvertContext> {
     const options = this.convertOptions();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger);
+    const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger, this.sources.sinks);
     return {
       sources: this.sources,
       publisher: await this.publisherFor(list.cvmfsRepo!),

@@ -91,7 +91,7 @@ export async function runConversion(
     if (cvmfsRepo === undefined) return { ...summarizeProblems(wishlist, logger), blobRequests: 0 };
     const publisher = await createPublisher(publisherConfig(flags, env), cvmfsRepo, logger);
     await publisher.recover();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
+    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger, sources.sinks);
     const summary = await convertWishlist(
       wishlist,
       { sources, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },

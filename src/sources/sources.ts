@@ -15,6 +15,7 @@ import { dogestryStore, type DogestryRemote, type DogestryStore } from './dogest
 import type { ImageSource, ImageSources, SourceReads } from './image-source.ts';
 import { archiveFiles, directoryFiles, OciLayoutSource } from './oci-layout.ts';
 import { RegistrySource, repositoryRef } from './registry-source.ts';
+import { imageSinks, type ImageSinks } from './sinks.ts';
 
 export interface SourcesOptions {
   /** The registry client (pull credentials, limits, retries). */
@@ -48,6 +49,9 @@ export class Sources implements ImageSources {
     this.#options = options;
     this.#cache = new SourceCache(options.cacheDir, options.logger);
   }
+
+  /** Writing images into OCI layouts and dogestry remotes (thin images). */
+  readonly sinks: ImageSinks = imageSinks(this);
 
   /** Blob GETs sent to registries (configs and layers). */
   get blobRequests(): number {

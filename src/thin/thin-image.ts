@@ -10,6 +10,8 @@ import { DuccError } from '../util/errors.ts';
 import { parseImageReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+/** The media type of a thin image's manifest (Docker schema 2, as DUCC's dockerd push made it). */
+export const THIN_MANIFEST_MEDIA_TYPE = DOCKER_MANIFEST;
 const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
 const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 
