@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
@@ -78,7 +78,7 @@ export class DirectoryStore implements DogestryStore {
       throw new DuccError('BOT_ERR_ARCHIVE', `cannot list ${this.description}/${prefix}: ${errorMessage(error)}`, { cause: error });
     });
     const base = join(this.#root, prefix);
-    return entries.filter((entry) => entry.isFile()).map((entry) => prefix + join(entry.parentPath, entry.name).slice(base.length + 1));
+    return entries.filter((entry) => entry.isFile()).map((entry) => prefix + relative(base, join(entry.parentPath, entry.name)));
   }
 
   async put(key: string, body: Buffer): Promise<void> {
@@ -192,9 +192,11 @@ export class S3Store implements DogestryStore {
 
   async #connect(): Promise<{ client: import('@aws-sdk/client-s3').S3Client; sdk: typeof import('@aws-sdk/client-s3') }> {
     if (this.#client === undefined || this.#sdk === undefined) {
-      const accessKeyId = secretFromEnv(this.#env, 'AWS_ACCESS_KEY_ID');
-      const secretAccessKey = secretFromEnv(this.#env, 'AWS_SECRET_ACCESS_KEY');
-      const sessionToken = secretFromEnv(this.#env, 'AWS_SESSION_TOKEN');
+      // An empty variable counts as unset, so that its _FILE variant is read.
+      const env = Object.fromEntries(Object.entries(this.#env).filter(([, value]) => value !== ''));
+      const accessKeyId = secretFromEnv(env, 'AWS_ACCESS_KEY_ID');
+      const secretAccessKey = secretFromEnv(env, 'AWS_SECRET_ACCESS_KEY');
+      const sessionToken = secretFromEnv(env, 'AWS_SESSION_TOKEN');
       if (!accessKeyId || !secretAccessKey) {
         throw new DuccError(
           'BOT_ERR_CONFIG',

@@ -240,6 +240,19 @@ export class DogestrySource implements ImageSource {
   }
 }
 
+/** Every repository and tag of a remote (`dogestry list`): the files under `repositories/`, dogestry's `.sum` files left out. */
+export async function listDogestryImages(store: DogestryStore): Promise<{ repository: string; tag: string }[]> {
+  const images: { repository: string; tag: string }[] = [];
+  for (const key of await store.list('repositories/')) {
+    if (key.endsWith('.sum')) continue;
+    const path = key.slice('repositories/'.length);
+    const slash = path.lastIndexOf('/');
+    if (slash <= 0) continue;
+    images.push({ repository: path.slice(0, slash), tag: path.slice(slash + 1) });
+  }
+  return images.sort((a, b) => a.repository.localeCompare(b.repository) || a.tag.localeCompare(b.tag));
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
