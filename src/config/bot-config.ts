@@ -1,4 +1,5 @@
 import type { ForgeKind } from '../forge/events.ts';
+import type { S3HookRemote } from '../forge/parse-s3.ts';
 import type { PublisherConfig } from './publisher-config.ts';
 import type { DogestryRemote } from '../sources/dogestry-store.ts';
 
@@ -25,10 +26,15 @@ export interface WishlistRepoConfig {
   allowForks: boolean;
 }
 
-/** Registry webhook endpoints: `POST /hooks/registry/<kind>/<name>[/<secret>]`. */
+/**
+ * Registry webhook endpoints: `POST /hooks/registry/<kind>/<name>[/<secret>]`. Kind `s3` takes the S3 event
+ * notifications of a dogestry remote's bucket (`remote`).
+ */
 export interface RegistryHookConfig {
   name: string;
-  kind: 'distribution' | 'harbor' | 'dockerhub' | 'quay';
+  kind: 'distribution' | 'harbor' | 'dockerhub' | 'quay' | 's3';
+  /** Kind s3: the dogestry remote (an S3 one of dogestryRemotes) whose bucket sends the notifications. */
+  remote?: S3HookRemote;
   /**
    * Environment variable with the shared secret: distribution and Harbor send it in the Authorization
    * header (static header in their config); Docker Hub and Quay sign nothing, so it is part of the URL.

@@ -75,4 +75,42 @@ describe('dogestryRemotes and cacheDir', () => {
 
     assert.deepEqual(loadBotConfig({ file: path, env: {} }).dogestryRemotes, [{ name: 'local', kind: 'directory', path: '/srv/dogestry' }]);
   });
+
+  it('an s3 registry hook names an S3 remote of dogestryRemotes, which gives it bucket and prefix', async () => {
+    const good = await file(
+      ['dogestryRemotes:', '  - {name: cloud, url: "s3://ops/docker-repo"}', 'registryHooks:', '  - {name: builds, kind: s3, remote: cloud}', ''].join('\n'),
+    );
+    const bad = await file(
+      [
+        'dogestryRemotes:',
+        '  - {name: local, url: "file:///srv/dogestry"}',
+        'registryHooks:',
+        '  - name: builds',
+        '    kind: s3',
+        '    remote: local',
+        '  - name: other',
+        '    kind: s3',
+        '  - {name: reg, kind: distribution, remote: local}',
+        '',
+      ].join('\n'),
+    );
+
+    assert.deepEqual(loadBotConfig({ file: good, env: {} }).registryHooks, [
+      { name: 'builds', kind: 's3', secretEnv: 'DUCC_REGISTRY_BUILDS_SECRET', remote: { name: 'cloud', bucket: 'ops', prefix: 'docker-repo/' } },
+    ]);
+    assert.throws(
+      () => loadBotConfig({ file: bad, env: {} }),
+      (error: Error) => {
+        const lines = error.message.split('\n').slice(1);
+        assert.equal(lines.length, 3);
+        assert.match(
+          lines[0]!,
+          /registryHooks\[0\]\.remote: kind s3 needs 'remote': the name of an S3 remote of dogestryRemotes \(none is configured\), got "local" \(line 6, column 5\)/,
+        );
+        assert.match(lines[1]!, /registryHooks\[1\]\.kind: kind s3 needs 'remote'.* \(line 8, column 5\)/);
+        assert.match(lines[2]!, /registryHooks\[2\]\.remote: is only for kind s3 \(line 9, column /);
+        return true;
+      },
+    );
+  });
 });
