@@ -98,11 +98,11 @@ export class TarIndex {
     for (;;) {
       const { bytesRead } = await handle.read(header, 0, 512, offset);
       if (bytesRead === 0) break; // no end-of-archive blocks: tolerated, as GNU tar does
-      if (bytesRead < 512) throw new DuccError('BOT_ERR_ARCHIVE', `${what}: truncated tar header at byte ${offset}`);
-      if (header.every((byte) => byte === 0)) break;
       if (offset === 0 && header[0] === 0x1f && header[1] === 0x8b) {
         throw new DuccError('BOT_ERR_ARCHIVE', `${what} is gzip-compressed: decompress it first (gunzip), a tar is expected`);
       }
+      if (bytesRead < 512) throw new DuccError('BOT_ERR_ARCHIVE', `${what}: truncated tar header at byte ${offset}`);
+      if (header.every((byte) => byte === 0)) break;
       if (!checksumOk(header)) throw new DuccError('BOT_ERR_ARCHIVE', `${what}: not a tar file (bad header checksum at byte ${offset})`);
       if (++count > MAX_ARCHIVE_MEMBERS) throw new DuccError('BOT_ERR_LIMIT', `${what} has more than ${MAX_ARCHIVE_MEMBERS} members`);
       const type = String.fromCharCode(header[156] || 0x30);
