@@ -58,9 +58,10 @@ function positiveInteger(value: string, flag: string): number {
  * DUCC_CONFIG).
  */
 export async function createSources(configFile: string | undefined, env: NodeJS.ProcessEnv, logger: Logger): Promise<Sources> {
-  const settings = registrySettingsFromEnv(env);
+  // The registry client reads DUCC_REGISTRY_* and DUCC_LIMIT_* from process.env itself; the sources use the same.
+  const settings = registrySettingsFromEnv(process.env);
   const { cacheDir, dogestryRemotes } = loadSourcesConfig(configFile ?? env['DUCC_CONFIG'], env);
-  const registry = new RegistryClient({ credentials: await pullCredentials(env), logger, settings });
+  const registry = new RegistryClient({ credentials: await pullCredentials(env), logger });
   return new Sources({ registry, settings, dogestryRemotes, env, cacheDir: join(cacheDir, 'sources'), logger });
 }
 

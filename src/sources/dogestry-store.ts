@@ -203,8 +203,10 @@ export class S3Store implements DogestryStore {
           `dogestry remote '${this.#remote.name}' (${this.description}) needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE) in the environment`,
         );
       }
-      // Loaded on first use: conversions without an S3 remote never load the SDK.
-      this.#sdk = await import('@aws-sdk/client-s3');
+      // Loaded on first use: conversions without an S3 remote never load the SDK. The SDK is CommonJS: in the
+      // bundle (dist/bundle) its exports arrive as the namespace's `default`.
+      const loaded = (await import('@aws-sdk/client-s3')) as typeof import('@aws-sdk/client-s3') & { default?: typeof import('@aws-sdk/client-s3') };
+      this.#sdk = typeof loaded.S3Client === 'function' ? loaded : loaded.default!;
       this.#client = new this.#sdk.S3Client({
         region: this.#remote.region,
         ...(this.#remote.endpoint === undefined ? {} : { endpoint: this.#remote.endpoint }),

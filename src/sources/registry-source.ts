@@ -22,7 +22,7 @@ export class RegistrySource implements ImageSource {
   constructor(client: RegistryClient, ref: RepositoryRef) {
     this.#client = client;
     this.#ref = ref;
-    this.description = `${ref.scheme}://${ref.registry}/${ref.repository}`;
+    this.description = `${ref.registry}/${ref.repository}`;
   }
 
   resolveManifest(reference: string, options?: { platform?: Platform }): Promise<ResolvedManifest> {
