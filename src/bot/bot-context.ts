@@ -15,6 +15,9 @@ import { publicPath } from '../layout/paths.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import type { RegistryClient } from '../registry/client.ts';
+import { Sources } from '../sources/sources.ts';
+import { registrySettingsFromEnv } from '../registry/settings.ts';
+import { join } from 'node:path';
 import { parsePlatform } from '../registry/platform.ts';
 import type { Job, JobPayload, StateStore } from '../state/types.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
@@ -60,9 +63,23 @@ export class BotContext {
   readonly deps: BotDeps;
   readonly #repos = new Map<string, WishlistRepository>();
   readonly #publishers = new Map<string, Publisher>();
+  #sources: Sources | undefined;
 
   constructor(deps: BotDeps) {
     this.deps = deps;
+  }
+
+  /** Where images are read from: the registry client, and the registry-less sources of the configuration. */
+  get sources(): Sources {
+    this.#sources ??= new Sources({
+      registry: this.deps.client,
+      settings: registrySettingsFromEnv(this.deps.env),
+      dogestryRemotes: this.config.dogestryRemotes ?? [],
+      env: this.deps.env,
+      cacheDir: join(this.config.cacheDir, 'sources'),
+      logger: this.deps.logger,
+    });
+    return this.#sources;
   }
 
   get config(): BotConfig {
@@ -121,9 +138,9 @@ export class BotContext {
 
   async convertContext(list: Wishlist): Promise<ConvertContext> {
     const options = this.convertOptions();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger);
+    const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger, this.sources.sinks);
     return {
-      client: this.deps.client,
+      sources: this.sources,
       publisher: await this.publisherFor(list.cvmfsRepo!),
       cvmfsRepo: list.cvmfsRepo!,
       notifications: NotificationWriter.discard(),
@@ -150,7 +167,7 @@ export class BotContext {
     const results: PublishOutcomeLine[] = [];
     let images: ImageReference[];
     try {
-      images = await expandWish(this.deps.client, wish);
+      images = await expandWish(this.sources, wish);
     } catch (error) {
       return [{ image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` }];
     }

@@ -1,4 +1,4 @@
-import type { RegistryClient } from '../registry/client.ts';
+import type { ImageSources } from '../sources/image-source.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import { layerDir } from '../layout/paths.ts';
 import { isForeignLayer } from '../convert/layer-stream.ts';
@@ -40,7 +40,7 @@ export interface Plan {
 export async function planWishlist(
   head: Wishlist,
   base: Wishlist | undefined,
-  deps: { client: RegistryClient; publisher?: Publisher; published: PublishedImage[] },
+  deps: { sources: ImageSources; publisher?: Publisher; published: PublishedImage[] },
 ): Promise<Plan> {
   const baseInputs = new Set((base?.wishes ?? []).map((wish) => wholeName(wish.image)));
   const headInputs = new Set(head.wishes.map((wish) => wholeName(wish.image)));
@@ -60,18 +60,15 @@ export async function planWishlist(
   return { entries, problems: head.problems };
 }
 
-async function planWish(wish: Wish, deps: { client: RegistryClient; publisher?: Publisher; published: PublishedImage[] }): Promise<PlanEntry> {
+async function planWish(wish: Wish, deps: { sources: ImageSources; publisher?: Publisher; published: PublishedImage[] }): Promise<PlanEntry> {
   const entry: PlanEntry = { action: 'add', input: wish.input, line: wish.source.line, images: [], newLayers: 0, reusedLayers: 0, downloadBytes: 0 };
   try {
-    const images: ImageReference[] = await expandWish(deps.client, wish);
+    const images: ImageReference[] = await expandWish(deps.sources, wish);
     const seenLayers = new Set<string>();
     let anyChange = false;
     for (const image of images) {
       entry.images.push(wholeName(image));
-      const resolved = await deps.client.resolveManifest(
-        { scheme: image.scheme, registry: image.registry, repository: image.repository },
-        manifestReference(image),
-      );
+      const resolved = await deps.sources.forImage(image).resolveManifest(manifestReference(image));
       const published = deps.published.find((record) => record.image === wholeName(image));
       if (published?.configDigest !== resolved.manifest.config.digest) anyChange = true;
       if (published) entry.action = 'update';

@@ -4,14 +4,31 @@ import { errorMessage } from '../util/errors.ts';
 import { parseImageReference, wholeName, manifestReference } from '../wishlist/image-reference.ts';
 import { formatProblem, hasErrors } from '../wishlist/wishlist.ts';
 import { createLogger } from '../util/logger.ts';
-import { RegistryClient } from '../registry/client.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
-import { pullCredentials } from '../registry/pull-credentials.ts';
-import { readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
+import { createSources, readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** The wish-list grammar and the configuration the commands share, shown by `ducc --help`. */
+export const IMAGE_REFERENCE_HELP = `
+Image references (wish-list inputs and IMAGE arguments):
+  [https://|http://]REGISTRY/REPOSITORY[:TAG][@DIGEST]  a registry, as DUCC reads it
+  oci:PATH:TAG                   an OCI image layout directory (skopeo copy ... oci:PATH:TAG)
+  oci-archive:PATH:TAG           a tar of an OCI image layout (skopeo copy ... oci-archive:PATH:TAG)
+  docker-archive:PATH:NAME:TAG   a docker save archive: the image with the RepoTag NAME:TAG
+  dogestry://REMOTE/NAME:TAG     a dogestry remote named in the config's dogestryRemotes
+  PATH is absolute. Published as oci/PATH:TAG, oci-archive/PATH:TAG, docker-archive/PATH/NAME:TAG and
+  dogestry/REMOTE/NAME:TAG (PATH without its leading /). A TAG may hold * (wildcard).
+
+Config file (--config FILE, else $DUCC_CONFIG; see config/ducc.example.yaml):
+  publisher:        where images go (directory or cvmfs)
+  dogestryRemotes:  - {name: central, url: file:///srv/dogestry}
+                    - {name: builds, url: s3://BUCKET/PREFIX, region: eu-west-1, endpoint: https://...}
+  cacheDir:         caches, default ./var/cache (DUCC_CACHE_DIR)
+  S3 credentials come only from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (or *_FILE).
+`;
 
 /** Builds the `ducc` command line; separated from `main` so tests can drive it. */
 export function buildProgram(out: (text: string) => void): Command {
@@ -19,7 +36,8 @@ export function buildProgram(out: (text: string) => void): Command {
     .description('Publish container images into CernVM-FS (DUCC-compatible layout), and run the GitOps bot around the wish list.')
     .version(VERSION, '--version', 'print the version')
     .exitOverride()
-    .configureOutput({ writeOut: out });
+    .configureOutput({ writeOut: out })
+    .addHelpText('after', IMAGE_REFERENCE_HELP);
 
   program
     .command('version')
@@ -30,7 +48,7 @@ export function buildProgram(out: (text: string) => void): Command {
     .command('check-image-syntax')
     .aliases(['check-image', 'image-check'])
     .description('parse an image reference as a wish-list entry and print its parts')
-    .argument('<image>', 'image reference, e.g. https://registry.hub.docker.com/library/ubuntu:22.04')
+    .argument('<image>', 'image reference, e.g. https://registry.hub.docker.com/library/ubuntu:22.04 or oci:/srv/layouts/app:1.0 (see ducc --help)')
     .option('-z, --machine-friendly', 'print CSV instead of a table')
     .action((image: string, options: { machineFriendly?: boolean }) => {
       const ref = parseImageReference(image);
@@ -43,6 +61,10 @@ export function buildProgram(out: (text: string) => void): Command {
         ['Digest', ref.digest ?? ''],
         ['IsWildcard', String(ref.tag?.includes('*') ?? false)],
       ];
+      // Registry-less inputs: where the image is read from, and the name it is published under.
+      const source = ref.source;
+      if (source !== undefined) rows.push(['Location', source.kind === 'dogestry' ? `remote ${source.remote}, repository ${source.name}` : source.path]);
+      if (source !== undefined) rows.push(['PublicName', `${ref.registry}/${ref.repository}:${ref.tag ?? ''}`]);
       if (options.machineFriendly) {
         out(`${rows.map(([key]) => key.toLowerCase()).join(',')}\n${rows.map(([, value]) => value).join(',')}\n`);
       } else {
@@ -54,7 +76,7 @@ export function buildProgram(out: (text: string) => void): Command {
     if (withRepoFlags) {
       command
         .option('--repo-root <dir>', 'directory publisher: write into <dir>/<cvmfs_repo>/ (overrides the config file)')
-        .option('--config <file>', 'config file choosing the publisher (default $DUCC_CONFIG; else directory publisher under ./var/cvmfs)');
+        .option('--config <file>', 'config file: publisher, dogestryRemotes, cacheDir (default $DUCC_CONFIG; else directory publisher under ./var/cvmfs)');
     }
     return command
       .option('-s, --skip-flat', 'do not build the flat root filesystem nor the public symlink')
@@ -95,7 +117,7 @@ export function buildProgram(out: (text: string) => void): Command {
     program
       .command('convert-single-image')
       .description('convert one image into a CVMFS repository without a wish list')
-      .argument('<image>', 'image reference, e.g. https://registry.hub.docker.com/library/ubuntu:22.04')
+      .argument('<image>', 'image reference, e.g. https://registry.hub.docker.com/library/ubuntu:22.04 or oci:/srv/layouts/app:1.0 (see ducc --help)')
       .argument('<cvmfs-repo>', 'repository name, e.g. unpacked.cern.ch')
       .option('-u, --username <user>', 'account that pushes the thin image')
       .option('--thin-image-name <image>', 'thin image name (default: <image>_thin naming of DUCC)'),
@@ -121,23 +143,20 @@ export function buildProgram(out: (text: string) => void): Command {
     .argument('<wishlist>', 'wish list file (DUCC recipe v1)')
     .option('--platform <os/arch[/variant]>', 'platform to resolve in multi-platform images', 'linux/amd64')
     .option('--offline', 'only check the file, do not contact registries')
-    .action(async (file: string, flags: { platform: string; offline?: boolean }) => {
+    .option('--config <file>', 'config file with dogestryRemotes and cacheDir (default $DUCC_CONFIG)')
+    .action(async (file: string, flags: { platform: string; offline?: boolean; config?: string }) => {
       const wishlist = await readWishlist(file);
       for (const problem of wishlist.problems) out(`${formatProblem(problem, file)}\n`);
       let failed = hasErrors(wishlist);
       if (!flags.offline) {
-        const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
+        const sources = await createSources(flags.config, process.env, createLogger({ level: 'warn' }));
         const platform = parsePlatform(flags.platform);
         for (const wish of wishlist.wishes) {
           const where = `${file}:${wish.source.line}:${wish.source.column}`;
           try {
-            const images = await expandWish(client, wish);
+            const images = await expandWish(sources, wish);
             for (const image of images) {
-              const resolved = await client.resolveManifest(
-                { scheme: image.scheme, registry: image.registry, repository: image.repository },
-                manifestReference(image),
-                { platform },
-              );
+              const resolved = await sources.forImage(image).resolveManifest(manifestReference(image), { platform });
               out(`${where}: ok: ${wholeName(image)} ${resolved.manifestDigest}\n`);
             }
           } catch (error) {
@@ -173,17 +192,30 @@ export function buildProgram(out: (text: string) => void): Command {
     });
 
   program
+    .command('list-remote')
+    .description('list the repositories and tags of a dogestry remote named in the config (as `dogestry list`)')
+    .argument('<name>', 'a name from dogestryRemotes, e.g. central')
+    .option('--config <file>', 'config file with dogestryRemotes (default $DUCC_CONFIG)')
+    .action(async (name: string, flags: { config?: string }) => {
+      const { listDogestryImages } = await import('../sources/dogestry.ts');
+      const sources = await createSources(flags.config, process.env, createLogger({ level: 'warn' }));
+      const rows = (await listDogestryImages(sources.dogestryStore(name))).map(({ repository, tag }) => [repository, tag] as const);
+      const width = Math.max('REPOSITORY'.length, ...rows.map(([repository]) => repository.length)) + 2;
+      out(`${'REPOSITORY'.padEnd(width)}TAG\n`);
+      for (const [repository, tag] of rows) out(`${repository.padEnd(width)}${tag}\n`);
+    });
+
+  program
     .command('download-manifest')
     .alias('get-manifest')
     .description('print the manifest an image reference resolves to (platform manifest for an index)')
     .argument('<image>', 'image reference with a tag or digest')
     .option('--platform <os/arch[/variant]>', 'platform to take from multi-platform images', 'linux/amd64')
-    .action(async (image: string, flags: { platform: string }) => {
+    .option('--config <file>', 'config file with dogestryRemotes and cacheDir (default $DUCC_CONFIG)')
+    .action(async (image: string, flags: { platform: string; config?: string }) => {
       const ref = parseImageReference(image);
-      const client = new RegistryClient({ credentials: await pullCredentials(process.env), logger: createLogger({ level: 'warn' }) });
-      const resolved = await client.resolveManifest({ scheme: ref.scheme, registry: ref.registry, repository: ref.repository }, manifestReference(ref), {
-        platform: parsePlatform(flags.platform),
-      });
+      const sources = await createSources(flags.config, process.env, createLogger({ level: 'warn' }));
+      const resolved = await sources.forImage(ref).resolveManifest(manifestReference(ref), { platform: parsePlatform(flags.platform) });
       out(`${JSON.stringify(resolved.manifest, null, 2)}\n`);
     });
 

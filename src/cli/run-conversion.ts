@@ -1,7 +1,11 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { RegistryClient } from '../registry/client.ts';
+import { Sources } from '../sources/sources.ts';
+import { registrySettingsFromEnv } from '../registry/settings.ts';
+import { loadSourcesConfig } from '../config/sources-config.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
@@ -60,6 +64,19 @@ function positiveInteger(value: string, flag: string): number {
   return n;
 }
 
+/**
+ * Where images are read from: the registry client (pull credentials and limits from the environment) and
+ * the registry-less sources, with the `dogestryRemotes` and `cacheDir` of the config file (`--config`, else
+ * DUCC_CONFIG).
+ */
+export async function createSources(configFile: string | undefined, env: NodeJS.ProcessEnv, logger: Logger): Promise<Sources> {
+  // The registry client reads DUCC_REGISTRY_* and DUCC_LIMIT_* from process.env itself; the sources use the same.
+  const settings = registrySettingsFromEnv(process.env);
+  const { cacheDir, dogestryRemotes } = loadSourcesConfig(configFile ?? env['DUCC_CONFIG'], env);
+  const registry = new RegistryClient({ credentials: await pullCredentials(env), logger });
+  return new Sources({ registry, settings, dogestryRemotes, env, cacheDir: join(cacheDir, 'sources'), logger });
+}
+
 export function publisherConfig(flags: ConversionFlags, env: NodeJS.ProcessEnv): PublisherConfig {
   if (flags.repoRoot) return { kind: 'directory', root: flags.repoRoot };
   return loadPublisherConfig(flags.config ?? env['DUCC_CONFIG']);
@@ -79,7 +96,7 @@ export async function runConversion(
   onProgress?: (event: ProgressEvent) => void,
 ): Promise<ConversionSummary & { blobRequests: number }> {
   const options = conversionOptions(flags);
-  const client = new RegistryClient({ credentials: await pullCredentials(env), logger });
+  const sources = await createSources(flags.config, env, logger);
   const notifications = flags.notificationFile ? await NotificationWriter.open(flags.notificationFile) : NotificationWriter.discard();
   try {
     const cvmfsRepo = wishlist.cvmfsRepo;
@@ -87,20 +104,19 @@ export async function runConversion(
     if (cvmfsRepo === undefined) return { ...summarizeProblems(wishlist, logger), blobRequests: 0 };
     const publisher = await createPublisher(publisherConfig(flags, env), cvmfsRepo, logger);
     await publisher.recover();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
+    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger, sources.sinks);
     const summary = await convertWishlist(
       wishlist,
-      { client, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
+      { sources, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
       options,
       {
         logger,
-        client,
         ...(flags.maxWildcardTags ? { maxWildcardTags: positiveInteger(flags.maxWildcardTags, '--max-wildcard-tags') } : {}),
         ...(flags.shard ? { shard: parseShard(flags.shard) } : {}),
         ...(signal ? { signal } : {}),
       },
     );
-    return { ...summary, blobRequests: client.blobRequestCount };
+    return { ...summary, blobRequests: sources.blobRequests };
   } finally {
     await notifications.close();
   }

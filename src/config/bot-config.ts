@@ -1,5 +1,7 @@
 import type { ForgeKind } from '../forge/events.ts';
+import type { S3HookRemote } from '../forge/parse-s3.ts';
 import type { PublisherConfig } from './publisher-config.ts';
+import type { DogestryRemote } from '../sources/dogestry-store.ts';
 
 /** One wish-list repository the bot watches. */
 export interface WishlistRepoConfig {
@@ -24,10 +26,15 @@ export interface WishlistRepoConfig {
   allowForks: boolean;
 }
 
-/** Registry webhook endpoints: `POST /hooks/registry/<kind>/<name>[/<secret>]`. */
+/**
+ * Registry webhook endpoints: `POST /hooks/registry/<kind>/<name>[/<secret>]`. Kind `s3` takes the S3 event
+ * notifications of a dogestry remote's bucket (`remote`).
+ */
 export interface RegistryHookConfig {
   name: string;
-  kind: 'distribution' | 'harbor' | 'dockerhub' | 'quay';
+  kind: 'distribution' | 'harbor' | 'dockerhub' | 'quay' | 's3';
+  /** Kind s3: the dogestry remote (an S3 one of dogestryRemotes) whose bucket sends the notifications. */
+  remote?: S3HookRemote;
   /**
    * Environment variable with the shared secret: distribution and Harbor send it in the Authorization
    * header (static header in their config); Docker Hub and Quay sign nothing, so it is part of the URL.
@@ -45,6 +52,8 @@ export interface BotConfig {
   /** Where wish-list repositories are cloned. */
   cacheDir: string;
   publisher: PublisherConfig;
+  /** Dogestry remotes that wish lists name as `dogestry://NAME/...`. */
+  dogestryRemotes?: DogestryRemote[];
   wishlists: WishlistRepoConfig[];
   registryHooks: RegistryHookConfig[];
   /** GitHub webhook secret variable (X-Hub-Signature-256); also `<NAME>_PREVIOUS` during rotation. */

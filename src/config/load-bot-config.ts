@@ -5,6 +5,7 @@ import type { BotConfig, RegistryHookConfig, WishlistRepoConfig } from './bot-co
 import { configError, formatPath, formatProblems, problemsOfIssues, readConfigFile, type ConfigFile, type ConfigProblem } from './config-file.ts';
 import { boolean, checkHttpUrl, describe, envName, httpUrl, isRecord, mapping, matching, nonEmptyString, numberFrom } from './fields.ts';
 import { PublisherSection } from './publisher-config.ts';
+import { DogestryRemotesSection } from './sources-config.ts';
 
 /** Defaults of `ducc serve`; documented in config/ducc.example.yaml. */
 export const BOT_DEFAULTS = {
@@ -31,7 +32,7 @@ const SECRET_KEY_PATTERN = /secret|token|password|passwd|credential|api[-_]?key|
 const BRANCH_PATTERN = /^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$/;
 const GITHUB_PROJECT = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 const GITLAB_PROJECT = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)+$/;
-const REGISTRY_HOOK_KINDS = ['distribution', 'harbor', 'dockerhub', 'quay'] as const;
+const REGISTRY_HOOK_KINDS = ['distribution', 'harbor', 'dockerhub', 'quay', 's3'] as const;
 /** A refinement that runs even when other keys of the same mapping have problems (all problems are reported). */
 const ALWAYS = { when: () => true };
 
@@ -156,13 +157,39 @@ const RegistryHookEntry = mapping(
       error: (issue) => `is required: one of ${REGISTRY_HOOK_KINDS.join(', ')}${issue.input === undefined ? '' : `; got ${JSON.stringify(issue.input)}`}`,
     }),
     secretEnv: envName().optional(),
+    /** Kind s3: the name of an S3 remote of dogestryRemotes. */
+    remote: nonEmptyString().optional(),
   },
-  'must be a mapping (name, kind, secretEnv)',
-).transform((hook): RegistryHookConfig => ({
+  'must be a mapping (name, kind, secretEnv; remote for kind s3)',
+).transform((hook): RegistryHookConfig & { remoteName?: string } => ({
   name: hook.name,
   kind: hook.kind,
   secretEnv: hook.secretEnv ?? `DUCC_REGISTRY_${hook.name.toUpperCase().replace(/-/g, '_')}_SECRET`,
+  ...(hook.remote === undefined ? {} : { remoteName: hook.remote }),
 }));
+
+/** Kind s3 hooks get their remote's bucket and prefix; a missing, unknown or non-S3 remote is a problem of the hook. */
+function resolveS3Hooks(config: z.output<typeof BotConfigFile>): { hooks: RegistryHookConfig[]; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  const hooks = config.registryHooks.map((entry, index): RegistryHookConfig => {
+    const { remoteName, ...hook } = entry;
+    if (hook.kind !== 's3') {
+      if (remoteName !== undefined) problems.push({ path: ['registryHooks', index, 'remote'], message: 'is only for kind s3' });
+      return hook;
+    }
+    const remote = (config.dogestryRemotes ?? []).find((candidate) => candidate.name === remoteName);
+    if (remote === undefined || remote.kind !== 's3') {
+      const known = (config.dogestryRemotes ?? []).filter((candidate) => candidate.kind === 's3').map((candidate) => candidate.name);
+      problems.push({
+        path: ['registryHooks', index, remoteName === undefined ? 'kind' : 'remote'],
+        message: `kind s3 needs 'remote': the name of an S3 remote of dogestryRemotes (${known.length === 0 ? 'none is configured' : known.join(', ')})${remoteName === undefined ? '' : `, got ${JSON.stringify(remoteName)}`}`,
+      });
+      return hook;
+    }
+    return { ...hook, remote: { name: remote.name, bucket: remote.bucket, prefix: remote.prefix } };
+  });
+  return { hooks, problems };
+}
 
 const ConvertSection = mapping(
   {
@@ -195,6 +222,7 @@ const BotConfigFile = mapping(
     statePath: nonEmptyString().default(BOT_DEFAULTS.statePath),
     cacheDir: nonEmptyString().default(BOT_DEFAULTS.cacheDir),
     publisher: PublisherSection.prefault({}),
+    dogestryRemotes: DogestryRemotesSection.optional(),
     wishlists: namedList(WishlistEntry, 'wishlists', 'must be a list of wish-list repositories').default([]),
     registryHooks: namedList(RegistryHookEntry, 'registryHooks', 'must be a list of registry webhook endpoints').default([]),
     githubSecretEnv: envName().default(BOT_DEFAULTS.githubSecretEnv),
@@ -229,7 +257,8 @@ export function loadBotConfig(options: { file?: string; env: NodeJS.ProcessEnv }
   const secrets = literalSecrets(raw, []);
   const secretPaths = new Set(secrets.map((problem) => formatPath(problem.path)));
   const parsed = BotConfigFile.safeParse(raw);
-  const fileProblems = [...secrets, ...(parsed.success ? [] : problemsOfIssues(parsed.error.issues))].filter(
+  const s3Hooks = parsed.success ? resolveS3Hooks(parsed.data) : undefined;
+  const fileProblems = [...secrets, ...(parsed.success ? (s3Hooks?.problems ?? []) : problemsOfIssues(parsed.error.issues))].filter(
     // A literal secret is reported once, as such, and not again as an unknown key.
     (problem, index) => index < secrets.length || !secretPaths.has(formatPath(problem.path)),
   );
@@ -237,7 +266,7 @@ export function loadBotConfig(options: { file?: string; env: NodeJS.ProcessEnv }
   const overrides = environmentOverrides(env, problems);
 
   if (problems.length > 0 || !parsed.success) throw configError(problems);
-  const config: BotConfig = parsed.data;
+  const config: BotConfig = { ...parsed.data, registryHooks: s3Hooks!.hooks };
   return { ...config, ...overrides, listen: { ...config.listen, ...overrides.listen } };
 }
 

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import pLimit from 'p-limit';
-import type { RegistryClient } from '../registry/client.ts';
-import type { Descriptor, ImageConfig, ImageManifest, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
+import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../registry/types.ts';
+import type { ImageSource, ImageSources, SourceManifest } from '../sources/image-source.ts';
 import type { LayerBatch, Publisher } from '../publish/publisher.ts';
 import { FlatTree, type FlatLayerInput } from '../unpack/flatten.ts';
 import { apptainerEntries, hasApptainerFiles } from '../apptainer/apptainer-files.ts';
@@ -62,7 +62,8 @@ export const DEFAULT_CONVERT_OPTIONS: ConvertOptions = {
 
 /** What converting one image needs; shared by the CLI and the bot. */
 export interface ConvertContext {
-  client: RegistryClient;
+  /** Where images are read from: registries, OCI layouts, archives, dogestry remotes. */
+  sources: ImageSources;
   publisher: Publisher;
   /** `cvmfs_repo` as written in the wish list (used in thin.json URLs). */
   cvmfsRepo: string;
@@ -115,10 +116,9 @@ export interface ImageOutcome {
  */
 export async function convertImage(ctx: ConvertContext, image: ImageReference, options: ConvertOptions, target: ConvertTarget = {}): Promise<ImageOutcome> {
   const name = wholeName(image);
-  const ref: RepositoryRef = { scheme: image.scheme, registry: image.registry, repository: image.repository };
+  const source = ctx.sources.forImage(image);
   const log = ctx.logger.child({ image: name, ...(target.platformDir ? { platform: target.platformDir } : {}) });
-  const manifestInfo =
-    target.resolved ?? (await ctx.client.resolveManifest(ref, manifestReference(image), options.platform ? { platform: options.platform } : {}));
+  const manifestInfo = target.resolved ?? (await source.resolveManifest(manifestReference(image), options.platform ? { platform: options.platform } : {}));
   const manifest = manifestInfo.manifest;
   const configDigest = manifest.config.digest;
   const publicName = target.platformDir ? multiarchPublicPath(target.platformDir, image) : publicPath(image);
@@ -135,7 +135,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
     return { status: 'up-to-date', ...base, newLayers: 0, warnings: [] };
   }
 
-  const configBytes = await ctx.client.fetchBlob(ref, manifest.config);
+  const configBytes = await source.fetchBlob(manifest.config);
   if (published) {
     // Everything is on disk but the thin image is missing (its push was interrupted): push only that.
     const config = parseConfig(configBytes, name);
@@ -195,7 +195,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
           const notice = { image: publicName, layer: digestHex(layer.digest), id: randomUUID() };
           await ctx.notifications.write({ action: 'start_layer_conversion', ...notice });
           try {
-            const result = await unpackLayer(ctx, batch, ref, name, layer, diffIds[index]!, { replace, keptOrigin, configDigest });
+            const result = await unpackLayer(ctx, batch, source, name, layer, diffIds[index]!, { replace, keptOrigin, configDigest });
             warnings.push(...result);
             newLayers++;
             unpacked.push(layer.digest);
@@ -308,7 +308,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
 
 /** For `--multi-arch`: an already resolved platform manifest, published under `.multiarch/<platformDir>/`. */
 export interface ConvertTarget {
-  resolved?: ResolvedManifest;
+  resolved?: SourceManifest;
   platformDir?: string;
 }
 
@@ -320,8 +320,7 @@ export interface ConvertTarget {
  * A plain manifest (no index) is converted as without `--multi-arch`.
  */
 export async function convertMultiArch(ctx: ConvertContext, image: ImageReference, options: ConvertOptions): Promise<ImageOutcome[]> {
-  const ref: RepositoryRef = { scheme: image.scheme, registry: image.registry, repository: image.repository };
-  const manifests = await ctx.client.resolveAllManifests(ref, manifestReference(image));
+  const manifests = await ctx.sources.forImage(image).resolveAllManifests(manifestReference(image));
   if (manifests.length === 1 && manifests[0]!.platform === undefined) {
     return [await convertImage(ctx, image, options, { resolved: manifests[0]! })];
   }
@@ -386,7 +385,7 @@ type UnpackNotes = Pick<FlatLayerInput, 'externalHardlinks' | 'implicitDirectori
 async function unpackLayer(
   ctx: ConvertContext,
   batch: LayerBatch,
-  ref: RepositoryRef,
+  source: ImageSource,
   imageName: string,
   layer: Descriptor,
   diffId: string,
@@ -394,7 +393,7 @@ async function unpackLayer(
 ): Promise<string[]> {
   const label = `${imageName}: layer ${layer.digest}`;
   const compression = compressionOf(layer.mediaType, label);
-  const blob = await ctx.client.openBlob(ref, layer);
+  const blob = await source.openBlob(layer);
   const threaded = layer.size >= decompressThreadMinBytes();
   const stages = [...decompressionStages(compression, label, { threaded }), new DigestingStream(diffId, label)];
   const digesting = stages.at(-1) as DigestingStream;

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { RegistryClient } from '../registry/client.ts';
+import type { ImageSources } from '../sources/image-source.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
-import { isWildcard, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
+import { isWildcard, wholeName, withTag, type ImageReference } from '../wishlist/image-reference.ts';
 import { DEFAULT_MAX_WILDCARD_TAGS, matchWildcardTags } from '../wishlist/wildcard.ts';
 import { formatProblem, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
 import { convertImage, convertMultiArch, type ConvertContext, type ConvertOptions, type ImageOutcome } from './convert-image.ts';
@@ -26,15 +26,15 @@ export interface ConversionSummary {
  * The images a wish stands for: itself, or for a wildcard tag every matching tag of the repository
  * (all pages of the tag list), capped so that one `*` cannot expand without bound.
  */
-export async function expandWish(client: RegistryClient, wish: Wish, maxTags = DEFAULT_MAX_WILDCARD_TAGS): Promise<ImageReference[]> {
+export async function expandWish(sources: ImageSources, wish: Wish, maxTags = DEFAULT_MAX_WILDCARD_TAGS): Promise<ImageReference[]> {
   if (!isWildcard(wish.image)) return [wish.image];
-  const { scheme, registry, repository } = wish.image;
-  const tags = matchWildcardTags(wish.image.tag!, await client.listTags({ scheme, registry, repository }));
+  const source = sources.forImage(wish.image);
+  const tags = matchWildcardTags(wish.image.tag!, await source.listTags());
   if (tags.length > maxTags) {
     throw new DuccError('BOT_ERR_LIMIT', `wildcard expands to ${tags.length} tags, more than the limit of ${maxTags}; narrow the pattern`);
   }
-  if (tags.length === 0) throw new DuccError('BOT_ERR_REGISTRY_NOT_FOUND', `no tag of ${registry}/${repository} matches '${wish.image.tag}'`);
-  return tags.sort().map((tag) => ({ ...wish.image, tag }));
+  if (tags.length === 0) throw new DuccError('BOT_ERR_REGISTRY_NOT_FOUND', `no tag of ${source.description} matches '${wish.image.tag}'`);
+  return tags.sort().map((tag) => withTag(wish.image, tag));
 }
 
 /**
@@ -45,7 +45,7 @@ export async function convertWishlist(
   wishlist: Wishlist,
   ctx: Omit<ConvertContext, 'cvmfsRepo'>,
   options: ConvertOptions,
-  hooks: { logger: Logger; client: RegistryClient; maxWildcardTags?: number; signal?: AbortSignal; shard?: { index: number; count: number } },
+  hooks: { logger: Logger; maxWildcardTags?: number; signal?: AbortSignal; shard?: { index: number; count: number } },
 ): Promise<ConversionSummary> {
   const summary = summarizeProblems(wishlist, hooks.logger);
   for (const wish of wishlist.wishes) {
@@ -53,7 +53,7 @@ export async function convertWishlist(
     const where = `${wish.source.file}:${wish.source.line}`;
     let images: ImageReference[];
     try {
-      images = await expandWish(hooks.client, wish, hooks.maxWildcardTags);
+      images = await expandWish(ctx.sources, wish, hooks.maxWildcardTags);
     } catch (error) {
       summary.failures.push({ wish: wish.input, message: `${where}: ${wish.input}: ${errorMessage(error)}` });
       continue;

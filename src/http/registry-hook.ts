@@ -1,6 +1,7 @@
 import type { RegistryHookConfig } from '../config/bot-config.ts';
 import type { Delivery } from '../forge/events.ts';
 import { parseDistributionNotification, parseDockerHub, parseHarbor, parseQuay } from '../forge/parse-registry.ts';
+import { parseS3Notification } from '../forge/parse-s3.ts';
 import { authorizationCandidates, type SharedSecret } from './auth.ts';
 import { readRawBody, refusedByBodyHeaders } from './body.ts';
 import { acceptDelivery, header, locals, replyEarly, type HookHandler, type WebhookContext } from './webhook-common.ts';
@@ -13,12 +14,15 @@ export interface RegistryHook {
 
 /** Kinds whose sender can set an `Authorization` header; the others carry the secret in the URL. */
 const HEADER_KINDS: ReadonlySet<string> = new Set(['distribution', 'harbor']);
+/** Kinds taking either (S3 notifications: MinIO sends a token header; SNS and Ceph RGW cannot, so the URL). */
+const EITHER_KINDS: ReadonlySet<string> = new Set(['s3']);
 
-const PARSERS: Record<RegistryHookConfig['kind'], (body: Buffer, hookName: string) => Delivery> = {
-  distribution: parseDistributionNotification,
-  harbor: parseHarbor,
-  dockerhub: parseDockerHub,
-  quay: parseQuay,
+const PARSERS: Record<RegistryHookConfig['kind'], (body: Buffer, hook: RegistryHookConfig) => Delivery> = {
+  distribution: (body, hook) => parseDistributionNotification(body, hook.name),
+  harbor: (body, hook) => parseHarbor(body, hook.name),
+  dockerhub: (body, hook) => parseDockerHub(body, hook.name),
+  quay: (body, hook) => parseQuay(body, hook.name),
+  s3: (body, hook) => parseS3Notification(body, hook.name, hook.remote!),
 };
 
 export const REGISTRY_ROUTE = '/hooks/registry/:kind/:name';
@@ -44,19 +48,20 @@ export function registryHook(context: WebhookContext, hooks: ReadonlyMap<string,
       return;
     }
     locals(res).source = `registry/${hook.config.kind}`;
-    const presented = HEADER_KINDS.has(kind) ? authorizationCandidates(header(req, 'authorization')) : withSecretInPath ? [secret] : [];
+    const fromHeader = HEADER_KINDS.has(kind) || (EITHER_KINDS.has(kind) && !withSecretInPath);
+    const presented = fromHeader ? authorizationCandidates(header(req, 'authorization')) : withSecretInPath ? [secret] : [];
     // Evaluate every candidate, so that timing does not tell which form was tried.
     let ok = false;
     for (const candidate of presented) ok = hook.secret.matches(candidate) || ok;
     if (!ok) {
       locals(res).reason = presented.length === 0 ? 'missing secret' : 'secret does not match';
       replyEarly(res, 401, 'unauthorized', {
-        error: HEADER_KINDS.has(kind) ? 'invalid or missing Authorization header' : 'invalid or missing secret in the URL',
+        error: fromHeader ? 'invalid or missing Authorization header' : 'invalid or missing secret in the URL',
       });
       return;
     }
     if (refusedByBodyHeaders(req, res)) return;
-    const delivery = PARSERS[hook.config.kind](await readRawBody(req, res, context.settings.webhookBodiesMaxBytes), hook.config.name);
+    const delivery = PARSERS[hook.config.kind](await readRawBody(req, res, context.settings.webhookBodiesMaxBytes), hook.config);
     acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
   };
 }

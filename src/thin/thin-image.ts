@@ -3,12 +3,15 @@ import { gzipSync } from 'node:zlib';
 import { buffer } from 'node:stream/consumers';
 import tarStream from 'tar-stream';
 import type { RegistryClient } from '../registry/client.ts';
+import { repositoryRef } from '../sources/registry-source.ts';
 import type { ImageConfig } from '../registry/types.ts';
 import { formatThinJson } from '../metadata/thin-json.ts';
 import { DuccError } from '../util/errors.ts';
 import { parseImageReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+/** The media type of a thin image's manifest (Docker schema 2, as DUCC's dockerd push made it). */
+export const THIN_MANIFEST_MEDIA_TYPE = DOCKER_MANIFEST;
 const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
 const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 
@@ -94,7 +97,7 @@ export async function buildThinImage(input: ThinImageInput): Promise<BuiltThinIm
 export async function pushThinImage(client: RegistryClient, outputName: string, built: BuiltThinImage): Promise<{ name: string; digest: string }> {
   const output = parseImageReference(outputName);
   if (output.tag === undefined) throw new DuccError('BOT_ERR_THIN', `thin image name '${outputName}' has no tag to push to`);
-  const ref = { scheme: output.scheme, registry: output.registry, repository: output.repository };
+  const ref = repositoryRef(output);
   for (const blob of built.blobs) await client.pushBlob(ref, blob.data, blob.digest);
   const digest = await client.pushManifest(ref, output.tag, built.manifest, DOCKER_MANIFEST);
   return { name: outputName, digest };

@@ -1,19 +1,42 @@
 import type { Logger } from 'pino';
 import type { ConvertedImage } from '../convert/convert-image.ts';
 import { RegistryClient } from '../registry/client.ts';
+import { repositoryRef } from '../sources/registry-source.ts';
+import type { ImageSinks } from '../sources/sinks.ts';
 import { CredentialStore } from '../registry/credentials.ts';
-import { DuccError } from '../util/errors.ts';
+import { DuccError, errorMessage } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
 import { formatOutputImage, parseImageReference, type ImageReference } from '../wishlist/image-reference.ts';
 import type { Wishlist } from '../wishlist/wishlist.ts';
-import { buildThinImage, pushThinImage } from './thin-image.ts';
+import { buildThinImage, pushThinImage, THIN_MANIFEST_MEDIA_TYPE } from './thin-image.ts';
 
 /**
  * Thin images of a wish list: pushed as its `user` with DUCC_OUTPUT_REGISTRY_PASS(_FILE), and looked up
  * (one manifest HEAD) to tell whether an interrupted push must be redone. Shared by the CLI and the bot.
+ * When `output_format` names an OCI layout (`oci:DIR:TAG`) or a dogestry remote (`dogestry://REMOTE/...`),
+ * the thin image is written there through `sinks` instead (no registry account needed).
  */
-export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo'>, env: NodeJS.ProcessEnv, logger: Logger) {
-  const clientFor = (outputName: string) => {
+export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo'>, env: NodeJS.ProcessEnv, logger: Logger, sinks?: ImageSinks) {
+  const outputOf = (image: ImageReference): { name: string; output: ImageReference } => {
+    const name = formatOutputImage(wishlist.outputFormat, image);
+    try {
+      return { name, output: parseImageReference(name) };
+    } catch (error) {
+      throw new DuccError(
+        'BOT_ERR_THIN',
+        `thin image name '${name}' (from output_format) is not usable: ${errorMessage(error)}; set output_format or pass --skip-thin-image`,
+        {
+          cause: error,
+        },
+      );
+    }
+  };
+  const sinkFor = (output: ImageReference): ImageSinks | undefined => {
+    if (output.source === undefined) return undefined;
+    if (sinks === undefined) throw new DuccError('BOT_ERR_THIN', `thin images cannot be written to ${output.scheme} outputs here`);
+    return sinks;
+  };
+  const clientFor = (output: ImageReference) => {
     const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
     if (!wishlist.user || password === undefined) {
       throw new DuccError(
@@ -21,27 +44,31 @@ export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'c
         "pushing the thin image needs the wish list's 'user' and DUCC_OUTPUT_REGISTRY_PASS or DUCC_OUTPUT_REGISTRY_PASS_FILE (or pass --skip-thin-image)",
       );
     }
-    const output = parseImageReference(outputName);
     const credentials = new CredentialStore();
     credentials.set(output.registry, { username: wishlist.user, password });
-    return { output, client: new RegistryClient({ credentials, logger }) };
+    return new RegistryClient({ credentials, logger });
   };
   return {
     pushThinImage: async (converted: ConvertedImage) => {
-      const outputName = formatOutputImage(wishlist.outputFormat, converted.image);
-      const { client } = clientFor(outputName);
+      const { name, output } = outputOf(converted.image);
       const built = await buildThinImage({
         image: converted.image,
         cvmfsRepo: wishlist.cvmfsRepo!,
         layerDigests: converted.manifest.layers.map((layer) => layer.digest),
         config: converted.config,
       });
-      return pushThinImage(client, outputName, built);
+      const sink = sinkFor(output);
+      if (sink === undefined) return pushThinImage(clientFor(output), name, built);
+      if (output.tag === undefined) throw new DuccError('BOT_ERR_THIN', `thin image name '${name}' has no tag to write`);
+      const digest = await sink.writeImage(output, { manifest: built.manifest, manifestMediaType: THIN_MANIFEST_MEDIA_TYPE, blobs: built.blobs });
+      return { name, digest };
     },
     thinImageExists: async (image: ImageReference) => {
-      const { output, client } = clientFor(formatOutputImage(wishlist.outputFormat, image));
+      const { output } = outputOf(image);
       if (output.tag === undefined) return false;
-      return (await client.headManifest({ scheme: output.scheme, registry: output.registry, repository: output.repository }, output.tag)) !== undefined;
+      const sink = sinkFor(output);
+      if (sink !== undefined) return sink.hasImage(output);
+      return (await clientFor(output).headManifest(repositoryRef(output), output.tag)) !== undefined;
     },
   };
 }

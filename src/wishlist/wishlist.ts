@@ -132,7 +132,7 @@ export function parseWishlist(text: string, file: string): Wishlist {
   for (const itemNode of inputNode.items) {
     const node = itemNode as Node;
     if (!isScalar(node) || typeof node.value !== 'string') {
-      problem('error', node, 'each input entry must be a string such as https://registry.hub.docker.com/library/ubuntu:22.04');
+      problem('error', node, 'each input entry must be a string such as https://registry.hub.docker.com/library/ubuntu:22.04 or oci:/srv/layouts/app:1.0');
       continue;
     }
     const input = node.value;
@@ -160,6 +160,15 @@ export function parseWishlist(text: string, file: string): Wishlist {
         problem('error', field('output_format'), `output_format gives an invalid thin image name for this entry: ${errorMessage(error)}`, input);
         continue;
       }
+    }
+    if (outputFormat === undefined && image.source !== undefined && image.source.kind !== 'dogestry') {
+      // DUCC's default thin image name, $(scheme)://$(registry)/..., names no place to write to for these.
+      problem(
+        'warning',
+        node,
+        `a ${image.source.kind} input has no default thin image name: set output_format (e.g. 'oci:/srv/thin/$(repository):$(tag)') or convert with --skip-thin-image`,
+        input,
+      );
     }
     if (result.cvmfsRepo === undefined) continue;
     result.wishes.push({

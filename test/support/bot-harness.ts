@@ -62,10 +62,15 @@ export interface TestBot extends RunningServer {
  * Starts `ducc serve` in this process on a free loopback port; stopped when the test ends. Logs nothing
  * unless DUCC_TEST_LOG names a level, or a logger is given.
  */
-export async function startTestBot(t: TestContext | Cleanup, config: (root: string) => BotConfig, logger?: Logger): Promise<TestBot> {
+export async function startTestBot(
+  t: TestContext | Cleanup,
+  config: (root: string) => BotConfig,
+  logger?: Logger,
+  env: NodeJS.ProcessEnv = BOT_ENV,
+): Promise<TestBot> {
   // One cleanup that stops the bot before removing its directory (after-hooks run in registration order).
   const root = await mkdtemp(join(tmpdir(), 'ducc-bot-'));
-  const running = await startServer(config(root), BOT_ENV, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
+  const running = await startServer(config(root), env, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
   t.after(async () => {
     await running.stop(5000);
     await rm(root, { recursive: true, force: true });

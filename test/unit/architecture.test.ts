@@ -14,6 +14,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['util'],
   ['registry', 'layout'],
   ['wishlist', 'metadata', 'apptainer'],
+  ['sources'],
   ['unpack'],
   ['publish'],
   ['convert'],

@@ -29,7 +29,7 @@ export const checkChangeRequest: JobRunner<'check-change-request'> = async (bot,
     const base = baseFiles.find((file) => file.path === path)?.list;
     const publisher = head.cvmfsRepo ? await bot.publisherFor(head.cvmfsRepo) : undefined;
     const plan = await planWishlist(head, base, {
-      client: bot.deps.client,
+      sources: bot.sources,
       ...(publisher ? { publisher } : {}),
       published: bot.store.listPublished(wishlist.name),
     });

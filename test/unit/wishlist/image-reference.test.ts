@@ -79,3 +79,88 @@ describe('formatOutputImage', () => {
     assert.equal(referenceSuffix(input), ':centos7');
   });
 });
+
+describe('registry-less inputs: oci, oci-archive, docker-archive, dogestry', () => {
+  const ok: [string, Record<string, unknown>][] = [
+    [
+      'oci:/srv/layouts/app:1.0',
+      { scheme: 'oci', registry: 'oci', repository: 'srv/layouts/app', tag: '1.0', source: { kind: 'oci', path: '/srv/layouts/app' } },
+    ],
+    [
+      'oci-archive:/srv/images/App_2.tar:latest',
+      {
+        scheme: 'oci-archive',
+        registry: 'oci-archive',
+        repository: 'srv/images/App_2.tar',
+        tag: 'latest',
+        source: { kind: 'oci-archive', path: '/srv/images/App_2.tar' },
+      },
+    ],
+    [
+      'docker-archive:/srv/app.tar:example.org:5000/team/app:1.0',
+      {
+        scheme: 'docker-archive',
+        registry: 'docker-archive',
+        repository: 'srv/app.tar/example.org:5000/team/app',
+        tag: '1.0',
+        source: { kind: 'docker-archive', path: '/srv/app.tar', name: 'example.org:5000/team/app' },
+      },
+    ],
+    [
+      'dogestry://central/myorg/app:2024*',
+      {
+        scheme: 'dogestry',
+        registry: 'dogestry',
+        repository: 'central/myorg/app',
+        tag: '2024*',
+        source: { kind: 'dogestry', remote: 'central', name: 'myorg/app' },
+      },
+    ],
+  ];
+  for (const [input, want] of ok) {
+    it(`parses ${input} and writes it back as written`, () => {
+      const ref = parseImageReference(input);
+
+      assert.deepEqual({ scheme: ref.scheme, registry: ref.registry, repository: ref.repository, tag: ref.tag, source: ref.source }, want);
+      assert.equal(wholeName(ref), input);
+    });
+  }
+
+  const bad: [string, RegExp][] = [
+    ['oci:/srv/layouts/app', /has no tag; write it in full, e.g. 'oci:\/srv\/images\/app:1.0'/],
+    ['oci:srv/layouts/app:1.0', /path 'srv\/layouts\/app' is not absolute/],
+    ['oci:/srv/../etc:1.0', /not in normal form/],
+    ['oci:/srv//x:1.0', /not in normal form/],
+    ['oci:/srv/x y:1.0', /whitespace/],
+    ['oci:/srv/x:1.0@sha256:' + 'a'.repeat(64), /named by tag, not by digest/],
+    ['oci-archive:/srv/x.tar:bad/tag', /tag 'bad\/tag' is not valid/],
+    ['docker-archive:/srv/app.tar:1.0', /'1\.0' is not NAME:TAG/],
+    ['docker-archive:/srv/app.tar:Team/app:1.0', /image name component 'Team'/],
+    ['dogestry://Central/app:1', /'Central' is not a remote name/],
+    ['dogestry://central/app', /has no tag.*dogestry:\/\/central\/app:latest/],
+    ['dogestry://central/app:1?region=eu', /query strings/],
+    ['https://oci/app:1', /'oci' is reserved/],
+    ['s3://bucket/app:1', /unsupported scheme 's3'.*dogestry:\/\/REMOTE\/NAME:TAG/],
+  ];
+  for (const [input, pattern] of bad) {
+    it(`rejects ${input}`, () => {
+      assert.throws(
+        () => parseImageReference(input),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'BOT_ERR_REFERENCE');
+          assert.match(error.message, pattern);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('fills output_format variables from the source: remote and dogestry repository, path and name', () => {
+    const fmt = '$(scheme)|$(registry)|$(repository)|$(tag)|$(image)';
+
+    assert.equal(formatOutputImage(fmt, parseImageReference('dogestry://central/myorg/app:1.0')), 'dogestry|central|myorg/app|1.0|myorg/app:1.0');
+    assert.equal(formatOutputImage(fmt, parseImageReference('oci:/srv/layouts/app:1.0')), 'oci|/srv/layouts/app|app|1.0|app:1.0');
+    assert.equal(formatOutputImage(fmt, parseImageReference('docker-archive:/a.tar:x/app:2')), 'docker-archive|/a.tar|x/app|2|x/app:2');
+    assert.equal(formatOutputImage(undefined, parseImageReference('dogestry://central/myorg/app:1.0')), 'dogestry://central/myorg/app_thin:1.0');
+  });
+});

@@ -74,6 +74,30 @@ describe('parseWishlist', () => {
     );
   });
 
+  it('locates bad registry-less inputs by line and column, keeps the good ones, and warns where no thin image name follows', () => {
+    const text = [
+      'version: 1',
+      "cvmfs_repo: 'unpacked.example.org'",
+      'input:',
+      "  - 'oci:/srv/layouts/app:1.0'",
+      "  - 'dogestry://central/myorg/app:1.0'",
+      "  -   'oci:relative/path:1.0'",
+      "  - 'docker-archive:/srv/app.tar:1.0'",
+    ].join('\n');
+
+    const list = parseWishlist(text, 'w.yaml');
+
+    assert.deepEqual(
+      list.wishes.map((w) => w.input),
+      ['oci:/srv/layouts/app:1.0', 'dogestry://central/myorg/app:1.0'],
+    );
+    const problems = list.problems.map((p) => formatProblem(p, 'w.yaml'));
+    assert.equal(problems.length, 3);
+    assert.match(problems[0]!, /^w\.yaml:4:5: warning: a oci input has no default thin image name: set output_format/);
+    assert.match(problems[1]!, /^w\.yaml:6:7: error: invalid image reference 'oci:relative\/path:1\.0': the path 'relative\/path' is not absolute/);
+    assert.match(problems[2]!, /^w\.yaml:7:5: error: .*'1\.0' is not NAME:TAG/);
+  });
+
   it('rejects an unknown version and missing keys', () => {
     const list = parseWishlist('version: 2\ninput: []\n', 'w.yaml');
 

@@ -1,0 +1,89 @@
+/**
+ * A local cache of what registry-less sources learnt and may keep: small documents by digest (manifests,
+ * indexes and configs of OCI layouts; the configs and manifests made for dogestry images), and for each
+ * dogestry layer its digest and size. With it, an unchanged tag costs one small read (index.json, or the
+ * dogestry tag file) and a published layer is never read again.
+ *
+ * Everything is content-addressed or keyed by what identifies it for good (a dogestry image id, which
+ * dogestry never rewrites): nothing in it goes stale. Documents are checked against their digest when read
+ * back, so a damaged cache file is a miss, not a wrong answer. Losing the cache costs time only. Writes
+ * are atomic (temporary file, then rename); a cache that cannot be written is used in memory only.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { digestAlgorithm, digestOf, isValidDigest } from '../registry/digest.ts';
+import { errorMessage } from '../util/errors.ts';
+
+export class SourceCache {
+  readonly #dir: string | undefined;
+  readonly #log: Logger | undefined;
+  readonly #memory = new Map<string, Buffer>();
+  #warned = false;
+
+  /** `dir` undefined: memory only (for one process). */
+  constructor(dir: string | undefined, log?: Logger) {
+    this.#dir = dir;
+    this.#log = log;
+  }
+
+  /** A document by digest, verified, or undefined. */
+  async getDocument(digest: string): Promise<Buffer | undefined> {
+    if (!isValidDigest(digest)) return undefined;
+    const bytes = this.#memory.get(digest) ?? (await this.#read(join('blobs', digest.replace(':', '/'))));
+    if (bytes === undefined || digestOf(bytes, digestAlgorithm(digest)) !== digest) return undefined;
+    this.#memory.set(digest, bytes);
+    return bytes;
+  }
+
+  /** Keeps a document whose bytes were verified against `digest`. */
+  async putDocument(digest: string, bytes: Buffer): Promise<void> {
+    if (!isValidDigest(digest) || digestOf(bytes, digestAlgorithm(digest)) !== digest) return;
+    this.#memory.set(digest, bytes);
+    await this.#write(join('blobs', digest.replace(':', '/')), bytes);
+  }
+
+  /** A JSON record under `key` (path-safe components joined by `/`), or undefined. */
+  async getRecord<T>(key: string): Promise<T | undefined> {
+    const bytes = this.#memory.get(`record:${key}`) ?? (await this.#read(join('records', `${key}.json`)));
+    if (bytes === undefined) return undefined;
+    try {
+      return JSON.parse(bytes.toString('utf8')) as T;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async putRecord(key: string, value: unknown): Promise<void> {
+    const bytes = Buffer.from(JSON.stringify(value));
+    this.#memory.set(`record:${key}`, bytes);
+    await this.#write(join('records', `${key}.json`), bytes);
+  }
+
+  async #read(relative: string): Promise<Buffer | undefined> {
+    if (this.#dir === undefined) return undefined;
+    try {
+      return await readFile(join(this.#dir, relative));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #write(relative: string, bytes: Buffer): Promise<void> {
+    if (this.#dir === undefined) return;
+    const path = join(this.#dir, relative);
+    const temporary = `${path}.${randomUUID()}.tmp`;
+    try {
+      await mkdir(join(path, '..'), { recursive: true });
+      await writeFile(temporary, bytes);
+      await rename(temporary, path);
+    } catch (error) {
+      await rm(temporary, { force: true }).catch(() => undefined);
+      if (!this.#warned) {
+        this.#warned = true;
+        this.#log?.warn({ cacheDir: this.#dir, err: errorMessage(error) }, 'source cache cannot be written; keeping it in memory for this run');
+      }
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import type { Readable } from 'node:stream';
+import { DuccError } from '../util/errors.ts';
+import type { RegistryClient } from '../registry/client.ts';
+import type { Descriptor, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
+import type { ImageReference } from '../wishlist/image-reference.ts';
+import type { ImageSource } from './image-source.ts';
+
+/** The registry's repository of a registry image; BOT_ERR_REFERENCE for the other kinds of input. */
+export function repositoryRef(image: ImageReference): RepositoryRef {
+  if (image.source !== undefined || (image.scheme !== 'https' && image.scheme !== 'http')) {
+    throw new DuccError('BOT_ERR_REFERENCE', `${image.scheme} input ${image.registry}/${image.repository} is not in a registry`);
+  }
+  return { scheme: image.scheme, registry: image.registry, repository: image.repository };
+}
+
+/** A registry repository as an ImageSource: the registry client does all the work. */
+export class RegistrySource implements ImageSource {
+  readonly #client: RegistryClient;
+  readonly #ref: RepositoryRef;
+  readonly description: string;
+
+  constructor(client: RegistryClient, ref: RepositoryRef) {
+    this.#client = client;
+    this.#ref = ref;
+    this.description = `${ref.registry}/${ref.repository}`;
+  }
+
+  resolveManifest(reference: string, options?: { platform?: Platform }): Promise<ResolvedManifest> {
+    return this.#client.resolveManifest(this.#ref, reference, options);
+  }
+
+  resolveAllManifests(reference: string): Promise<ResolvedManifest[]> {
+    return this.#client.resolveAllManifests(this.#ref, reference);
+  }
+
+  fetchBlob(descriptor: Descriptor, maxBytes?: number): Promise<Buffer> {
+    return this.#client.fetchBlob(this.#ref, descriptor, maxBytes);
+  }
+
+  openBlob(descriptor: Descriptor): Promise<Readable> {
+    return this.#client.openBlob(this.#ref, descriptor);
+  }
+
+  listTags(): Promise<string[]> {
+    return this.#client.listTags(this.#ref);
+  }
+}
