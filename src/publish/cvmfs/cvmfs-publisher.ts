@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { chown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pino } from 'pino';
@@ -8,7 +8,8 @@ import { catalogParents } from '../../layout/paths.ts';
 import { extractLayer } from '../../unpack/extract-layer.ts';
 import type { LayerUnpackResult, TreeEntry } from '../../unpack/tree-types.ts';
 import { DuccError } from '../../util/errors.ts';
-import type { LayerBatch, LayerMetadata, Publisher, Transaction } from '../publisher.ts';
+import type { DirectoryEntry, LayerBatch, LayerMetadata, Publisher, Transaction } from '../publisher.ts';
+import { removeTree } from '../remove-tree.ts';
 import { CvmfsServer } from './cvmfs-server.ts';
 import { CATALOG_MARKER, type EntryMeta, type IngestTar } from './ingest-tar.ts';
 
@@ -43,6 +44,11 @@ type Operation =
   | { kind: 'mkdir'; path: string }
   | { kind: 'remove'; path: string }
   | { kind: 'tree'; path: string; entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry> };
+
+/** A condition of a transaction: checked under the repository lock before anything is published. */
+interface Requirement {
+  path: string;
+}
 
 /** A layer unpacked in local staging, waiting for the ingest of its image's layers. */
 interface StagedLayer {
@@ -135,6 +141,68 @@ export class CvmfsServerPublisher implements Publisher {
     return ifExists(readFile(this.#absolute(relPath)));
   }
 
+  async readdir(relPath: string): Promise<DirectoryEntry[] | undefined> {
+    const entries = await ifExists(readdir(this.#absolute(relPath), { withFileTypes: true }));
+    return entries?.map((entry) => ({
+      name: entry.name,
+      type: entry.isDirectory() ? 'directory' : entry.isSymbolicLink() ? 'symlink' : entry.isFile() ? 'file' : 'other',
+    }));
+  }
+
+  async readlink(relPath: string): Promise<string | undefined> {
+    try {
+      return await readlink(this.#absolute(relPath));
+    } catch (error) {
+      if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
+      throw error;
+    }
+  }
+
+  async staleStaging(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.#stagingRoot);
+    } catch {
+      return [];
+    }
+    return names
+      .filter((name) => {
+        const pid = Number(name.split('-')[0]);
+        return Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
+      })
+      .sort()
+      .map((name) => path.join(this.#stagingRoot, name));
+  }
+
+  /** Under the repository lock of every ducc-gitops process (see CvmfsServer.exclusive); transactions inside publish without waiting. */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.#server.exclusive(work);
+  }
+
+  /**
+   * `cvmfs_server gc -f [-r <keepRevisions>] <repo>` under the repository lock: frees the backend storage
+   * of objects no revision it keeps references (by default cvmfs_server keeps the revisions of the last
+   * 3 days; `keepRevisions: 0` keeps only the newest). Needs CVMFS_GARBAGE_COLLECTION=true (mkfs -z);
+   * named (auto) tags keep their revisions, and so their objects. Returns cvmfs_server's output.
+   */
+  async collectBackendGarbage(options: { keepRevisions?: number } = {}): Promise<string> {
+    const keep = options.keepRevisions === undefined ? [] : ['-r', String(options.keepRevisions)];
+    return this.#server.exclusive(async () => {
+      try {
+        return await this.#server.run(['gc', '-f', ...keep, this.repository]);
+      } catch (error) {
+        if (/not enabled/i.test((error as Error).message)) {
+          throw new DuccError(
+            'BOT_ERR_CVMFS',
+            `cvmfs_server gc refuses ${this.repository}: garbage collection is not enabled for it (set CVMFS_GARBAGE_COLLECTION=true in /etc/cvmfs/repositories.d/${this.repository}/server.conf, or make the repository with mkfs -z)`,
+            { cause: error, temporary: false },
+          );
+        }
+        throw error;
+      }
+    });
+  }
+
   // ---- Publisher: layers ------------------------------------------------------------------------
 
   async publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T> {
@@ -222,6 +290,7 @@ export class CvmfsServerPublisher implements Publisher {
 
   async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     const operations: Operation[] = [];
+    const requirements: Requirement[] = [];
     const session = { open: true };
     const record = (operation: Operation): Promise<void> => {
       if (!session.open) return Promise.reject(new DuccError('BOT_ERR_PUBLISH', `transaction on ${this.repository} is already closed`));
@@ -234,6 +303,11 @@ export class CvmfsServerPublisher implements Publisher {
       mkdir: (relPath) => record({ kind: 'mkdir', path: normalizeRelativePath(relPath, 'BOT_ERR_PUBLISH') }),
       remove: (relPath) => record({ kind: 'remove', path: checkNew(relPath) }),
       tree: (relDir, entries) => record({ kind: 'tree', path: checkNew(relDir), entries }),
+      requires: (relPath) => {
+        if (!session.open) return Promise.reject(new DuccError('BOT_ERR_PUBLISH', `transaction on ${this.repository} is already closed`));
+        requirements.push({ path: checkNew(relPath) });
+        return Promise.resolve();
+      },
     };
     let result: T;
     try {
@@ -241,8 +315,24 @@ export class CvmfsServerPublisher implements Publisher {
     } finally {
       session.open = false;
     }
-    if (operations.length > 0) await this.#server.exclusive(() => this.#commit(operations));
+    if (operations.length > 0) {
+      await this.#server.exclusive(async () => {
+        await this.#checkRequirements(requirements);
+        await this.#commit(operations);
+      });
+    }
     return result;
+  }
+
+  /** A transaction's `requires`, under the repository lock: nothing is published when one is gone. */
+  async #checkRequirements(requirements: Requirement[]): Promise<void> {
+    for (const requirement of requirements) {
+      if ((await this.lstat(requirement.path)) === undefined) {
+        throw new DuccError('BOT_ERR_PUBLISH', `${requirement.path} is gone from ${this.description} (removed by a garbage collection?); try again`, {
+          temporary: true,
+        });
+      }
+    }
   }
 
   /**
@@ -531,9 +621,7 @@ export class CvmfsServerPublisher implements Publisher {
     }
     for (const name of names) {
       const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
-        await rm(path.join(this.#stagingRoot, name), { recursive: true, force: true });
-      }
+      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) await removeTree(path.join(this.#stagingRoot, name));
     }
   }
 }
