@@ -10,6 +10,7 @@ import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
+import { addGcCommands } from './gc-commands.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -170,6 +171,8 @@ export function buildProgram(out: (text: string) => void): Command {
         process.once('SIGINT', () => stop('SIGINT'));
       });
     });
+
+  addGcCommands(program, out);
 
   program
     .command('download-manifest')

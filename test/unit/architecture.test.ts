@@ -18,6 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['publish'],
   ['convert'],
   ['thin'],
+  ['gc'],
   ['state', 'forge'],
   ['config', 'jobs'],
   ['http'],
