@@ -183,12 +183,16 @@ export class CvmfsServerPublisher implements Publisher {
    * `cvmfs_server gc -f [-r <keepRevisions>] <repo>` under the repository lock: frees the backend storage
    * of objects no revision it keeps references (by default cvmfs_server keeps the revisions of the last
    * 3 days; `keepRevisions: 0` keeps only the newest). Needs CVMFS_GARBAGE_COLLECTION=true (mkfs -z);
-   * named (auto) tags keep their revisions, and so their objects. Returns cvmfs_server's output.
+   * named tags keep their revisions, and so their objects — automatic tags, and always `trunk-previous`,
+   * the revision before the newest (checked on 2.12). So with `keepRevisions`, one empty revision is
+   * published first: what the last publish removed is then freed now, not after the next publish.
+   * Returns cvmfs_server's output.
    */
   async collectBackendGarbage(options: { keepRevisions?: number } = {}): Promise<string> {
     const keep = options.keepRevisions === undefined ? [] : ['-r', String(options.keepRevisions)];
     return this.#server.exclusive(async () => {
       try {
+        if (options.keepRevisions !== undefined) await this.#commitOnMount([]);
         return await this.#server.run(['gc', '-f', ...keep, this.repository]);
       } catch (error) {
         if (/not enabled/i.test((error as Error).message)) {
