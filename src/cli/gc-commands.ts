@@ -3,9 +3,16 @@ import type { Logger } from 'pino';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
 import { collectGarbage, DEFAULT_GRACE_PERIOD_MS, type GcReport } from '../gc/collect.ts';
 import { formatDuration, formatGcReport, parseDuration } from '../gc/format.ts';
+import { deleteImages, nameOf, pruneImages } from '../gc/images.ts';
 import type { Publisher } from '../publish/publisher.ts';
 import { DuccError } from '../util/errors.ts';
 import { createLogger } from '../util/logger.ts';
+import { parseImageReference } from '../wishlist/image-reference.ts';
+import { formatProblem } from '../wishlist/wishlist.ts';
+import { readWishlist } from './run-conversion.ts';
+
+/** `ducc prune`'s default `--max`: as the OSG sync, at most 50 images leave per run. */
+export const DEFAULT_PRUNE_MAX = 50;
 
 /** `--repo-root` / `--config`, as `ducc convert` takes them. */
 interface RepositoryFlags {
@@ -67,6 +74,70 @@ export function addGcCommands(program: Command, out: (text: string) => void): vo
         await backend({ ...(keepRevisions === undefined ? {} : { keepRevisions }) });
         out(`cvmfs_server gc ${cvmfsRepo}: done\n`);
       }
+    });
+
+  addRemovalCommands(program, out);
+}
+
+/** `ducc delete-image` and `ducc prune`: public names and metadata go at once, content at the next gc. */
+function addRemovalCommands(program: Command, out: (text: string) => void): void {
+  repositoryOptions(
+    program
+      .command('delete-image')
+      .description(
+        "remove an image's public name and metadata, including its .multiarch/ names (as DUCC 2026's delete-image); its content stays until a gc after the grace period",
+      )
+      .argument('<cvmfs-repo>', 'repository, as cvmfs_repo in the wish list')
+      .argument('<image>', 'the image as in a wish list, e.g. https://registry.hub.docker.com/library/ubuntu:22.04 (no wildcard)'),
+  )
+    .option('--dry-run', 'print what would be removed and change nothing')
+    .action(async (cvmfsRepo: string, image: string, flags: RepositoryFlags & { dryRun?: boolean }) => {
+      const name = nameOf(parseImageReference(image));
+      const publisher = await repositoryPublisher(cvmfsRepo, flags, process.env, createLogger());
+      await publisher.recover();
+      const [deleted] = await deleteImages(publisher, [name], flags.dryRun ? { dryRun: true } : {});
+      if (deleted === undefined)
+        throw new DuccError('BOT_ERR_GC', `${image} is not published in ${publisher.description}: nothing to delete`, { temporary: false });
+      for (const path of deleted.paths) out(`${flags.dryRun ? 'would remove' : 'removed'} ${path}\n`);
+      out(
+        `delete-image ${cvmfsRepo}: ${deleted.name} ${flags.dryRun ? 'would be removed (dry run, nothing changed)' : 'removed'}; its content goes with a gc after the grace period\n`,
+      );
+    });
+
+  repositoryOptions(
+    program
+      .command('prune')
+      .description(
+        "remove every image of the wish lists' cvmfs_repo that none of them names any more (public names and metadata; content at the next gc), decided on names alone, without asking registries",
+      )
+      .argument('<wishlist...>', 'every wish list publishing into the repository (all must name the same cvmfs_repo)'),
+  )
+    .option('--dry-run', 'print what would be removed and change nothing')
+    .option('--max <n>', 'most images removed per run (0: no limit); the rest wait for the next run', String(DEFAULT_PRUNE_MAX))
+    .action(async (files: string[], flags: RepositoryFlags & { dryRun?: boolean; max: string }) => {
+      const max = wholeNumber(flags.max, '--max');
+      const lists = await Promise.all(files.map((file) => readWishlist(file)));
+      const problems = lists.flatMap((list) => list.problems.filter((p) => p.severity === 'error').map((p) => formatProblem(p, list.file)));
+      // An entry that does not parse names nothing: pruning would take it for removed.
+      if (problems.length > 0) throw new DuccError('BOT_ERR_WISHLIST', `refusing to prune with a wish list that has errors:\n${problems.join('\n')}`);
+      const repos = [...new Set(lists.map((list) => list.cvmfsRepo))];
+      if (repos.length !== 1 || repos[0] === undefined) {
+        throw new DuccError('BOT_ERR_WISHLIST', `the wish lists must all publish into one cvmfs_repo, not ${repos.map(String).join(', ')}`);
+      }
+      const cvmfsRepo = repos[0];
+      const publisher = await repositoryPublisher(cvmfsRepo, flags, process.env, createLogger());
+      if (!flags.dryRun) await publisher.recover();
+      const result = await pruneImages(
+        publisher,
+        lists.flatMap((list) => list.wishes.map((wish) => wish.image)),
+        { max, ...(flags.dryRun ? { dryRun: true } : {}) },
+      );
+      for (const image of result.removed) out(`${flags.dryRun ? 'would remove' : 'removed'} ${image.name} (${image.paths.join(', ')})\n`);
+      for (const name of result.deferred) out(`left for the next run (--max ${max}): ${name}\n`);
+      const what = flags.dryRun ? `${result.removed.length} would be removed (dry run, nothing changed)` : `${result.removed.length} removed`;
+      out(
+        `prune ${cvmfsRepo}: ${what}, ${result.deferred.length} left for the next run, ${result.kept} still wished; content goes with a gc after the grace period\n`,
+      );
     });
 }
 
