@@ -4,6 +4,7 @@ import { DuccError, errorMessage } from '../util/errors.ts';
 import { isWildcard, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { DEFAULT_MAX_WILDCARD_TAGS, matchWildcardTags } from '../wishlist/wildcard.ts';
 import { formatProblem, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
+import { isTolerated } from '../wishlist/ignore-errors.ts';
 import { convertImage, convertMultiArch, type ConvertContext, type ConvertOptions, type ImageOutcome } from './convert-image.ts';
 
 export interface WishFailure {
@@ -11,6 +12,8 @@ export interface WishFailure {
   wish: string;
   /** One line: where, which image, what went wrong. */
   message: string;
+  /** The wish matches an `ignoreErrors` glob: reported as a warning, not counted in `failed`. */
+  tolerated?: boolean;
 }
 
 export interface ConversionSummary {
@@ -18,7 +21,10 @@ export interface ConversionSummary {
   failures: WishFailure[];
   converted: number;
   upToDate: number;
+  /** Failures that fail the run (not those `ignoreErrors` tolerates). */
   failed: number;
+  /** Failures of wishes matching `ignoreErrors`. */
+  tolerated?: number;
 }
 
 /**
@@ -50,11 +56,13 @@ export async function convertWishlist(
   for (const wish of wishlist.wishes) {
     if (hooks.signal?.aborted) break;
     const where = `${wish.source.file}:${wish.source.line}`;
+    // DUCC 2026: the whole input name, the wildcard tag as written, against each glob.
+    const tolerated = isTolerated(wholeName(wish.image), wishlist.ignoreErrors ?? []) ? { tolerated: true } : {};
     let images: ImageReference[];
     try {
       images = await expandWish(hooks.client, wish, hooks.maxWildcardTags);
     } catch (error) {
-      summary.failures.push({ wish: wish.input, message: `${where}: ${wish.input}: ${errorMessage(error)}` });
+      summary.failures.push({ wish: wish.input, message: `${where}: ${wish.input}: ${errorMessage(error)}`, ...tolerated });
       continue;
     }
     for (const image of images) {
@@ -68,12 +76,13 @@ export async function convertWishlist(
         else summary.upToDate++;
       } catch (error) {
         const shown = image === wish.image ? wish.input : `${wish.input} (${wholeName(image)})`;
-        summary.failures.push({ wish: wish.input, message: `${where}: ${shown}: ${errorMessage(error)}` });
+        summary.failures.push({ wish: wish.input, message: `${where}: ${shown}: ${errorMessage(error)}`, ...tolerated });
         hooks.logger.error({ wish: wish.input, image: wholeName(image), err: errorMessage(error) }, 'conversion failed');
       }
     }
   }
-  summary.failed = summary.failures.length;
+  summary.failed = summary.failures.filter((failure) => !failure.tolerated).length;
+  summary.tolerated = summary.failures.length - summary.failed;
   return summary;
 }
 
@@ -88,7 +97,8 @@ export function summarizeProblems(wishlist: Wishlist, logger: Logger): Conversio
   return summary;
 }
 
-/** "3 converted, 12 up to date, 1 failed" */
+/** "3 converted, 12 up to date, 1 failed" (", 2 failed but tolerated (ignoreErrors)" when some were). */
 export function formatSummary(summary: ConversionSummary): string {
-  return `${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed`;
+  const tolerated = summary.tolerated ? `, ${summary.tolerated} failed but tolerated (ignoreErrors)` : '';
+  return `${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed${tolerated}`;
 }
