@@ -211,18 +211,22 @@ export class CvmfsServerPublisher implements Publisher {
 
   async publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T> {
     const staged: StagedLayer[] = [];
-    let stage: string | undefined;
+    // One staging directory per image, made by the first layer: layers are added concurrently, so the
+    // promise is shared (`stage ??= await make()` made one per layer that started before the first had
+    // its directory, and only the last was removed).
+    let stage: Promise<string> | undefined;
     const batch: LayerBatch = {
       add: async (layerDir: string, tar: Readable, metadata: LayerMetadata, options?: { replace?: boolean }): Promise<LayerUnpackResult> => {
         let rel: string;
         try {
           rel = checkNew(layerDir);
-          stage ??= await this.#makeStage();
+          stage ??= this.#makeStage();
+          await stage;
         } catch (error) {
           tar.destroy();
           throw error;
         }
-        const local = await mkdtemp(path.join(stage, 'layer-'));
+        const local = await mkdtemp(path.join(await stage, 'layer-'));
         const layerfs = path.join(local, 'layerfs');
         await mkdir(layerfs, { mode: 0o755 });
         const result = await extractLayer(tar, layerfs, { label: `layer sha256:${rel.split('/').at(-1)}` });
@@ -249,7 +253,8 @@ export class CvmfsServerPublisher implements Publisher {
       if ('error' in outcome) throw outcome.error;
       return outcome.value;
     } finally {
-      if (stage !== undefined) await rm(stage, { recursive: true, force: true });
+      const dir = await stage?.catch(() => undefined);
+      if (dir !== undefined) await removeTree(dir);
     }
   }
 
