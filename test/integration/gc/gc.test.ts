@@ -179,6 +179,30 @@ describe('ducc gc (directory publisher)', () => {
     assert.deepEqual(await repositoryProblems(publisher), []);
   });
 
+  it('multi-arch: a variant symlink keeps every platform; per-platform names left by a tag that became single-platform keep theirs', async (t) => {
+    const { repo, publisher, convert } = await setup(t);
+    const index = buildImage([
+      { layers: [await buildTar([{ name: 'amd64', content: 'x86' }])], platform: { os: 'linux', architecture: 'amd64' } },
+      { layers: [await buildTar([{ name: 'arm64', content: 'arm' }])], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+    ]);
+    await pushImage(registry.host, 'gc/multi', '1', index);
+    const text = ['version: 1', `cvmfs_repo: ${REPO}`, 'input:', `  - 'http://${registry.host}/gc/multi:1'`].join('\n');
+    const summary = await runConversion(parseWishlist(text, 'w.yaml'), { repoRoot: join(repo, '..'), skipThinImage: true, multiArch: true }, {}, quiet);
+    assert.deepEqual(summary.failures, []);
+    const platformFlats = index.configDigests.map((digest) => `.flat/${hex(digest).slice(0, 2)}/${hex(digest)}`).sort();
+
+    const whileMulti = await collectGarbage(publisher, { gracePeriodMs: 0, now: () => T0 });
+    await pushImage(registry.host, 'gc/multi', '1', images.c);
+    await convert(['gc/multi:1']);
+    const afterMove = await collectGarbage(publisher, { gracePeriodMs: 0, now: () => T0 });
+
+    assert.deepEqual(whileMulti.removed, []);
+    assert.deepEqual(afterMove.removed, [], 'the .multiarch/<platform>/ names are still public names');
+    for (const flat of platformFlats) assert.equal(await exists(join(repo, flat)), true, flat);
+    assert.equal(await readlink(join(repo, registry.host, 'gc/multi:1')), `../../${flatOf(images.c)}`);
+    assert.deepEqual(await repositoryProblems(publisher), []);
+  });
+
   it('keeps the layers of a thin image even when its image has no public name (--skip-flat)', async (t) => {
     const output = await startRegistry(t, { htpasswd: { username: 'pusher', password: 'thin-pass' } });
     const { repo, publisher, convert } = await setup(t);
