@@ -22,9 +22,10 @@ import { measureReconcile, pushWishImages } from './lib/reconcile.ts';
 import { renderReport, type BenchResults } from './lib/report.ts';
 import { measureTool, TOOL_KEYS, TOOL_TITLES, UnsupportedError, type ToolContext } from './lib/tools.ts';
 import { measureWebhooks } from './lib/webhooks.ts';
+import { measureGcPlan } from './lib/gc.ts';
 import { BENCH_DIR, CACHE_DIR, REPO_ROOT, formatSeconds, log, run, secondsSince } from './lib/util.ts';
 
-const SECTIONS = ['conversion', 'reconcile', 'webhooks', 'profile'] as const;
+const SECTIONS = ['conversion', 'reconcile', 'webhooks', 'gc', 'profile'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -249,6 +250,14 @@ async function main(): Promise<number> {
       } catch (error) {
         results.webhooks = { error: errorText(error) };
         log(`webhooks FAILED: ${results.webhooks.error}`);
+      }
+    }
+    if (!skip.has('gc')) {
+      try {
+        results.gc = await measureGcPlan(workDir, runs, 1000);
+      } catch (error) {
+        results.gc = { error: errorText(error) };
+        log(`gc plan FAILED: ${results.gc.error}`);
       }
     }
     if (!skip.has('profile')) {

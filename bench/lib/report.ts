@@ -4,6 +4,7 @@ import type { MachineInfo } from './machine.ts';
 import type { Measurement } from './measure.ts';
 import type { ProfileSummary } from './profile.ts';
 import type { ReconcileResult } from './reconcile.ts';
+import type { GcPlanResult } from './gc.ts';
 import { TOOL_KEYS, TOOL_TITLES, type ToolKey } from './tools.ts';
 import type { WebhookResult } from './webhooks.ts';
 import { formatMiB, formatMs, formatRatio, formatSeconds, markdownTable, median, percentile } from './util.ts';
@@ -29,6 +30,7 @@ export interface BenchResults {
   conversions: Partial<Record<ImageKey, Partial<Record<ToolKey, ToolResult>>>>;
   reconcile?: ReconcileResult | { error: string };
   webhooks?: WebhookResult | { error: string };
+  gc?: GcPlanResult | { error: string };
   profiles?: (ProfileSummary | { error: string; image: string })[];
   totalSeconds: number;
 }
@@ -39,6 +41,7 @@ export const TARGETS = {
   layersVsFloor: 1.3,
   bigImageRssMB: 200,
   noopReconcileSeconds: 2,
+  gcPlanSeconds: 5,
   webhookP99Ms: 50,
 };
 
@@ -143,6 +146,21 @@ export function collectTargets(results: BenchResults): Target[] {
       pass: inProcess <= TARGETS.noopReconcileSeconds,
       margin: margin(inProcess, TARGETS.noopReconcileSeconds),
     });
+  }
+  if (results.gc && !isError(results.gc)) {
+    const g = results.gc;
+    for (const [what, seconds] of [
+      ['ducc gc --dry-run process', median(g.cli.map((m) => m.seconds))],
+      ['in-process plan', median(g.inProcess.map((m) => m.seconds))],
+    ] as const) {
+      targets.push({
+        name: `gc plan of ${g.images} images, ${g.unreferencedFlats} unreferenced flat trees (${what})`,
+        measured: `${formatSeconds(seconds)} s`,
+        limit: `≤ ${TARGETS.gcPlanSeconds} s`,
+        pass: seconds <= TARGETS.gcPlanSeconds,
+        margin: margin(seconds, TARGETS.gcPlanSeconds),
+      });
+    }
   }
   if (results.webhooks && !isError(results.webhooks)) {
     const p99 = median(results.webhooks.bursts.map((b) => percentile(b.latenciesMs, 99)));
@@ -374,6 +392,43 @@ export function renderReport(results: BenchResults): string {
           .map(([k, v]) => `${v} × ${k}`)
           .join(', ') || 'none'
       }.`,
+      '',
+    );
+  } else out.push('Not run.', '');
+
+  out.push('## GC plan', '');
+  if (isError(results.gc)) out.push(`Failed: ${results.gc.error}`, '');
+  else if (results.gc) {
+    const g = results.gc;
+    const reads = g.inProcess[0]?.readsByName ?? {};
+    out.push(
+      `A synthetic directory-publisher repository: ${g.images} published images (public name, DUCC manifest, flat tree; three layers each: one of 5 bases, one of 50 middles, one of their own) and ${g.unreferencedFlats} flat trees of images nothing references any more, with their own layers: ${g.layers} layers in all. The plan finds ${g.garbage} items to remove. Files read by the plan: ${
+        Object.entries(reads)
+          .map(([name, count]) => `${count} × ${name}`)
+          .join(', ') || 'none'
+      } (never a file of an image).`,
+      '',
+    );
+    out.push(
+      markdownTable(
+        ['Measurement', 'Median', 'Runs'],
+        [
+          [
+            '`ducc gc --dry-run` process (Node start-up included)',
+            `${formatSeconds(median(g.cli.map((m) => m.seconds)))} s`,
+            g.cli.map((m) => formatSeconds(m.seconds)).join(' / '),
+          ],
+          ['CPU time of the process', `${formatSeconds(median(g.cli.map((m) => m.cpuSeconds)))} s`, g.cli.map((m) => formatSeconds(m.cpuSeconds)).join(' / ')],
+          [
+            'in-process plan (collectGarbage, dry run)',
+            `${formatSeconds(median(g.inProcess.map((m) => m.seconds)))} s`,
+            g.inProcess.map((m) => formatSeconds(m.seconds)).join(' / '),
+          ],
+          ['peak RSS of the process', `${rssMB(Math.max(...g.cli.map((m) => m.maxRssKiB))).toFixed(0)} MB`, ''],
+          ['building the repository (once)', `${formatSeconds(g.buildSeconds)} s`, ''],
+        ],
+        ['l', 'r', 'r'],
+      ),
       '',
     );
   } else out.push('Not run.', '');

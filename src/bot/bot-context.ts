@@ -14,6 +14,7 @@ import type { CommitState, Forge } from '../forge/forge.ts';
 import { publicPath } from '../layout/paths.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
 import type { Publisher } from '../publish/publisher.ts';
+import type { GcRunLog } from '../gc/run-log.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { Sources } from '../sources/sources.ts';
 import { registrySettingsFromEnv } from '../registry/settings.ts';
@@ -38,6 +39,8 @@ export interface BotDeps {
   logger: Logger;
   /** Called after jobs were queued, so the worker starts at once. */
   onEnqueued?: () => void;
+  /** Where gc jobs record their result (for /metrics and the status page). */
+  gcRuns?: GcRunLog;
   now?: () => number;
 }
 

@@ -112,6 +112,15 @@ export class Bot implements Intake {
     this.deps.onEnqueued?.();
   }
 
+  /** Queues a garbage collection of every repository the bot has published into (config `gc:`). */
+  scheduleGc(): void {
+    const repositories = new Set(
+      this.deps.config.wishlists.flatMap((wishlist) => this.deps.store.listPublished(wishlist.name).map((image) => image.cvmfsRepo)),
+    );
+    for (const cvmfsRepo of repositories) this.deps.store.enqueue({ kind: 'gc', cvmfsRepo }, { dedupKey: `gc:${cvmfsRepo}`, now: this.now });
+    this.deps.onEnqueued?.();
+  }
+
   // ---------------------------------------------------------------------------------------------------
   // Jobs: one runner per kind (job-runners.ts), sharing the BotContext.
   // ---------------------------------------------------------------------------------------------------

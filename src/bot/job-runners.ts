@@ -1,6 +1,7 @@
 import type { JobPayload } from '../state/types.ts';
 import type { JobRunner } from './bot-context.ts';
 import { checkChangeRequest } from './runners/check-change-request.ts';
+import { gc } from './runners/gc.ts';
 import { reconcile } from './runners/reconcile.ts';
 import { reconvert } from './runners/reconvert.ts';
 import { registryPush } from './runners/registry-push.ts';
@@ -13,4 +14,5 @@ export const JOB_RUNNERS: { readonly [Kind in JobPayload['kind']]: JobRunner<Kin
   'check-change-request': checkChangeRequest,
   reconvert,
   'registry-push': registryPush,
+  gc,
 };

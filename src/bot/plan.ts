@@ -3,7 +3,9 @@ import type { Publisher } from '../publish/publisher.ts';
 import { layerDir } from '../layout/paths.ts';
 import { isForeignLayer } from '../convert/layer-stream.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
-import { manifestReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
+import { isWildcard, manifestReference, parseImageReference, wholeName, type ImageReference } from '../wishlist/image-reference.ts';
+import { bytesFreedByRemoving, nameOf, type PublishedName } from '../gc/images.ts';
+import { scanRepository } from '../gc/scan.ts';
 import type { Wish, Wishlist } from '../wishlist/wishlist.ts';
 import type { PublishedImage } from '../state/types.ts';
 import { errorMessage } from '../util/errors.ts';
@@ -21,11 +23,15 @@ export interface PlanEntry {
   reusedLayers: number;
   /** Compressed bytes to download for the new layers. */
   downloadBytes: number;
+  /** A removal: the bytes a gc reclaims once the grace period has passed (layers only its images keep). */
+  reclaimBytes?: number;
   error?: string;
 }
 
 export interface Plan {
   entries: PlanEntry[];
+  /** All removals together: the bytes a gc reclaims after the grace period (a layer only they share counts once). */
+  reclaimBytes?: number;
   /** Problems of the wish-list file itself (syntax, invalid entries), with lines. */
   problems: Wishlist['problems'];
 }
@@ -52,12 +58,39 @@ export async function planWishlist(
     }
     entries.push(await planWish(wish, deps));
   }
+  const removals: { entry: PlanEntry; names: PublishedName[] }[] = [];
   for (const wish of base?.wishes ?? []) {
     if (!headInputs.has(wholeName(wish.image))) {
-      entries.push({ action: 'remove', input: wish.input, line: 0, images: [wholeName(wish.image)], newLayers: 0, reusedLayers: 0, downloadBytes: 0 });
+      const entry: PlanEntry = {
+        action: 'remove',
+        input: wish.input,
+        line: 0,
+        images: [wholeName(wish.image)],
+        newLayers: 0,
+        reusedLayers: 0,
+        downloadBytes: 0,
+      };
+      entries.push(entry);
+      removals.push({ entry, names: publishedNamesOf(wish, deps.published) });
     }
   }
-  return { entries, problems: head.problems };
+  if (removals.length === 0 || deps.publisher === undefined) return { entries, problems: head.problems };
+  // What a gc will reclaim once the removed entries' names are gone and the grace period has passed.
+  const scan = await scanRepository(deps.publisher);
+  for (const removal of removals) removal.entry.reclaimBytes = await bytesFreedByRemoving(deps.publisher, removal.names, scan);
+  const reclaimBytes = await bytesFreedByRemoving(
+    deps.publisher,
+    removals.flatMap((removal) => removal.names),
+    scan,
+  );
+  return { entries, problems: head.problems, reclaimBytes };
+}
+
+/** The published images of a wish: those the bot recorded for it, or its own name (not for a wildcard). */
+function publishedNamesOf(wish: Wish, published: PublishedImage[]): PublishedName[] {
+  const recorded = published.filter((record) => record.input === wish.input).map((record) => nameOf(parseImageReference(record.image)));
+  if (recorded.length > 0 || isWildcard(wish.image)) return recorded;
+  return [nameOf(wish.image)];
 }
 
 async function planWish(wish: Wish, deps: { sources: ImageSources; publisher?: Publisher; published: PublishedImage[] }): Promise<PlanEntry> {

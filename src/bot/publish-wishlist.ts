@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { WishlistRepoConfig } from '../config/bot-config.ts';
-import { metadataDir, publicPath } from '../layout/paths.ts';
+import { deleteImages, nameOf } from '../gc/images.ts';
 import { parseImageReference } from '../wishlist/image-reference.ts';
 import { throwIfStopped, type BotContext } from './bot-context.ts';
 import type { PublishOutcomeLine } from './report.ts';
@@ -61,12 +61,8 @@ export async function publishWishlist(
   // content stays for a later garbage collection. Only decided once every wish-list file was read.
   for (const record of bot.store.listPublished(wishlist.name)) {
     if (listed.has(record.input) || unreadable) continue;
-    const image = parseImageReference(record.image);
-    const publisher = await bot.publisherFor(record.cvmfsRepo);
-    await publisher.transaction(async (tx) => {
-      await tx.remove(publicPath(image));
-      await tx.remove(metadataDir(image));
-    });
+    // Shared with `ducc delete-image` and `ducc prune`: also the image's .multiarch/ names.
+    await deleteImages(await bot.publisherFor(record.cvmfsRepo), [nameOf(parseImageReference(record.image))]);
     bot.store.removePublished(wishlist.name, record.image);
     removed++;
     lines.push({ image: record.image, status: 'removed', detail: 'no longer in the wish list; content kept for garbage collection' });

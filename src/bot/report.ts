@@ -51,7 +51,9 @@ export function renderPlanReport(plan: Plan, context: { file: string; sha: strin
   const lines = [
     `### ducc-gitops plan for ${code(context.file)} at ${code(context.sha.slice(0, 12))}`,
     '',
-    `**${count('add')} to add, ${count('update')} to update, ${count('remove')} to remove, ${count('error') + errors.length} failed** — ${newLayers} new layers (${formatBytes(bytes)} to download), ${reused} already published; ${plan.entries.length - changed.length} entries unchanged.`,
+    `**${count('add')} to add, ${count('update')} to update, ${count('remove')} to remove, ${count('error') + errors.length} failed** — ${newLayers} new layers (${formatBytes(bytes)} to download), ${reused} already published; ${plan.entries.length - changed.length} entries unchanged.${
+      plan.reclaimBytes === undefined ? '' : ` The removals free ${formatBytes(plan.reclaimBytes)} once gc runs after the grace period.`
+    }`,
     '',
   ];
   if (plan.problems.length > 0) {
@@ -62,7 +64,14 @@ export function renderPlanReport(plan: Plan, context: { file: string; sha: strin
     const rows = changed.map((entry) => {
       const what = entry.action === 'error' ? cell(entry.error ?? 'failed') : entry.images.length > 1 ? `${entry.images.length} tags` : '';
       const layers = entry.action === 'remove' || entry.action === 'error' ? '' : `${entry.newLayers} / ${entry.reusedLayers}`;
-      const download = entry.action === 'remove' || entry.action === 'error' ? '' : formatBytes(entry.downloadBytes);
+      const download =
+        entry.action === 'remove'
+          ? entry.reclaimBytes === undefined
+            ? ''
+            : `frees ${formatBytes(entry.reclaimBytes)} after gc`
+          : entry.action === 'error'
+            ? ''
+            : formatBytes(entry.downloadBytes);
       return `| ${ICON[entry.action]} | ${code(entry.input)} | ${entry.line || ''} | ${layers} | ${download} | ${what} |`;
     });
     lines.push('| | Image | Line | Layers new / reused | Download | Notes |', '|---|---|---|---|---|---|', ...rows);

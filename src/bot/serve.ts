@@ -14,6 +14,7 @@ import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { Bot } from './bot.ts';
+import { GcRunLog } from '../gc/run-log.ts';
 
 /** Delivery ids are kept this long to recognise redeliveries (GitHub and GitLab retry for up to days). */
 const DELIVERY_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -79,6 +80,7 @@ export async function startServer(
 
   // The bot pokes the worker, and the worker runs the bot's jobs: the worker is made second.
   const workerRef: { current?: JobWorker } = {};
+  const gcRuns = new GcRunLog();
   const bot = new Bot({
     config,
     env,
@@ -87,6 +89,7 @@ export async function startServer(
     client: new RegistryClient({ credentials: await pullCredentials(env), logger }),
     logger,
     onEnqueued: () => workerRef.current?.poke(),
+    gcRuns,
   });
   const worker = new JobWorker({
     store,
@@ -110,6 +113,7 @@ export async function startServer(
     version,
     isReady: () => !shuttingDown,
     isShuttingDown: () => shuttingDown,
+    gcRuns,
   });
   const server = await listen(app, { ...options.timeouts, host: config.listen.host, port: config.listen.port });
   logger.info({ host: config.listen.host, port: config.listen.port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
@@ -120,6 +124,8 @@ export async function startServer(
     timers.push(setInterval(() => bot.scheduleReconcile(), config.reconcileMinutes * 60_000));
   }
   timers.push(setInterval(prune, 3600_000));
+  const gcHours = config.gc?.intervalHours ?? 0;
+  if (gcHours > 0) timers.push(setInterval(() => bot.scheduleGc(), gcHours * 3600_000));
   for (const timer of timers) timer.unref();
 
   return {

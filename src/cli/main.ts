@@ -8,6 +8,7 @@ import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
 import { terminalProgress } from './progress.ts';
 import { createSources, readWishlist, reportSummary, runConversion, runLoop, type ConversionFlags } from './run-conversion.ts';
+import { addGcCommands } from './gc-commands.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -88,7 +89,7 @@ export function buildProgram(out: (text: string) => void): Command {
       .option('-m, --multi-arch', 'publish every platform of multi-platform images under .multiarch/, chosen by CVMFS_ARCH')
       .option('--max-concurrent-downloads <n>', 'layers downloaded at once per image', '3')
       .option('--max-wildcard-tags <n>', 'most tags one wildcard entry may expand to', '500')
-      .option('--shard <k/n>', 'convert only the k-th of n disjoint shares of the images (workers on several publisher nodes)')
+      .option('--shard <k/n>', 'convert only the k-th of n disjoint shares of the images, by registry/repository (workers on several publisher nodes)')
       .option('-n, --notification-file <file>', 'append DUCC JSON-lines notifications to <file>');
   };
 
@@ -190,6 +191,8 @@ export function buildProgram(out: (text: string) => void): Command {
         process.once('SIGINT', () => stop('SIGINT'));
       });
     });
+
+  addGcCommands(program, out);
 
   program
     .command('list-remote')

@@ -14,6 +14,7 @@ import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ProgressEvent } from
 import { thinPusher } from '../thin/thin-pusher.ts';
 import { NotificationWriter } from '../metadata/notifications.ts';
 import { parseWishlist, type Wishlist } from '../wishlist/wishlist.ts';
+import { readIgnoreErrorsFile } from '../wishlist/ignore-errors.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 
 /** Options shared by `convert`, `loop` and `convert-single-image`, as commander hands them over. */
@@ -105,8 +106,11 @@ export async function runConversion(
     const publisher = await createPublisher(publisherConfig(flags, env), cvmfsRepo, logger);
     await publisher.recover();
     const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger, sources.sinks);
+    // DUCC 2026: the wish list's ignoreErrors and those of the file DUCC_IGNORE_ERRORS_FILE names.
+    const extra = await readIgnoreErrorsFile(env['DUCC_IGNORE_ERRORS_FILE']);
+    for (const warning of extra.warnings) logger.warn(warning);
     const summary = await convertWishlist(
-      wishlist,
+      { ...wishlist, ignoreErrors: [...(wishlist.ignoreErrors ?? []), ...extra.patterns] },
       { sources, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },
       options,
       {
@@ -132,9 +136,9 @@ export async function readWishlist(file: string): Promise<Wishlist> {
   return parseWishlist(text, file);
 }
 
-/** Prints failures and the summary line; returns the exit code (1 when anything failed). */
+/** Prints failures and the summary line; returns the exit code (1 when anything failed that `ignoreErrors` does not tolerate). */
 export function reportSummary(summary: ConversionSummary, write: (text: string) => void): number {
-  for (const failure of summary.failures) write(`error: ${failure.message}\n`);
+  for (const failure of summary.failures) write(`${failure.tolerated ? 'warning (ignoreErrors)' : 'error'}: ${failure.message}\n`);
   write(`${formatSummary(summary)}\n`);
   return summary.failed > 0 ? 1 : 0;
 }

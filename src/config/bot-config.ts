@@ -70,4 +70,16 @@ export interface BotConfig {
   statusContext: string;
   /** Conversion switches applied by the bot. */
   convert: { skipThinImage: boolean; multiArch: boolean; platform?: string };
+  /** Garbage collection of the repositories the bot publishes into (absent: none). */
+  gc?: GcScheduleConfig;
+}
+
+/** `gc:` of the bot config: a `ducc gc` of every repository the bot publishes into, every so often. */
+export interface GcScheduleConfig {
+  /** Hours between two collections of each repository; 0 (the default) turns them off. */
+  intervalHours: number;
+  /** As `ducc gc --grace-period`: days, or a duration such as 12h (default 7d). */
+  gracePeriod: string;
+  /** cvmfs publisher: then `cvmfs_server gc -f` (as `--cvmfs-gc`). */
+  cvmfsGc: boolean;
 }

@@ -6,6 +6,7 @@ import { configError, formatPath, formatProblems, problemsOfIssues, readConfigFi
 import { boolean, checkHttpUrl, describe, envName, httpUrl, isRecord, mapping, matching, nonEmptyString, numberFrom } from './fields.ts';
 import { PublisherSection } from './publisher-config.ts';
 import { DogestryRemotesSection } from './sources-config.ts';
+import { parseDuration } from '../gc/format.ts';
 
 /** Defaults of `ducc serve`; documented in config/ducc.example.yaml. */
 export const BOT_DEFAULTS = {
@@ -208,6 +209,28 @@ const ConvertSection = mapping(
   'must be a mapping (skipThinImage, multiArch, platform)',
 );
 
+/** `gc:` (see GcScheduleConfig). */
+const GcSection = mapping(
+  {
+    intervalHours: numberFrom(0, 24 * 366).default(0),
+    // A bare number is days, as `ducc gc --grace-period`.
+    gracePeriod: z
+      .preprocess(
+        (value) => (typeof value === 'number' ? String(value) : value),
+        nonEmptyString().superRefine((text, context) => {
+          try {
+            parseDuration(text, 'gracePeriod');
+          } catch (error) {
+            context.addIssue({ code: 'custom', message: (error as Error).message, input: text });
+          }
+        }),
+      )
+      .default('7d'),
+    cvmfsGc: boolean().default(false),
+  },
+  'must be a mapping (intervalHours, gracePeriod, cvmfsGc)',
+);
+
 /** The whole file of `ducc serve`; config/ducc.example.yaml documents every key. */
 const BotConfigFile = mapping(
   {
@@ -232,6 +255,7 @@ const BotConfigFile = mapping(
     maxQueuedJobs: numberFrom(1, 1_000_000, { whole: true }).default(BOT_DEFAULTS.maxQueuedJobs),
     statusContext: matching(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$/).default(BOT_DEFAULTS.statusContext),
     convert: ConvertSection.prefault({}),
+    gc: GcSection.prefault({}),
   },
   'must be a mapping of keys to values',
 );

@@ -242,6 +242,10 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   });
   try {
     await ctx.publisher.transaction(async (tx) => {
+      // Checked under the repository lock: a garbage collection may have removed an unreferenced layer or
+      // flat tree since it was found present; then nothing is published and the next run redoes it.
+      if (needLayers) for (const digest of new Set(layers.map((l) => l.digest))) await tx.requires(`${layerDir(digest)}/layerfs`);
+      if (!options.skipFlat && !buildFlat) await tx.requires(flat);
       if (buildFlat) {
         ctx.onProgress?.({ kind: 'flat', image: name });
         await ctx.notifications.write({ action: 'start_flat_conversion', ...flatNotice });

@@ -5,6 +5,7 @@ import { DuccError, errorMessage } from '../util/errors.ts';
 import { isWildcard, wholeName, withTag, type ImageReference } from '../wishlist/image-reference.ts';
 import { DEFAULT_MAX_WILDCARD_TAGS, matchWildcardTags } from '../wishlist/wildcard.ts';
 import { formatProblem, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
+import { isTolerated } from '../wishlist/ignore-errors.ts';
 import { convertImage, convertMultiArch, type ConvertContext, type ConvertOptions, type ImageOutcome } from './convert-image.ts';
 
 export interface WishFailure {
@@ -12,6 +13,8 @@ export interface WishFailure {
   wish: string;
   /** One line: where, which image, what went wrong. */
   message: string;
+  /** The wish matches an `ignoreErrors` glob: reported as a warning, not counted in `failed`. */
+  tolerated?: boolean;
 }
 
 export interface ConversionSummary {
@@ -19,7 +22,10 @@ export interface ConversionSummary {
   failures: WishFailure[];
   converted: number;
   upToDate: number;
+  /** Failures that fail the run (not those `ignoreErrors` tolerates). */
   failed: number;
+  /** Failures of wishes matching `ignoreErrors`. */
+  tolerated?: number;
 }
 
 /**
@@ -51,16 +57,18 @@ export async function convertWishlist(
   for (const wish of wishlist.wishes) {
     if (hooks.signal?.aborted) break;
     const where = `${wish.source.file}:${wish.source.line}`;
+    // DUCC 2026: the whole input name, the wildcard tag as written, against each glob.
+    const tolerated = isTolerated(wholeName(wish.image), wishlist.ignoreErrors ?? []) ? { tolerated: true } : {};
     let images: ImageReference[];
     try {
       images = await expandWish(ctx.sources, wish, hooks.maxWildcardTags);
     } catch (error) {
-      summary.failures.push({ wish: wish.input, message: `${where}: ${wish.input}: ${errorMessage(error)}` });
+      summary.failures.push({ wish: wish.input, message: `${where}: ${wish.input}: ${errorMessage(error)}`, ...tolerated });
       continue;
     }
     for (const image of images) {
       if (hooks.signal?.aborted) break;
-      if (hooks.shard !== undefined && shardOf(wholeName(image), hooks.shard.count) !== hooks.shard.index) continue;
+      if (hooks.shard !== undefined && shardOf(`${image.registry}/${image.repository}`, hooks.shard.count) !== hooks.shard.index) continue;
       try {
         const wishCtx = { ...ctx, cvmfsRepo: wish.cvmfsRepo };
         const outcomes = options.multiArch ? await convertMultiArch(wishCtx, image, options) : [await convertImage(wishCtx, image, options)];
@@ -70,19 +78,21 @@ export async function convertWishlist(
         else summary.upToDate++;
       } catch (error) {
         const shown = image === wish.image ? wish.input : `${wish.input} (${wholeName(image)})`;
-        summary.failures.push({ wish: wish.input, message: `${where}: ${shown}: ${errorMessage(error)}` });
+        summary.failures.push({ wish: wish.input, message: `${where}: ${shown}: ${errorMessage(error)}`, ...tolerated });
         hooks.logger.error({ wish: wish.input, image: wholeName(image), err: errorMessage(error) }, 'conversion failed');
       }
     }
   }
-  summary.failed = summary.failures.length;
+  summary.failed = summary.failures.filter((failure) => !failure.tolerated).length;
+  summary.tolerated = summary.failures.length - summary.failed;
   return summary;
 }
 
 /**
- * Which of `count` shares an image belongs to (1-based): the same answer on every worker, from the
- * image's name alone, so that workers given `--shard 1/n` ... `--shard n/n` convert disjoint images that
- * together are the whole list.
+ * Which of `count` shares an image repository belongs to (1-based): the same answer on every worker, from
+ * `<registry>/<repository>` alone, so that workers given `--shard 1/n` ... `--shard n/n` convert disjoint
+ * images that together are the whole list. All tags of one repository go to one worker: their public
+ * names and metadata share directories, which two publishers of a gateway must not change at once.
  */
 export function shardOf(imageName: string, count: number): number {
   return (createHash('sha256').update(imageName).digest().readUInt32BE(0) % count) + 1;
@@ -99,7 +109,8 @@ export function summarizeProblems(wishlist: Wishlist, logger: Logger): Conversio
   return summary;
 }
 
-/** "3 converted, 12 up to date, 1 failed" */
+/** "3 converted, 12 up to date, 1 failed" (", 2 failed but tolerated (ignoreErrors)" when some were). */
 export function formatSummary(summary: ConversionSummary): string {
-  return `${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed`;
+  const tolerated = summary.tolerated ? `, ${summary.tolerated} failed but tolerated (ignoreErrors)` : '';
+  return `${summary.converted} converted, ${summary.upToDate} up to date, ${summary.failed} failed${tolerated}`;
 }

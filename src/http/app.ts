@@ -13,6 +13,7 @@ import { matchHookRoute, type HookName } from './hook-routes.ts';
 import { createMetrics } from './metrics.ts';
 import { registryHook, type RegistryHook } from './registry-hook.ts';
 import { renderStatusPage } from './status-page.ts';
+import type { GcRunLog } from '../gc/run-log.ts';
 import { answerError, locals, replyEarly, track, type HookHandler, type HookResponse, type WebhookContext } from './webhook-common.ts';
 
 export interface AppDeps {
@@ -29,6 +30,8 @@ export interface AppDeps {
   /** `/readyz` answers 503 while this returns false. */
   isReady?: () => boolean;
   isShuttingDown?: () => boolean;
+  /** The last garbage collection of each repository (/metrics, /status, the status page). */
+  gcRuns?: GcRunLog;
 }
 
 /** Secrets shorter than this in a URL path can be guessed; we warn. */
@@ -88,7 +91,12 @@ export function buildApp(deps: AppDeps): RequestListener {
     );
   }
 
-  const metrics = createMetrics({ store, version: deps.version, ...(deps.isShuttingDown ? { isShuttingDown: deps.isShuttingDown } : {}) });
+  const metrics = createMetrics({
+    store,
+    version: deps.version,
+    ...(deps.isShuttingDown ? { isShuttingDown: deps.isShuttingDown } : {}),
+    ...(deps.gcRuns ? { gcRuns: deps.gcRuns } : {}),
+  });
   const context: WebhookContext = { config, settings: deps.settings ?? DEFAULT_SETTINGS.http, intake: deps.intake, logger, metrics };
   const shuttingDown = () => deps.isShuttingDown?.() ?? false;
 
@@ -128,6 +136,7 @@ export function buildApp(deps: AppDeps): RequestListener {
       running: store.listJobs({ status: 'running', limit: JOB_LIST_LIMIT }),
       queued: store.listJobs({ status: 'queued', limit: JOB_LIST_LIMIT }),
       failed: store.listJobs({ status: 'failed', limit: JOB_LIST_LIMIT }),
+      gc: deps.gcRuns?.list() ?? [],
     });
   });
   app.get('/metrics', async (_req, res) => {
@@ -147,6 +156,7 @@ export function buildApp(deps: AppDeps): RequestListener {
       failed: store.listJobs({ status: 'failed', limit: 10 }),
       published,
       now: Date.now(),
+      gc: deps.gcRuns?.list() ?? [],
     });
     res
       .set({

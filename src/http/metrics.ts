@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobStatus, StateStore } from '../state/types.ts';
+import type { GcRunLog } from '../gc/run-log.ts';
 
 /** Prometheus metrics of `ducc serve`, in their own registry (never prom-client's global one). */
 export interface BotMetrics {
@@ -12,7 +13,7 @@ export interface BotMetrics {
 
 const JOB_STATUSES: JobStatus[] = ['queued', 'running', 'done', 'failed'];
 
-export function createMetrics(options: { store: StateStore; version: string; isShuttingDown?: () => boolean }): BotMetrics {
+export function createMetrics(options: { store: StateStore; version: string; isShuttingDown?: () => boolean; gcRuns?: GcRunLog }): BotMetrics {
   const registry = new Registry();
   // Process metrics (CPU, memory, event-loop lag, ...), prefixed like ours.
   collectDefaultMetrics({ register: registry, prefix: 'ducc_' });
@@ -47,7 +48,31 @@ export function createMetrics(options: { store: StateStore; version: string; isS
       this.set(options.isShuttingDown?.() ? 1 : 0);
     },
   });
+  if (options.gcRuns !== undefined) registerGcMetrics(registry, options.gcRuns);
   const info = new Gauge({ name: 'ducc_build_info', help: 'Version of ducc-gitops (always 1)', labelNames: ['version'] as const, registers: [registry] });
   info.set({ version: options.version }, 1);
   return { registry, webhooks, webhookDuration };
+}
+
+/**
+ * Garbage collection, per repository, from its last run (config `gc:`): `ducc_repository_bytes`,
+ * `ducc_garbage_bytes`, `ducc_gc_last_run_timestamp_seconds`, `ducc_gc_last_run_success`,
+ * `ducc_gc_last_removed_bytes`.
+ */
+function registerGcMetrics(registry: Registry, gcRuns: GcRunLog): void {
+  const gauge = (name: string, help: string, value: (run: ReturnType<GcRunLog['list']>[number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['repository'] as const,
+      registers: [registry],
+      collect() {
+        for (const run of gcRuns.list()) this.set({ repository: run.repository }, value(run));
+      },
+    });
+  gauge('ducc_repository_bytes', 'Bytes of every layer of the repository (layers.json diff-size), as the last gc found them', (run) => run.repositoryBytes);
+  gauge('ducc_garbage_bytes', 'Bytes of the garbage still in its grace period after the last gc', (run) => run.pendingBytes);
+  gauge('ducc_gc_last_run_timestamp_seconds', 'When the last gc of the repository ended', (run) => run.at / 1000);
+  gauge('ducc_gc_last_run_success', '1 if the last gc of the repository succeeded, else 0', (run) => (run.ok ? 1 : 0));
+  gauge('ducc_gc_last_removed_bytes', 'Bytes the last gc of the repository removed', (run) => run.removedBytes);
 }

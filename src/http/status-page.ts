@@ -1,5 +1,7 @@
 import type { BotConfig } from '../config/bot-config.ts';
+import { formatBytes } from '../gc/format.ts';
 import type { Job, JobPayload, PublishedImage, QueueCounts } from '../state/types.ts';
+import type { GcRunSummary } from '../gc/run-log.ts';
 
 /** What the status page shows; gathered by the caller from the StateStore (read-only). */
 export interface StatusPageData {
@@ -12,6 +14,8 @@ export interface StatusPageData {
   failed: Job[];
   published: Map<string, PublishedImage[]>;
   now: number;
+  /** The last garbage collection of each repository (absent or empty: none yet). */
+  gc?: GcRunSummary[];
 }
 
 /**
@@ -86,6 +90,7 @@ ${jobRows(jobs)}
 </tbody></table>`
 }
 ${sections.join('\n')}
+${gcSection(data.gc ?? [])}
 </body>
 </html>
 `;
@@ -106,9 +111,33 @@ export function describeJob(payload: JobPayload): string {
       return `registry push ${payload.registry}/${payload.repository}${payload.tag ? `:${payload.tag}` : ''}`;
     case 'reconcile':
       return `reconcile ${payload.wishlist}`;
+    case 'gc':
+      return `garbage collection of ${payload.cvmfsRepo}`;
     default:
       return (payload as { kind?: unknown }).kind === undefined ? 'job' : String((payload as { kind: unknown }).kind);
   }
+}
+
+/** The last gc of each repository: when, its result, what it removed, the garbage left, the repository's bytes. */
+function gcSection(runs: GcRunSummary[]): string {
+  if (runs.length === 0) return '';
+  const e = escapeHtml;
+  const rows = runs.map(
+    (run) => `<tr class="${run.ok ? 'ok' : 'error'}">
+<td><code>${e(run.repository)}</code></td>
+<td><time datetime="${e(isoTime(run.at))}">${e(isoTime(run.at))}</time></td>
+<td>${run.ok ? 'ok' : `failed<br><small>${e(truncate(run.error ?? '', 300))}</small>`}</td>
+<td>${e(run.removed)} (${e(formatBytes(run.removedBytes))})</td>
+<td>${e(run.pending)} (${e(formatBytes(run.pendingBytes))})</td>
+<td>${e(formatBytes(run.repositoryBytes))}</td>
+</tr>`,
+  );
+  return `<section>
+<h2>Garbage collection</h2>
+<table><thead><tr><th>Repository</th><th>Last run</th><th>Result</th><th>Removed</th><th>Garbage in its grace period</th><th>Repository bytes</th></tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table>
+</section>`;
 }
 
 function shortDigest(digest: string): string {

@@ -14,7 +14,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { execFile } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, open, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -24,7 +24,9 @@ import { linkOrCopy, tryLink } from '../unpack/link-file.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { catalogParents } from '../layout/paths.ts';
 import type { LayerUnpackResult, TreeEntry } from '../unpack/tree-types.ts';
-import type { LayerBatch, LayerMetadata, Publisher, Transaction } from './publisher.ts';
+import { FileLock } from './file-lock.ts';
+import { removeTree } from './remove-tree.ts';
+import type { DirectoryEntry, LayerBatch, LayerMetadata, Publisher, Transaction } from './publisher.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -44,6 +46,10 @@ const IS_ROOT = process.getuid?.() === 0;
  * metadata file is fdatasync-ed before its rename. So even a power failure cannot leave a final name
  * whose content was never written; at worst the rename itself is lost and the next run redoes the work.
  * A crash of the process alone loses nothing either way (the kernel has the data).
+ *
+ * Locking: transactions hold the repository lock (`<root>/.ducc-staging/<repo>.lock`, flock(1)) shared,
+ * so conversions publish side by side; `exclusive()` (garbage collection) holds it alone. Layers are
+ * published without it: a transaction that references a layer checks it with `requires` under the lock.
  */
 export class DirectoryPublisher implements Publisher {
   readonly description: string;
@@ -51,12 +57,14 @@ export class DirectoryPublisher implements Publisher {
   readonly readRoot: string;
   private readonly stagingRoot: string;
   private readonly sync: boolean;
+  private readonly lock: FileLock;
 
-  constructor(options: { root: string; repository: string; sync?: boolean }) {
+  constructor(options: { root: string; repository: string; sync?: boolean; lockWaitMs?: number }) {
     this.sync = options.sync ?? true;
     this.readRoot = join(options.root, options.repository);
     this.stagingRoot = join(options.root, '.ducc-staging', options.repository.replaceAll('/', '_'));
     this.description = `directory ${this.readRoot}`;
+    this.lock = new FileLock(`${this.stagingRoot}.lock`, { waitMs: options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS });
   }
 
   async recover(): Promise<void> {
@@ -69,10 +77,51 @@ export class DirectoryPublisher implements Publisher {
     }
     for (const name of names) {
       const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
-        await rm(join(this.stagingRoot, name), { recursive: true, force: true });
-      }
+      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) await removeTree(join(this.stagingRoot, name));
     }
+  }
+
+  async staleStaging(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.stagingRoot);
+    } catch {
+      return [];
+    }
+    return names
+      .filter((name) => {
+        const pid = Number(name.split('-')[0]);
+        return Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
+      })
+      .sort()
+      .map((name) => join(this.stagingRoot, name));
+  }
+
+  async readdir(relPath: string): Promise<DirectoryEntry[] | undefined> {
+    try {
+      const entries = await readdir(join(this.readRoot, relPath), { withFileTypes: true });
+      return entries.map((entry) => ({
+        name: entry.name,
+        type: entry.isDirectory() ? 'directory' : entry.isSymbolicLink() ? 'symlink' : entry.isFile() ? 'file' : 'other',
+      }));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async readlink(relPath: string): Promise<string | undefined> {
+    try {
+      return await readlink(join(this.readRoot, relPath));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (isMissing(error) || code === 'EINVAL') return undefined;
+      throw error;
+    }
+  }
+
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.lock.run('exclusive', work);
   }
 
   async lstat(relPath: string): Promise<Stats | undefined> {
@@ -125,7 +174,7 @@ export class DirectoryPublisher implements Publisher {
       await this.moveIntoPlace(stage, layerDir, replace);
       return result;
     } finally {
-      await rm(stage, { recursive: true, force: true });
+      await removeTree(stage);
     }
   }
 
@@ -196,11 +245,15 @@ export class DirectoryPublisher implements Publisher {
     } finally {
       // The writer thread is done with the stage before it is removed.
       writer?.close();
-      await rm(stage, { recursive: true, force: true });
+      await removeTree(stage);
     }
   }
 
   async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    return this.lock.run('shared', () => this.transactionLocked(work));
+  }
+
+  private async transactionLocked<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     const stage = await this.makeStage();
     let counter = 0;
     const temp = () => join(stage, `t${counter++}`);
@@ -233,6 +286,14 @@ export class DirectoryPublisher implements Publisher {
         await makeDirectories(final(relPath));
       },
       tree: (relDir, entries) => this.publishTree(relDir, entries),
+      requires: async (relPath) => {
+        // Under the shared lock: no garbage collection removes anything until this transaction ends.
+        if ((await this.lstat(relPath)) === undefined) {
+          throw new DuccError('BOT_ERR_PUBLISH', `${relPath} is gone from ${this.description} (removed by a garbage collection?); try again`, {
+            temporary: true,
+          });
+        }
+      },
       remove: async (relPath) => {
         // Rename away first so the name disappears at once, then delete at leisure.
         try {
@@ -246,7 +307,8 @@ export class DirectoryPublisher implements Publisher {
     try {
       return await work(tx);
     } finally {
-      await rm(stage, { recursive: true, force: true });
+      // What was removed was renamed into the stage: deleting it need not keep others waiting for the lock.
+      await this.lock.afterRelease(() => removeTree(stage));
     }
   }
 
@@ -269,7 +331,7 @@ export class DirectoryPublisher implements Publisher {
       } catch (error) {
         if (!isMissing(error)) throw error;
       }
-      await rm(`${staged}.replaced`, { recursive: true, force: true });
+      await removeTree(`${staged}.replaced`);
     }
     try {
       await rename(staged, target);
@@ -321,6 +383,9 @@ async function makeDirectories(path: string): Promise<void> {
     if (dir === first || dir === dirname(dir)) break;
   }
 }
+
+/** How long a transaction or a garbage collection waits for the repository lock: one hour. */
+const DEFAULT_LOCK_WAIT_MS = 60 * 60 * 1000;
 
 /** Hard links per run handed alike (to the writer thread, or made here): one writer batch; a power of two (used as a bit mask). */
 const LINK_RUN = 256;

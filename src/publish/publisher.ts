@@ -33,6 +33,14 @@ export interface Transaction {
   /** Removes a file, symlink or whole directory; no error if it is absent. */
   remove(relPath: string): Promise<void>;
   /**
+   * Makes the whole transaction depend on `relPath` existing when it is published: checked under the
+   * repository lock (the one {@link Publisher.exclusive} takes), so a garbage collection cannot remove
+   * what the transaction is about to reference between the check and the publish. If `relPath` is gone,
+   * nothing of the transaction is published and it fails with a temporary BOT_ERR_PUBLISH. Call it
+   * before the writes that depend on it.
+   */
+  requires(relPath: string): Promise<void>;
+  /**
    * Publishes a complete directory tree at `relDir` and makes it a nested catalog (`.flat` too, as DUCC
    * does). Trees are content-addressed: if `relDir` exists by the time the transaction is published
    * (another process published the same tree meanwhile), the existing one is kept. The entries may be
@@ -75,6 +83,15 @@ export interface Publisher {
   lstat(relPath: string): Promise<Stats | undefined>;
   /** Contents of a published file, or undefined when absent. */
   readFile(relPath: string): Promise<Buffer | undefined>;
+  /** Entries of a published directory with their types (no stat per entry), or undefined when absent. */
+  readdir(relPath: string): Promise<DirectoryEntry[] | undefined>;
+  /** Target of a published symlink, or undefined when absent or not a symlink. */
+  readlink(relPath: string): Promise<string | undefined>;
+  /**
+   * Staging directories (absolute paths) left by processes that are gone: what {@link recover} would
+   * remove. Listing only; nothing is removed.
+   */
+  staleStaging(): Promise<string[]>;
 
   /**
    * Unpacks the layers that `work` adds and publishes them, at the latest when `work` settles: the
@@ -86,4 +103,18 @@ export interface Publisher {
 
   /** Runs writes as one unit (see {@link Transaction}); if `work` throws, nothing of it is published. */
   transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>;
+
+  /**
+   * Runs `work` holding the repository lock exclusively: no transaction of any process publishes
+   * meanwhile (every transaction takes the same lock when it publishes, and checks its
+   * {@link Transaction.requires} under it). Transactions run inside `work` publish without waiting for
+   * the lock they are already under. Garbage collection decides and removes inside such a section.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T>;
+}
+
+/** One entry of {@link Publisher.readdir}. */
+export interface DirectoryEntry {
+  name: string;
+  type: 'directory' | 'file' | 'symlink' | 'other';
 }

@@ -14,7 +14,9 @@ export type JobPayload =
   /** A registry reported a push: re-resolve the tag and reconvert the wishes naming it if it moved. */
   | { kind: 'registry-push'; registry: string; repository: string; tag?: string }
   /** Periodic safety net: re-resolve every wish of a wish list and reconvert what moved. */
-  | { kind: 'reconcile'; wishlist: string };
+  | { kind: 'reconcile'; wishlist: string }
+  /** Scheduled garbage collection of one repository the bot publishes into (config `gc:`). */
+  | { kind: 'gc'; cvmfsRepo: string };
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed';
 

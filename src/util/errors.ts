@@ -25,7 +25,9 @@ export type DuccErrorCode =
   /** A GitHub or GitLab API call that failed (ForgeError, src/forge/forge-error.ts). */
   | 'BOT_ERR_FORGE'
   /** git could not fetch the wish-list repository, or a commit is not (yet) in it. */
-  | 'BOT_ERR_GIT';
+  | 'BOT_ERR_GIT'
+  /** Garbage collection, delete-image and prune: a damaged schedule, a removal that failed half-way. */
+  | 'BOT_ERR_GC';
 
 /**
  * Codes that are the same on every try: bad configuration, bad input (wish lists, references, archives,

@@ -1,6 +1,7 @@
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { parseImageReference, formatOutputImage, wholeName, isWildcard, type ImageReference } from './image-reference.ts';
+import { isValidGlob } from './ignore-errors.ts';
 
 /** One problem found in a wish list, located in the file. */
 export interface WishlistProblem {
@@ -34,10 +35,12 @@ export interface Wishlist {
   outputFormat?: string;
   /** Valid wishes, de-duplicated, in file order. Invalid entries are not here; they are in `problems`. */
   wishes: Wish[];
+  /** DUCC 2026's `ignoreErrors:` globs (well-formed ones): wishes whose failures do not fail the run (ignore-errors.ts). */
+  ignoreErrors?: string[];
   problems: WishlistProblem[];
 }
 
-const KNOWN_KEYS = new Set(['version', 'user', 'cvmfs_repo', 'output_format', 'input']);
+const KNOWN_KEYS = new Set(['version', 'user', 'cvmfs_repo', 'output_format', 'input', 'ignoreErrors']);
 // `cvmfs_repo` is a repository name (a domain) with an optional sub-directory (DUCC 2026: `repo/subdir`).
 const CVMFS_REPO = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?:\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
 
@@ -115,6 +118,19 @@ export function parseWishlist(text: string, file: string): Wishlist {
       problem('error', cvmfsRepoNode, `'cvmfs_repo' value '${cvmfsRepo}' is not a repository name (e.g. unpacked.cern.ch or unpacked.cern.ch/subdir)`);
     } else {
       result.cvmfsRepo = cvmfsRepo;
+    }
+  }
+
+  const ignoreNode = field('ignoreErrors');
+  if (ignoreNode !== undefined && !(isScalar(ignoreNode) && ignoreNode.value === null)) {
+    if (!isSeq(ignoreNode)) problem('error', ignoreNode, "'ignoreErrors' must be a list of globs such as 'https://registry.example.org/team/*:*'");
+    else {
+      result.ignoreErrors = [];
+      for (const item of ignoreNode.items as Node[]) {
+        if (!isScalar(item) || typeof item.value !== 'string') problem('warning', item, 'each ignoreErrors entry must be a string; this one is ignored');
+        else if (!isValidGlob(item.value)) problem('warning', item, `ignoreErrors pattern '${item.value}' is malformed (filepath.Match syntax); it is ignored`);
+        else result.ignoreErrors.push(item.value);
+      }
     }
   }
 

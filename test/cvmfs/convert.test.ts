@@ -8,7 +8,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readlink, writeFile } from 'node:fs/promises';
+import { readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar } from '../support/build-tar.ts';
@@ -110,6 +110,8 @@ describe('cvmfs publisher on a real stratum 0: conversion', () => {
     const summary = await runConversion(wishlist(repo.name), { config, skipThinImage: true }, {}, quiet);
 
     assert.deepEqual([summary.converted, summary.failed], [wishes.length, 0]);
+    // Layers staged side by side share one staging directory, removed with the image's ingest.
+    assert.deepEqual(await readdir(join(work, 'staging', repo.name)).catch(() => []), []);
     const ours = await snapshotTree(repo.mount, { ignore: (path) => path === 'new_repository' });
     const expected = await snapshotTree(join(work, 'dir', 'ref.example.org'));
     // layers.json records when the layer was unpacked: its bytes differ between two conversions.

@@ -53,15 +53,22 @@ export interface TestRepository {
   inTransaction(): Promise<boolean>;
 }
 
-/** Makes a fresh repository (`cvmfs_server mkfs -o root -f overlayfs`), removed after the test (or suite). */
-export async function createRepository(t: Pick<TestContext, 'after'>, label: string): Promise<TestRepository> {
-  const { repository, remove } = await makeRepository(label);
+/**
+ * Makes a fresh repository (`cvmfs_server mkfs -o root -f overlayfs`), removed after the test (or suite).
+ * With `garbageCollection`, the repository can be garbage-collected (`-z`) and makes no automatic tags
+ * (`-g`: tagged revisions keep their objects from `cvmfs_server gc`).
+ */
+export async function createRepository(t: Pick<TestContext, 'after'>, label: string, options: { garbageCollection?: boolean } = {}): Promise<TestRepository> {
+  const { repository, remove } = await makeRepository(label, options);
   t.after(remove);
   return repository;
 }
 
-/** A fresh repository and the function that removes it (`rmfs -f`); the caller decides when. */
-export async function makeRepository(label: string): Promise<{ repository: TestRepository; remove: () => Promise<void> }> {
+/** A fresh repository (see createRepository) and the function that removes it (`rmfs -f`); the caller decides when. */
+export async function makeRepository(
+  label: string,
+  options: { garbageCollection?: boolean } = {},
+): Promise<{ repository: TestRepository; remove: () => Promise<void> }> {
   const reason = await stratum0Unavailable();
   if (reason !== undefined) throw new Error(`cannot make a CernVM-FS stratum 0 here: ${reason}`);
   // The pid in the name tells scripts/test-cvmfs.ts whether the repository's test process is gone
@@ -69,7 +76,7 @@ export async function makeRepository(label: string): Promise<{ repository: TestR
   const name = `${label}-${process.pid}-${randomBytes(3).toString('hex')}.ducc.test`;
   await withGlobalLock(async () => {
     await startApache();
-    await run('cvmfs_server', ['mkfs', '-o', 'root', '-f', 'overlayfs', name], { maxBuffer: 16 << 20 });
+    await run('cvmfs_server', ['mkfs', '-o', 'root', '-f', 'overlayfs', ...(options.garbageCollection ? ['-z', '-g'] : []), name], { maxBuffer: 16 << 20 });
   });
   const remove = async () => {
     await withGlobalLock(async () => {

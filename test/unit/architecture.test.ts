@@ -19,6 +19,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['publish'],
   ['convert'],
   ['thin'],
+  ['gc'],
   ['state', 'forge'],
   ['config', 'jobs'],
   ['http'],

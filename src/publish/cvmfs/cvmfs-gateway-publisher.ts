@@ -7,11 +7,22 @@ import type { Logger } from 'pino';
 import { catalogParents } from '../../layout/paths.ts';
 import type { TreeEntry } from '../../unpack/tree-types.ts';
 import { DuccError, errorMessage } from '../../util/errors.ts';
-import type { LayerBatch, Publisher, Transaction } from '../publisher.ts';
+import type { DirectoryEntry, LayerBatch, Publisher, Transaction } from '../publisher.ts';
 import { CvmfsCommandError, CvmfsServer, DEFAULT_LOCK_WAIT_MS } from './cvmfs-server.ts';
 import { CATALOG_MARKER, IngestTar } from './ingest-tar.ts';
 import { DEFAULT_STAGING_DIR, LayerStaging, type StagedLayer } from './layer-staging.ts';
-import { ancestors, checkNew, describeType, ifExists, isSameOrBelow, normalizeRelativePath, parentOf } from './paths.ts';
+import {
+  ancestors,
+  checkNew,
+  checkRequirements,
+  describeType,
+  ifExists,
+  isSameOrBelow,
+  normalizeRelativePath,
+  parentOf,
+  readDirectory,
+  readLinkIfAny,
+} from './paths.ts';
 import { writeTree } from './tree-tar.ts';
 import type { CvmfsServerPublisherOptions } from './cvmfs-publisher.ts';
 
@@ -122,6 +133,26 @@ export class CvmfsGatewayPublisher implements Publisher {
     return ifExists(readFile(this.#absolute(relPath)));
   }
 
+  async readdir(relPath: string): Promise<DirectoryEntry[] | undefined> {
+    return readDirectory(this.#absolute(relPath));
+  }
+
+  async readlink(relPath: string): Promise<string | undefined> {
+    return readLinkIfAny(this.#absolute(relPath));
+  }
+
+  async staleStaging(): Promise<string[]> {
+    return this.#staging.stale();
+  }
+
+  /**
+   * This node's repository lock. Through a gateway, other nodes go on publishing meanwhile: a garbage
+   * collection of a gateway repository is safe only while no other node converts (see the README).
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.#server.exclusive(work);
+  }
+
   // ---- Publisher: layers ------------------------------------------------------------------------
 
   async publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T> {
@@ -163,6 +194,7 @@ export class CvmfsGatewayPublisher implements Publisher {
 
   async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     const operations: Operation[] = [];
+    const requirements: string[] = [];
     const session = { open: true };
     const record = (operation: Operation): Promise<void> => {
       if (!session.open) return Promise.reject(new DuccError('BOT_ERR_PUBLISH', `transaction on ${this.repository} is already closed`));
@@ -175,6 +207,11 @@ export class CvmfsGatewayPublisher implements Publisher {
       mkdir: (relPath) => record({ kind: 'mkdir', path: normalizeRelativePath(relPath, 'BOT_ERR_PUBLISH') }),
       remove: (relPath) => record({ kind: 'remove', path: checkNew(relPath) }),
       tree: (relDir, entries) => record({ kind: 'tree', path: checkNew(relDir), entries }),
+      requires: (relPath) => {
+        if (!session.open) return Promise.reject(new DuccError('BOT_ERR_PUBLISH', `transaction on ${this.repository} is already closed`));
+        requirements.push(checkNew(relPath));
+        return Promise.resolve();
+      },
     };
     let result: T;
     try {
@@ -182,6 +219,7 @@ export class CvmfsGatewayPublisher implements Publisher {
     } finally {
       session.open = false;
     }
+    await this.#server.exclusive(() => checkRequirements(this, requirements));
     const planned = units(operations);
     for (const unit of planned) await this.#publishUnit(unit);
     // Published means visible here too: the next image's decisions read this node's mount.
@@ -357,6 +395,9 @@ export class CvmfsGatewayPublisher implements Publisher {
           logged = true;
           await sleep(delay * (0.5 + Math.random() / 2));
           delay = Math.min(delay * 2, BUSY_RETRY_MAX_MS);
+          // The other publisher may have published this very path (a layer both images share): decide
+          // again on a view that shows its commit.
+          if (leasePath !== REFRESH_LEASE) await this.#withLease(REFRESH_LEASE, () => this.#refresh());
           continue;
         }
         // The gateway checks a lease's parent against the newest signed revision, which can lag a moment
@@ -366,9 +407,13 @@ export class CvmfsGatewayPublisher implements Publisher {
           delay = Math.min(delay * 2, BUSY_RETRY_MAX_MS);
           continue;
         }
-        if (error instanceof CvmfsCommandError && /lease/i.test(error.message) && ++lost < LOST_LEASE_ATTEMPTS) {
-          this.#log.warn({ path: leasePath, err: errorMessage(error) }, 'lease lost; publishing again');
+        // A commit the gateway's receiver could not merge (another publisher changed the same paths since
+        // this node's view was taken: "Lease end request - error reply"), or a lease lost (expired, gateway
+        // restarted): the view is brought up to date, and `publish` decides again on it.
+        if (error instanceof CvmfsCommandError && /Lease end request|lease|Synchronization failed/i.test(error.output) && ++lost < LOST_LEASE_ATTEMPTS) {
+          this.#log.warn({ path: leasePath, err: errorMessage(error) }, 'publish refused by the gateway; bringing the view up to date and trying again');
           await this.#server.exclusive(() => this.#server.abortLeftoverTransaction());
+          if (leasePath !== REFRESH_LEASE) await this.#withLease(REFRESH_LEASE, () => this.#refresh());
           continue;
         }
         throw error;

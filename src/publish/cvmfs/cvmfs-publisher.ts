@@ -6,11 +6,22 @@ import type { Logger } from 'pino';
 import { catalogParents } from '../../layout/paths.ts';
 import type { TreeEntry } from '../../unpack/tree-types.ts';
 import { DuccError } from '../../util/errors.ts';
-import type { LayerBatch, Publisher, Transaction } from '../publisher.ts';
+import type { DirectoryEntry, LayerBatch, Publisher, Transaction } from '../publisher.ts';
 import { CvmfsServer } from './cvmfs-server.ts';
 import { CATALOG_MARKER, type IngestTar } from './ingest-tar.ts';
 import { DEFAULT_STAGING_DIR, LayerStaging, type StagedLayer } from './layer-staging.ts';
-import { ancestors, checkNew, describeType, ifExists, isMissing, isSameOrBelow, normalizeRelativePath } from './paths.ts';
+import {
+  ancestors,
+  checkNew,
+  checkRequirements,
+  describeType,
+  ifExists,
+  isMissing,
+  isSameOrBelow,
+  normalizeRelativePath,
+  readDirectory,
+  readLinkIfAny,
+} from './paths.ts';
 import { writeTree } from './tree-tar.ts';
 
 export interface CvmfsServerPublisherOptions {
@@ -128,6 +139,51 @@ export class CvmfsServerPublisher implements Publisher {
     return ifExists(readFile(this.#absolute(relPath)));
   }
 
+  async readdir(relPath: string): Promise<DirectoryEntry[] | undefined> {
+    return readDirectory(this.#absolute(relPath));
+  }
+
+  async readlink(relPath: string): Promise<string | undefined> {
+    return readLinkIfAny(this.#absolute(relPath));
+  }
+
+  async staleStaging(): Promise<string[]> {
+    return this.#staging.stale();
+  }
+
+  /** Under the repository lock of every ducc-gitops process (see CvmfsServer.exclusive); transactions inside publish without waiting. */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.#server.exclusive(work);
+  }
+
+  /**
+   * `cvmfs_server gc -f [-r <keepRevisions>] <repo>` under the repository lock: frees the backend storage
+   * of objects no revision it keeps references (by default cvmfs_server keeps the revisions of the last
+   * 3 days; `keepRevisions: 0` keeps only the newest). Needs CVMFS_GARBAGE_COLLECTION=true (mkfs -z);
+   * named tags keep their revisions, and so their objects — automatic tags, and always `trunk-previous`,
+   * the revision before the newest (checked on 2.12). So with `keepRevisions`, one empty revision is
+   * published first: what the last publish removed is then freed now, not after the next publish.
+   * Returns cvmfs_server's output.
+   */
+  async collectBackendGarbage(options: { keepRevisions?: number } = {}): Promise<string> {
+    const keep = options.keepRevisions === undefined ? [] : ['-r', String(options.keepRevisions)];
+    return this.#server.exclusive(async () => {
+      try {
+        if (options.keepRevisions !== undefined) await this.#commitOnMount([]);
+        return await this.#server.run(['gc', '-f', ...keep, this.repository]);
+      } catch (error) {
+        if (/not enabled/i.test((error as Error).message)) {
+          throw new DuccError(
+            'BOT_ERR_CVMFS',
+            `cvmfs_server gc refuses ${this.repository}: garbage collection is not enabled for it (set CVMFS_GARBAGE_COLLECTION=true in /etc/cvmfs/repositories.d/${this.repository}/server.conf, or make the repository with mkfs -z)`,
+            { cause: error, temporary: false },
+          );
+        }
+        throw error;
+      }
+    });
+  }
+
   // ---- Publisher: layers ------------------------------------------------------------------------
 
   async publishLayers<T>(work: (batch: LayerBatch) => Promise<T>): Promise<T> {
@@ -175,6 +231,7 @@ export class CvmfsServerPublisher implements Publisher {
 
   async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     const operations: Operation[] = [];
+    const requirements: string[] = [];
     const session = { open: true };
     const record = (operation: Operation): Promise<void> => {
       if (!session.open) return Promise.reject(new DuccError('BOT_ERR_PUBLISH', `transaction on ${this.repository} is already closed`));
@@ -187,6 +244,11 @@ export class CvmfsServerPublisher implements Publisher {
       mkdir: (relPath) => record({ kind: 'mkdir', path: normalizeRelativePath(relPath, 'BOT_ERR_PUBLISH') }),
       remove: (relPath) => record({ kind: 'remove', path: checkNew(relPath) }),
       tree: (relDir, entries) => record({ kind: 'tree', path: checkNew(relDir), entries }),
+      requires: (relPath) => {
+        if (!session.open) return Promise.reject(new DuccError('BOT_ERR_PUBLISH', `transaction on ${this.repository} is already closed`));
+        requirements.push(checkNew(relPath));
+        return Promise.resolve();
+      },
     };
     let result: T;
     try {
@@ -194,7 +256,12 @@ export class CvmfsServerPublisher implements Publisher {
     } finally {
       session.open = false;
     }
-    if (operations.length > 0) await this.#server.exclusive(() => this.#commit(operations));
+    if (operations.length > 0) {
+      await this.#server.exclusive(async () => {
+        await checkRequirements(this, requirements);
+        await this.#commit(operations);
+      });
+    }
     return result;
   }
 

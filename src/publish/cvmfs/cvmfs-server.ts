@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createReadStream } from 'node:fs';
@@ -68,6 +69,8 @@ export class CvmfsServer {
   #lockDir: Promise<string> | undefined;
   /** Tail of the in-process queue: every exclusive section chains on it. */
   #queue: Promise<void> = Promise.resolve();
+  /** True inside an exclusive section of this repository (per async context). */
+  readonly #inside = new AsyncLocalStorage<boolean>();
 
   constructor(options: CvmfsServerOptions) {
     this.repository = options.repository;
@@ -261,14 +264,19 @@ export class CvmfsServer {
 
   // ---- locking --------------------------------------------------------------------------------
 
-  /** Runs `section` under the in-process queue and the cross-process repository lock. */
+  /**
+   * Runs `section` under the in-process queue and the cross-process repository lock. A section entered
+   * from inside another one of the same async context (a garbage collection's transactions) runs at
+   * once: it already holds the lock.
+   */
   async exclusive<T>(section: () => Promise<T>): Promise<T> {
+    if (this.#inside.getStore() === true) return section();
     const previous = this.#queue;
     let done!: () => void;
     this.#queue = new Promise<void>((resolve) => (done = resolve));
     await previous;
     try {
-      return await this.#withFileLock(section);
+      return await this.#withFileLock(() => this.#inside.run(true, section));
     } finally {
       done();
     }

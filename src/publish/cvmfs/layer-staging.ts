@@ -1,10 +1,11 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../../unpack/extract-layer.ts';
 import type { LayerUnpackResult } from '../../unpack/tree-types.ts';
 import { DuccError } from '../../util/errors.ts';
 import type { LayerBatch, LayerMetadata } from '../publisher.ts';
+import { removeTree } from '../remove-tree.ts';
 import { checkNew, processAlive } from './paths.ts';
 
 /** Where layers are unpacked before their ingest, unless the config says otherwise. */
@@ -37,18 +38,22 @@ export class LayerStaging {
    */
   async run<T>(work: (batch: LayerBatch) => Promise<T>, publish: (staged: StagedLayer[]) => Promise<void>): Promise<T> {
     const staged: StagedLayer[] = [];
-    let stage: string | undefined;
+    // One staging directory per image, made by the first layer: layers are added concurrently, so the
+    // promise is shared (`stage ??= await make()` made one per layer that started before the first had
+    // its directory, and only the last was removed).
+    let stage: Promise<string> | undefined;
     const batch: LayerBatch = {
       add: async (layerDir: string, tar: Readable, metadata: LayerMetadata, options?: { replace?: boolean }): Promise<LayerUnpackResult> => {
         let rel: string;
         try {
           rel = checkNew(layerDir);
-          stage ??= await this.#makeStage();
+          stage ??= this.#makeStage();
+          await stage;
         } catch (error) {
           tar.destroy();
           throw error;
         }
-        const local = await mkdtemp(path.join(stage, 'layer-'));
+        const local = await mkdtemp(path.join(await stage, 'layer-'));
         const layerfs = path.join(local, 'layerfs');
         await mkdir(layerfs, { mode: 0o755 });
         const result = await extractLayer(tar, layerfs, { label: `layer sha256:${rel.split('/').at(-1)}` });
@@ -74,7 +79,8 @@ export class LayerStaging {
       if ('error' in outcome) throw outcome.error;
       return outcome.value;
     } finally {
-      if (stage !== undefined) await rm(stage, { recursive: true, force: true });
+      const dir = await stage?.catch(() => undefined);
+      if (dir !== undefined) await removeTree(dir);
     }
   }
 
@@ -84,24 +90,30 @@ export class LayerStaging {
     try {
       return await work(dir);
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await removeTree(dir);
     }
   }
 
-  /** Staging of processes that are gone (by the pid its name starts with). */
-  async removeStale(): Promise<void> {
+  /** Staging of processes that are gone (by the pid its name starts with), as absolute paths. */
+  async stale(): Promise<string[]> {
     let names: string[];
     try {
       names = await readdir(this.#root);
     } catch {
-      return;
+      return [];
     }
-    for (const name of names) {
-      const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
-        await rm(path.join(this.#root, name), { recursive: true, force: true });
-      }
-    }
+    return names
+      .filter((name) => {
+        const pid = Number(name.split('-')[0]);
+        return Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
+      })
+      .sort()
+      .map((name) => path.join(this.#root, name));
+  }
+
+  /** Removes the staging of processes that are gone. */
+  async removeStale(): Promise<void> {
+    for (const dir of await this.stale()) await removeTree(dir);
   }
 
   async #makeStage(): Promise<string> {

@@ -1,6 +1,8 @@
 /** Path rules and small file-system helpers shared by the cvmfs publishers. */
 import type { Stats } from 'node:fs';
+import { readdir, readlink } from 'node:fs/promises';
 import { DuccError } from '../../util/errors.ts';
+import type { DirectoryEntry, Publisher } from '../publisher.ts';
 
 /** A publisher-relative path, normalized; '' for the root. Absolute paths and `..` are refused. */
 export function normalizeRelativePath(relPath: string, code: 'BOT_ERR_PUBLISH' | 'BOT_ERR_CONFIG' | 'BOT_ERR_UNSAFE_ENTRY'): string {
@@ -60,5 +62,35 @@ export function processAlive(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Entries of a directory with their types (no stat per entry), or undefined when absent. */
+export async function readDirectory(absolute: string): Promise<DirectoryEntry[] | undefined> {
+  const entries = await ifExists(readdir(absolute, { withFileTypes: true }));
+  return entries?.map((entry) => ({
+    name: entry.name,
+    type: entry.isDirectory() ? 'directory' : entry.isSymbolicLink() ? 'symlink' : entry.isFile() ? 'file' : 'other',
+  }));
+}
+
+/** Target of a symlink, or undefined when absent or not a symlink. */
+export async function readLinkIfAny(absolute: string): Promise<string | undefined> {
+  try {
+    return await readlink(absolute);
+  } catch (error) {
+    if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
+    throw error;
+  }
+}
+
+/** A transaction's `requires`, checked under the repository lock: nothing is published when one is gone. */
+export async function checkRequirements(publisher: Pick<Publisher, 'lstat' | 'description'>, requirements: string[]): Promise<void> {
+  for (const relPath of requirements) {
+    if ((await publisher.lstat(relPath)) === undefined) {
+      throw new DuccError('BOT_ERR_PUBLISH', `${relPath} is gone from ${publisher.description} (removed by a garbage collection?); try again`, {
+        temporary: true,
+      });
+    }
   }
 }

@@ -43,6 +43,7 @@ test('defaults without a file', () => {
     maxQueuedJobs: 1000,
     statusContext: 'ducc-gitops',
     convert: { skipThinImage: false, multiArch: false },
+    gc: { intervalHours: 0, gracePeriod: '7d', cvmfsGc: false },
   });
 });
 

@@ -6,7 +6,7 @@ import { DuccError } from '../../../src/util/errors.ts';
 
 describe('--shard k/n', () => {
   it('splits images into n disjoint shares that together are all of them, the same on every worker', () => {
-    const names = Array.from({ length: 300 }, (_, i) => `registry.example.org/group/image-${i}:v${i % 7}`);
+    const names = Array.from({ length: 300 }, (_, i) => `registry.example.org/group/image-${i}`);
     for (const count of [1, 2, 3, 5]) {
       const shares = Array.from({ length: count }, (_, k) => names.filter((name) => shardOf(name, count) === k + 1));
       assert.equal(shares.flat().length, names.length, 'every image in exactly one share');
