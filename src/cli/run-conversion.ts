@@ -5,6 +5,7 @@ import { RegistryClient } from '../registry/client.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
+import { ensureWritableDir } from '../config/writable-dir.ts';
 import { convertWishlist, formatSummary, summarizeProblems, type ConversionSummary } from '../convert/convert-wishlist.ts';
 import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ProgressEvent } from '../convert/convert-image.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
@@ -73,7 +74,10 @@ export async function runConversion(
     const cvmfsRepo = wishlist.cvmfsRepo;
     // Without a valid cvmfs_repo there is nothing to convert into; report the file's problems.
     if (cvmfsRepo === undefined) return { ...summarizeProblems(wishlist, logger), blobRequests: 0 };
-    const publisher = await createPublisher(publisherConfig(flags, env), cvmfsRepo, logger);
+    const config = publisherConfig(flags, env);
+    // A root that cannot be made is named by the setting it came from, before anything is downloaded.
+    if (config.kind === 'directory') ensureWritableDir(flags.repoRoot ? '--repo-root' : 'publisher.root', config.root);
+    const publisher = await createPublisher(config, cvmfsRepo, logger);
     await publisher.recover();
     const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
     const summary = await convertWishlist(
