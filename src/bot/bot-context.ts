@@ -121,7 +121,7 @@ export class BotContext {
 
   async convertContext(list: Wishlist): Promise<ConvertContext> {
     const options = this.convertOptions();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger);
+    const pushThin = options.skipThinImage || list.wishes.length === 0 ? undefined : thinPusher(list, this.deps.env, this.deps.logger);
     return {
       client: this.deps.client,
       publisher: await this.publisherFor(list.cvmfsRepo!),

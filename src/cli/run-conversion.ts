@@ -79,12 +79,13 @@ export async function runConversion(
       // Every problem is shown; the count is of the file's own.
       return { ...summarizeProblems(wishlist, logger), failed: 0, fileErrors: Math.max(1, fileErrors.length), blobRequests: 0 };
     }
+    // Checked before anything is downloaded (there is nothing to push for an empty list).
+    const pushThin = options.skipThinImage || wishlist.wishes.length === 0 ? undefined : thinPusher(wishlist, env, logger);
     const config = publisherConfig(flags, env);
     // A root that cannot be made is named by the setting it came from, before anything is downloaded.
     if (config.kind === 'directory') ensureWritableDir(flags.repoRoot ? '--repo-root' : 'publisher.root', config.root);
     const publisher = await createPublisher(config, cvmfsRepo, logger);
     await publisher.recover();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger);
     const summary = await convertWishlist(
       wishlist,
       { client, publisher, notifications, logger, ...(pushThin ?? {}), ...(onProgress ? { onProgress } : {}) },

@@ -140,7 +140,8 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
     // Everything is on disk but the thin image is missing (its push was interrupted): push only that.
     const config = parseConfig(configBytes, name);
     const thinImage = await ctx.pushThinImage!({ image, manifestDigest: manifestInfo.manifestDigest, manifest, config, configDigest });
-    log.info({ thinImage: thinImage.name }, 'thin image pushed again');
+    // Not known to have been pushed before: its registry did not have it (a run with -i, or a push cut short).
+    log.info({ thinImage: thinImage.name }, 'thin image pushed (the image was already published)');
     return { status: 'converted', ...base, newLayers: 0, thinImage, warnings: [] };
   }
   const config = parseConfig(configBytes, name);
