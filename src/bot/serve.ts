@@ -28,6 +28,8 @@ export interface StartServerOptions {
   timeouts?: Pick<ListenOptions, 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
   /** The DUCC_* settings, read by the caller (`ducc serve` reads them at start); default readSettings(env). */
   settings?: Settings;
+  /** Attempts at a job that fails temporarily before it fails for good (JobWorker's maxAttempts; default 8). */
+  jobAttempts?: number;
 }
 
 export interface RunningServer {
@@ -94,6 +96,7 @@ export async function startServer(
     const jobs = new JobWorker({
       store,
       logger,
+      ...(options.jobAttempts === undefined ? {} : { maxAttempts: options.jobAttempts }),
       handle: (job, signal) => bot.handle(job, signal),
       onJobFinished: async (job, outcome, error) => {
         if (outcome === 'failed') await bot.finalizeStatuses(job, error);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../../src/config/bot-config.ts';
-import { startServer, type RunningServer } from '../../src/bot/serve.ts';
+import { startServer, type RunningServer, type StartServerOptions } from '../../src/bot/serve.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -62,10 +62,15 @@ export interface TestBot extends RunningServer {
  * Starts `ducc serve` in this process on a free loopback port; stopped when the test ends. Logs nothing
  * unless DUCC_TEST_LOG names a level, or a logger is given.
  */
-export async function startTestBot(t: TestContext | Cleanup, config: (root: string) => BotConfig, logger?: Logger): Promise<TestBot> {
+export async function startTestBot(
+  t: TestContext | Cleanup,
+  config: (root: string) => BotConfig,
+  logger?: Logger,
+  options: StartServerOptions = {},
+): Promise<TestBot> {
   // One cleanup that stops the bot before removing its directory (after-hooks run in registration order).
   const root = await mkdtemp(join(tmpdir(), 'ducc-bot-'));
-  const running = await startServer(config(root), BOT_ENV, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
+  const running = await startServer(config(root), BOT_ENV, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test', options);
   t.after(async () => {
     await running.stop(5000);
     await rm(root, { recursive: true, force: true });

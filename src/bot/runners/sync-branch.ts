@@ -22,6 +22,6 @@ export const syncBranch: JobRunner<'sync-branch'> = async (bot, job, run) => {
   const forge = bot.forgeFor(wishlist);
   const merged = await forge.findMergedChangeRequest(wishlist.project, sha).catch(() => undefined);
   if (merged !== undefined) {
-    await forge.upsertReport(wishlist.project, merged, renderPublishReport(`Published at ${sha.slice(0, 12)}`, result.counts, result.lines));
+    await forge.upsertReport(wishlist.project, merged, renderPublishReport(`Published at ${sha.slice(0, 12)}`, result.counts, result.lines), 'publish');
   }
 };
