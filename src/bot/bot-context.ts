@@ -178,7 +178,20 @@ export class BotContext {
         results.push({
           image: name,
           status,
-          ...(status === 'converted' ? { detail: `${main.newLayers} new layers, config ${main.configDigest.slice(7, 19)}` } : {}),
+          ...(status === 'converted'
+            ? {
+                detail: `${main.newLayers} new layers, config ${main.configDigest.slice(7, 19)}`,
+                published: {
+                  path: `/cvmfs/${wish.cvmfsRepo}/${main.publicPath}`,
+                  flatDigest: main.configDigest,
+                  ...(main.thinImage ? { thinImage: main.thinImage } : {}),
+                  newLayers: main.newLayers,
+                  newLayerBytes: main.newLayerBytes,
+                  reusedLayers: main.layers - main.newLayers,
+                  reusedLayerBytes: main.layerBytes - main.newLayerBytes,
+                },
+              }
+            : {}),
         });
       } catch (error) {
         log.error({ image: name, err: errorMessage(error) }, 'conversion failed');

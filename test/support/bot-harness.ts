@@ -20,6 +20,8 @@ export const BOT_ENV: NodeJS.ProcessEnv = {
   DUCC_GITLAB_WEBHOOK_TOKEN: GITLAB_TOKEN,
   TEST_FORGE_TOKEN: 'forge-api-token',
   TEST_REGISTRY_SECRET: REGISTRY_SECRET,
+  // Thin images are pushed only by tests that turn convert.skipThinImage off, to registries without auth.
+  DUCC_OUTPUT_REGISTRY_PASS: 'thin-push-password',
 };
 
 export function botConfig(root: string, wishlists: Partial<WishlistRepoConfig>[], overrides: Partial<BotConfig> = {}): BotConfig {
