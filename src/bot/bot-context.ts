@@ -152,7 +152,9 @@ export class BotContext {
     try {
       images = await expandWish(this.deps.client, wish);
     } catch (error) {
-      return [{ image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` }];
+      const failed: PublishOutcomeLine[] = [{ image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` }];
+      this.#count(wishlist, failed);
+      return failed;
     }
     const options: ConvertOptions = { ...this.convertOptions(), ...(force ? { convertAgain: true } : {}) };
     for (const image of images) {
@@ -200,7 +202,14 @@ export class BotContext {
         results.push({ image: name, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` });
       }
     }
+    this.#count(wishlist, results);
     return results;
+  }
+
+  /** Adds a wish's outcomes to the wish list's counters (/metrics, the status page). */
+  #count(wishlist: WishlistRepoConfig, results: PublishOutcomeLine[]): void {
+    const count = (status: PublishOutcomeLine['status']) => results.filter((r) => r.status === status).length;
+    this.store.countConversions(wishlist.name, { converted: count('converted'), upToDate: count('up-to-date'), failed: count('failed') });
   }
 
   /** Sets a commit status and records it as owned by `job` (so a failed job leaves none pending). */

@@ -71,6 +71,8 @@ export async function publishWishlist(
     removed++;
     lines.push({ image: record.image, status: 'removed', detail: 'no longer in the wish list; content kept for garbage collection' });
   }
+  if (removed > 0) bot.store.countConversions(wishlist.name, { removed });
+  bot.store.recordPublishOutcome(wishlist.name, failed === 0, bot.now());
   const counts = `${converted} converted, ${upToDate} up to date${removed ? `, ${removed} removed` : ''}, ${failed} failed`;
   run.log.info({ converted, upToDate, removed, failed }, 'wish list published');
   return { failed, counts, lines };

@@ -99,7 +99,10 @@ export async function startServer(
       ...(options.jobAttempts === undefined ? {} : { maxAttempts: options.jobAttempts }),
       handle: (job, signal) => bot.handle(job, signal),
       onJobFinished: async (job, outcome, error) => {
-        if (outcome === 'failed') await bot.finalizeStatuses(job, error);
+        if (outcome !== 'failed') return;
+        const wishlist = (job.payload as { wishlist?: unknown }).wishlist;
+        if (typeof wishlist === 'string') store.countConversions(wishlist, { failedJobs: 1 });
+        await bot.finalizeStatuses(job, error);
       },
     });
     workerRef.current = jobs;
@@ -158,9 +161,14 @@ function running(parts: {
       parts.shutDown();
       for (const timer of timers) clearInterval(timer);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections?.();
+      server.closeIdleConnections();
       await worker.stop(deadlineMs);
+      // Keep-alive connections (a browser showing the status page, which reloads itself) would hold the
+      // server open: idle ones are closed now, and whatever is left a second later.
+      server.closeIdleConnections();
+      const cut = setTimeout(() => server.closeAllConnections(), 1000);
       await closed;
+      clearTimeout(cut);
       store.close();
       logger.info('ducc serve stopped');
     },
