@@ -18,7 +18,7 @@ import type { RegistryClient } from '../registry/client.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import type { Job, JobPayload, StateStore } from '../state/types.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
-import { DuccError, errorMessage } from '../util/errors.ts';
+import { DuccError, errorMessage, isTemporary } from '../util/errors.ts';
 import { wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
 import type { PublishOutcomeLine } from './report.ts';
@@ -152,7 +152,9 @@ export class BotContext {
     try {
       images = await expandWish(this.deps.client, wish);
     } catch (error) {
-      const failed: PublishOutcomeLine[] = [{ image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` }];
+      const failed: PublishOutcomeLine[] = [
+        { image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}`, temporary: isTemporary(error) },
+      ];
       this.#count(wishlist, failed);
       return failed;
     }
@@ -199,7 +201,7 @@ export class BotContext {
         log.error({ image: name, err: errorMessage(error) }, 'conversion failed');
         const previous = this.store.listPublished(wishlist.name).find((record) => record.image === name);
         if (previous) this.store.upsertPublished({ ...previous, updatedAt: this.now(), lastResult: 'error', lastError: errorMessage(error) });
-        results.push({ image: name, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` });
+        results.push({ image: name, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}`, temporary: isTemporary(error) });
       }
     }
     this.#count(wishlist, results);

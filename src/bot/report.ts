@@ -82,6 +82,8 @@ export interface PublishOutcomeLine {
   image: string;
   status: 'converted' | 'up-to-date' | 'failed' | 'removed';
   detail?: string;
+  /** A failure that may go away when tried again later (network, registry 5xx or 429). */
+  temporary?: boolean;
   /** Where a converted image is now, for the people who asked for it. */
   published?: PublishedImageDetails;
 }
