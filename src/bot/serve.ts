@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../config/bot-config.ts';
 import { readSettings, type Settings } from '../config/settings.ts';
-import { describeFsError, describeSetting, ensureWritableDir } from '../config/writable-dir.ts';
+import { checkPublisherPaths, describeFsError, describeSetting, ensureWritableDir } from '../config/writable-dir.ts';
 import type { Forge } from '../forge/forge.ts';
 import { GitHubForge } from '../forge/github-forge.ts';
 import { GitLabForge } from '../forge/gitlab-forge.ts';
@@ -184,8 +184,7 @@ function prune(store: SqliteStateStore): void {
 function checkPaths(config: BotConfig): void {
   if (config.statePath !== ':memory:' && !config.statePath.startsWith('file:')) ensureWritableDir('statePath', dirname(config.statePath), config.statePath);
   ensureWritableDir('cacheDir', config.cacheDir);
-  if (config.publisher.kind === 'directory') ensureWritableDir('publisher.root', config.publisher.root);
-  else if (config.publisher.stagingDir !== undefined) ensureWritableDir('publisher.stagingDir', config.publisher.stagingDir);
+  checkPublisherPaths(config.publisher);
 }
 
 function openStore(statePath: string): SqliteStateStore {

@@ -5,7 +5,7 @@ import { RegistryClient } from '../registry/client.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
-import { ensureWritableDir } from '../config/writable-dir.ts';
+import { checkPublisherPaths } from '../config/writable-dir.ts';
 import { convertWishlist, formatSummary, summarizeProblems, type ConversionSummary } from '../convert/convert-wishlist.ts';
 import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ProgressEvent } from '../convert/convert-image.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
@@ -83,7 +83,7 @@ export async function runConversion(
     const pushThin = options.skipThinImage || wishlist.wishes.length === 0 ? undefined : thinPusher(wishlist, env, logger);
     const config = publisherConfig(flags, env);
     // A root that cannot be made is named by the setting it came from, before anything is downloaded.
-    if (config.kind === 'directory') ensureWritableDir(flags.repoRoot ? '--repo-root' : 'publisher.root', config.root);
+    checkPublisherPaths(config, flags.repoRoot ? '--repo-root' : 'publisher.root');
     const publisher = await createPublisher(config, cvmfsRepo, logger);
     await publisher.recover();
     const summary = await convertWishlist(

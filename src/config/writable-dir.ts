@@ -1,6 +1,7 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DuccError } from '../util/errors.ts';
+import type { PublisherConfig } from './publisher-config.ts';
 
 /** Words for the errors a directory check meets most (the code stays in the message too). */
 const REASONS: Record<string, string> = {
@@ -48,4 +49,18 @@ export function ensureWritableDir(setting: string, path: string, value: string =
   } catch (error) {
     throw new DuccError('BOT_ERR_CONFIG', `${describeSetting(setting, value)}: ${which} is not writable: ${describeFsError(error)}`, { cause: error });
   }
+}
+
+/**
+ * The directories of the `publisher:` section that are set, made and checked at start: the directory
+ * publisher's root (`rootSetting` names where it came from, e.g. `--repo-root`), the cvmfs publisher's
+ * stagingDir and lockDir. The cvmfs publisher's defaults are its own business (it falls back where it can).
+ */
+export function checkPublisherPaths(publisher: PublisherConfig, rootSetting = 'publisher.root'): void {
+  if (publisher.kind === 'directory') {
+    ensureWritableDir(rootSetting, publisher.root);
+    return;
+  }
+  if (publisher.stagingDir !== undefined) ensureWritableDir('publisher.stagingDir', publisher.stagingDir);
+  if (publisher.lockDir !== undefined) ensureWritableDir('publisher.lockDir', publisher.lockDir);
 }

@@ -82,7 +82,7 @@ it('exits 1 when its port is taken, naming listen and DUCC_LISTEN', async (t) =>
   );
 });
 
-it('exits 1 when a directory it writes cannot be made, naming the setting: statePath, cacheDir, publisher.root', async (t) => {
+it('exits 1 when a directory it writes cannot be made, naming the setting: statePath, cacheDir, publisher.root, .lockDir, .stagingDir', async (t) => {
   const dir = await tempDir(t, 'ducc-serve-start-');
   const file = join(dir, 'a-file');
   await writeFile(file, 'not a directory\n');
@@ -93,6 +93,16 @@ it('exits 1 when a directory it writes cannot be made, naming the setting: state
       'publisher.root',
       `publisher: {kind: directory, root: ${file}/cvmfs}`,
       new RegExp(`publisher\\.root "${file}/cvmfs": cannot create the directory: ENOTDIR`),
+    ],
+    [
+      'publisher.lockDir',
+      `publisher: {kind: cvmfs, lockDir: ${file}/locks}`,
+      new RegExp(`publisher\\.lockDir "${file}/locks": cannot create the directory: ENOTDIR`),
+    ],
+    [
+      'publisher.stagingDir',
+      `publisher: {kind: cvmfs, stagingDir: ${file}/staging}`,
+      new RegExp(`publisher\\.stagingDir "${file}/staging": cannot create the directory: ENOTDIR`),
     ],
   ];
 
