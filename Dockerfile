@@ -22,12 +22,22 @@ COPY --from=build /app/src ./src
 COPY package.json ./
 COPY bin ./bin
 COPY config ./config
-ENV NODE_ENV=production
-USER node
-ENV DUCC_CONFIG=/etc/ducc-gitops/ducc.yaml
+# The state (and, through the working directory, relative paths of the config such as the directory
+# publisher's ./var/cvmfs) in the volume, the wish-list clones in the cache, both owned by the user that
+# runs ducc; it listens on every address of the container, as a published port needs. These take
+# precedence over listen, statePath and cacheDir in the mounted config file.
+RUN mkdir -p /var/lib/ducc-gitops /var/cache/ducc-gitops \
+ && chown node:node /var/lib/ducc-gitops /var/cache/ducc-gitops
+ENV NODE_ENV=production \
+    DUCC_CONFIG=/etc/ducc-gitops/ducc.yaml \
+    DUCC_LISTEN=0.0.0.0:8080 \
+    DUCC_STATE_PATH=/var/lib/ducc-gitops/ducc-gitops.db \
+    DUCC_CACHE_DIR=/var/cache/ducc-gitops
+WORKDIR /var/lib/ducc-gitops
 VOLUME ["/var/lib/ducc-gitops"]
+USER node
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "--disable-warning=ExperimentalWarning", "bin/ducc.js"]
+HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["node", "/app/bin/ducc.js"]
 # Secrets come from the environment or *_FILE variables (Docker/Kubernetes secrets), never the image.
 CMD ["serve"]

@@ -1,22 +1,52 @@
-#!/usr/bin/env -S node --disable-warning=ExperimentalWarning
+#!/usr/bin/env node
 // The `ducc` command.
+//
+// First it checks that this Node.js is new enough (package.json's engines): on an older one the program
+// would fail later with a SyntaxError about a missing export, or print nothing at all. The shebang passes
+// no option, so that even a Node.js that does not know --disable-warning gets as far as saying so.
 //
 // It runs the bundle that `npm run build` makes in dist/bundle/ when that build is newer than every
 // source file and package-lock.json: loading TypeScript costs ~0.5 s and ~30 MB at every start (Node's
 // type stripping), and the bundle loads in a handful of files instead of ~280 modules
 // (scripts/bundle.ts). Without a current build, e.g. while developing, it runs the TypeScript sources
 // directly (Node >= 22.18).
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import module from 'node:module';
 import { homedir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const root = new URL('..', import.meta.url);
+
+/** `>=22.19` from package.json's engines, as [22, 19]. */
+function requiredNode() {
+  const range = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).engines?.node ?? '';
+  const match = /^>=\s*(\d+)(?:\.(\d+))?/.exec(range);
+  return match ? [Number(match[1]), Number(match[2] ?? 0)] : [0, 0];
+}
+
+const [needMajor, needMinor] = requiredNode();
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < needMajor || (major === needMajor && minor < needMinor)) {
+  const clone = fileURLToPath(root).replace(/\/$/, '');
+  process.stderr.write(
+    `ducc: this is Node.js ${process.versions.node} (${process.execPath}); ducc-gitops needs Node.js >= ${needMajor}.${needMinor}.\n` +
+      `  Run ${clone}/scripts/with-deps true: it installs Node.js ${needMajor} where it is missing and links it as ${clone}/.node/bin/node.\n` +
+      `  Then run ducc with that Node: ${clone}/.node/bin/node ${clone}/bin/ducc.js ARGS (the systemd units do), or as scripts/with-deps npx ducc ARGS.\n`,
+  );
+  process.exit(1);
+}
+
+// node:sqlite (ducc serve) says it is experimental on every start; other warnings are shown as Node shows them.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  if (warning.name !== 'ExperimentalWarning') process.stderr.write(`(node:${process.pid}) ${warning.name}: ${warning.message}\n`);
+});
 
 // V8's code cache for our modules and its dependencies: start-up compiles less. It is
 // kept in the user's own ~/.cache, never in a shared temp directory where another user could plant
 // code; without a home directory, or if it cannot be written, Node goes on without it.
 // NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 if (homedir() !== '/' && existsSync(homedir())) module.enableCompileCache?.(`${homedir()}/.cache/ducc-gitops/compile-cache`);
-
-const root = new URL('..', import.meta.url);
 
 /** Newest modification time of the files below a directory. */
 function newestMtime(dir) {

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parsePlatform } from '../registry/platform.ts';
 import type { Job, JobPayload, StateStore } from '../state/types.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
-import { DuccError, errorMessage } from '../util/errors.ts';
+import { DuccError, errorMessage, isTemporary } from '../util/errors.ts';
 import { wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
 import type { PublishOutcomeLine } from './report.ts';
@@ -141,7 +141,7 @@ export class BotContext {
 
   async convertContext(list: Wishlist): Promise<ConvertContext> {
     const options = this.convertOptions();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger, this.sources.sinks);
+    const pushThin = options.skipThinImage || list.wishes.length === 0 ? undefined : thinPusher(list, this.deps.env, this.deps.logger, this.sources.sinks);
     return {
       sources: this.sources,
       publisher: await this.publisherFor(list.cvmfsRepo!),
@@ -172,7 +172,11 @@ export class BotContext {
     try {
       images = await expandWish(this.sources, wish);
     } catch (error) {
-      return [{ image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` }];
+      const failed: PublishOutcomeLine[] = [
+        { image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}`, temporary: isTemporary(error) },
+      ];
+      this.#count(wishlist, failed);
+      return failed;
     }
     const options: ConvertOptions = { ...this.convertOptions(), ...(force ? { convertAgain: true } : {}) };
     for (const image of images) {
@@ -198,16 +202,36 @@ export class BotContext {
         results.push({
           image: name,
           status,
-          ...(status === 'converted' ? { detail: `${main.newLayers} new layers, config ${main.configDigest.slice(7, 19)}` } : {}),
+          ...(status === 'converted'
+            ? {
+                detail: `${main.newLayers} new layers, config ${main.configDigest.slice(7, 19)}`,
+                published: {
+                  path: `/cvmfs/${wish.cvmfsRepo}/${main.publicPath}`,
+                  flatDigest: main.configDigest,
+                  ...(main.thinImage ? { thinImage: main.thinImage } : {}),
+                  newLayers: main.newLayers,
+                  newLayerBytes: main.newLayerBytes,
+                  reusedLayers: main.layers - main.newLayers,
+                  reusedLayerBytes: main.layerBytes - main.newLayerBytes,
+                },
+              }
+            : {}),
         });
       } catch (error) {
         log.error({ image: name, err: errorMessage(error) }, 'conversion failed');
         const previous = this.store.listPublished(wishlist.name).find((record) => record.image === name);
         if (previous) this.store.upsertPublished({ ...previous, updatedAt: this.now(), lastResult: 'error', lastError: errorMessage(error) });
-        results.push({ image: name, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}` });
+        results.push({ image: name, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}`, temporary: isTemporary(error) });
       }
     }
+    this.#count(wishlist, results);
     return results;
+  }
+
+  /** Adds a wish's outcomes to the wish list's counters (/metrics, the status page). */
+  #count(wishlist: WishlistRepoConfig, results: PublishOutcomeLine[]): void {
+    const count = (status: PublishOutcomeLine['status']) => results.filter((r) => r.status === status).length;
+    this.store.countConversions(wishlist.name, { converted: count('converted'), upToDate: count('up-to-date'), failed: count('failed') });
   }
 
   /** Sets a commit status and records it as owned by `job` (so a failed job leaves none pending). */

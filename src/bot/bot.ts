@@ -2,7 +2,7 @@ import type { BotEvent, Delivery } from '../forge/events.ts';
 import { parseCommand } from '../forge/command.ts';
 import type { Intake, IntakeResult } from '../jobs/intake.ts';
 import type { Job, JobPayload } from '../state/types.ts';
-import { errorMessage } from '../util/errors.ts';
+import { DuccError, errorMessage } from '../util/errors.ts';
 import { BotContext, type BotDeps, type JobRunner } from './bot-context.ts';
 import { JOB_RUNNERS } from './job-runners.ts';
 
@@ -42,23 +42,40 @@ export class Bot implements Intake {
     const { store, config } = this.deps;
     // Overload is checked before the delivery id is recorded, so the sender's retry is not taken for a duplicate.
     if (store.queuedCount() + delivery.events.length > config.maxQueuedJobs) return { outcome: 'overloaded' };
-    if (!store.recordDelivery(delivery.id, this.now)) return { outcome: 'duplicate' };
-    const payloads: { payload: JobPayload; dedupKey: string; notBefore?: number }[] = [];
+    // A delivery id is done once its jobs succeeded: the same id again (the forge's "Redeliver", a
+    // sender's retry) is a duplicate while they are queued or running or after they succeeded, and runs
+    // again when one of them failed for good (GitHub: redeliver failed deliveries; docs/security.md).
+    if (!this.#mayRun(delivery.id)) return { outcome: 'duplicate' };
+    const payloads: { payload: JobPayload; dedupKey: string; notBefore?: number; key?: string }[] = [];
     const reasons: string[] = [];
     for (const event of delivery.events) {
       const job = this.jobFor(event);
       if (typeof job === 'string') reasons.push(job);
       else payloads.push(job);
     }
-    if (payloads.length === 0) return { outcome: 'ignored', reason: reasons.join('; ') || 'no events' };
-    const ids = payloads.map(
-      ({ payload, dedupKey, notBefore }) => store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now }).job.id,
-    );
+    if (payloads.length === 0) {
+      store.linkDelivery(delivery.id, []);
+      return { outcome: 'ignored', reason: reasons.join('; ') || 'no events' };
+    }
+    const ids = payloads.map(({ payload, dedupKey, notBefore, key }) => {
+      const id = store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now }).job.id;
+      if (key !== undefined) store.linkDelivery(key, [id]);
+      return id;
+    });
+    store.linkDelivery(delivery.id, ids);
     return { outcome: 'queued', jobs: ids };
   }
 
+  /** Records `key` (a delivery id, a comment) and says whether its work is to be done (again). */
+  #mayRun(key: string): boolean {
+    const state = this.deps.store.deliveryState(key);
+    if (state === 'pending' || state === 'done') return false;
+    this.deps.store.recordDelivery(key, this.now);
+    return true;
+  }
+
   /** The job an event asks for, or why it is ignored. */
-  private jobFor(event: BotEvent): { payload: JobPayload; dedupKey: string; notBefore?: number } | string {
+  private jobFor(event: BotEvent): { payload: JobPayload; dedupKey: string; notBefore?: number; key?: string } | string {
     if (event.kind === 'registry-push') {
       const tag = event.tag;
       return {
@@ -85,8 +102,10 @@ export class Bot implements Intake {
         if (event.author.isBot || (wishlist.botUser !== undefined && event.author.login === wishlist.botUser)) return 'comment by a bot';
         const command = parseCommand(event.body);
         if (command === undefined) return 'not a command';
-        // The same comment delivered again under a new delivery id is still one command.
-        if (!this.deps.store.recordDelivery(`comment:${wishlist.name}:${event.commentId}`, this.now)) return 'command already seen';
+        // The same comment delivered again under a new delivery id is still one command (run again only
+        // if its job failed for good).
+        const key = `comment:${wishlist.name}:${event.commentId}`;
+        if (!this.#mayRun(key)) return 'command already seen';
         const author = { login: event.author.login, ...(event.author.id === undefined ? {} : { id: event.author.id }) };
         return {
           payload: {
@@ -99,6 +118,7 @@ export class Bot implements Intake {
             ...(command.kind === 'invalid' ? { invalid: command.message } : {}),
           },
           dedupKey: `reconvert:${wishlist.name}:${event.commentId}`,
+          key,
         };
       }
     }
@@ -140,8 +160,19 @@ export class Bot implements Intake {
       const wishlist = this.deps.config.wishlists.find((w) => w.forge === status.forge && w.project === status.project);
       if (!wishlist) continue;
       await this.#context
-        .setStatus(job, wishlist, status.sha, status.context, 'error', `failed: ${errorMessage(error)}`)
+        .setStatus(job, wishlist, status.sha, status.context, 'error', `failed: ${publicReason(error)}`)
         .catch((e: unknown) => this.deps.logger.warn({ err: errorMessage(e), jobId: job.id }, 'could not finalise a commit status'));
     }
   }
+}
+
+/**
+ * What a commit status says about a failure: what failed, in words, on one line. Our own errors say it in
+ * their message (git's output and local paths are kept apart, for the log); anything else is not ours to
+ * show on a forge.
+ */
+export function publicReason(error: unknown): string {
+  if (!(error instanceof DuccError)) return "an internal error (see the bot's log)";
+  const line = error.message.split('\n')[0]!.trim();
+  return error.code === 'BOT_ERR_GIT' || error.code === 'BOT_ERR_CONFIG' ? `${line} (see the bot's log)` : line;
 }

@@ -1,12 +1,15 @@
 import type { Logger } from 'pino';
 import type { WishlistRepoConfig } from '../config/bot-config.ts';
 import { deleteImages, nameOf } from '../gc/images.ts';
+import { DuccError } from '../util/errors.ts';
 import { parseImageReference } from '../wishlist/image-reference.ts';
 import { throwIfStopped, type BotContext } from './bot-context.ts';
 import type { PublishOutcomeLine } from './report.ts';
 
 export interface PublishResult {
   failed: number;
+  /** Of the failed, those that may work when tried again later (see throwIfTemporaryFailures). */
+  temporary: number;
   /** e.g. `3 converted, 12 up to date, 1 removed, 1 failed`. */
   counts: string;
   lines: PublishOutcomeLine[];
@@ -67,7 +70,22 @@ export async function publishWishlist(
     removed++;
     lines.push({ image: record.image, status: 'removed', detail: 'no longer in the wish list; content kept for garbage collection' });
   }
+  if (removed > 0) bot.store.countConversions(wishlist.name, { removed });
+  bot.store.recordPublishOutcome(wishlist.name, failed === 0, bot.now());
   const counts = `${converted} converted, ${upToDate} up to date${removed ? `, ${removed} removed` : ''}, ${failed} failed`;
   run.log.info({ converted, upToDate, removed, failed }, 'wish list published');
-  return { failed, counts, lines };
+  return { failed, temporary: lines.filter((line) => line.status === 'failed' && line.temporary === true).length, counts, lines };
+}
+
+/**
+ * After a publish has reported its result: images that failed for a temporary reason (a registry that
+ * did not answer, or answered 5xx or 429) make the job fail temporarily, so that the worker tries it again
+ * with its backoff (30 s, then minutes) instead of leaving them to the next reconcile. The images that
+ * worked are up to date by then and cost one manifest request each.
+ */
+export function throwIfTemporaryFailures(result: PublishResult): void {
+  if (result.temporary === 0) return;
+  throw new DuccError('BOT_ERR_PUBLISH', `${result.temporary} image${result.temporary === 1 ? '' : 's'} failed for a temporary reason; trying again`, {
+    temporary: true,
+  });
 }

@@ -91,6 +91,23 @@ export interface PublishOutcomeLine {
   image: string;
   status: 'converted' | 'up-to-date' | 'failed' | 'removed';
   detail?: string;
+  /** A failure that may go away when tried again later (network, registry 5xx or 429). */
+  temporary?: boolean;
+  /** Where a converted image is now, for the people who asked for it. */
+  published?: PublishedImageDetails;
+}
+
+export interface PublishedImageDetails {
+  /** `/cvmfs/<cvmfs_repo>/<registry>/<repository>:<tag>` */
+  path: string;
+  /** The flat tree's digest: the image's config digest (`.flat/<xx>/<hex>`). */
+  flatDigest: string;
+  /** The thin image pushed: `http(s)://registry/repository:tag` and its manifest digest. */
+  thinImage?: { name: string; digest: string };
+  newLayers: number;
+  newLayerBytes: number;
+  reusedLayers: number;
+  reusedLayerBytes: number;
 }
 
 /** What a push (or a /reconvert) published, for the merged merge request's report. */
@@ -99,5 +116,37 @@ export function renderPublishReport(title: string, counts: string, outcomes: Pub
   const rows = interesting.map((outcome) => `| ${outcome.status} | ${code(outcome.image)} | ${cell(outcome.detail ?? '')} |`);
   const lines = [`### ${title}`, '', `**${counts}**`, ''];
   if (rows.length > 0) lines.push(...fold(`${rows.length} images`, ['| Result | Image | Details |', '|---|---|---|', ...rows]));
+  const published = interesting.filter((outcome) => outcome.published !== undefined);
+  if (published.length > 0) {
+    const blocks = published.flatMap((outcome) => ['', ...renderPublishedImage(outcome.image, outcome.published!)]);
+    // Shown open for a few images (what the author of the merge request came for), folded beyond.
+    const details = blocks.slice(1);
+    lines.push(
+      '',
+      ...(published.length <= 3
+        ? details
+        : ['<details>', `<summary>where to find the ${published.length} converted images</summary>`, '', ...details, '', '</details>']),
+    );
+  }
   return lines.join('\n');
+}
+
+/** One converted image: the path with an `apptainer exec` line, the thin image with a `docker run` line, the flat tree, the layers. */
+function renderPublishedImage(image: string, details: PublishedImageDetails): string[] {
+  const lines = [`#### ${code(image)}`, '', `- Path: ${code(details.path)}`, '', '  ```sh', `  apptainer exec ${shellWord(details.path)} /bin/sh`, '  ```'];
+  if (details.thinImage !== undefined) {
+    const pinned = `${details.thinImage.name.replace(/^https?:\/\//, '')}@${details.thinImage.digest}`;
+    lines.push(`- Thin image: ${code(pinned)} (runs with the CernVM-FS graph driver)`, '', '  ```sh', `  docker run --rm -it ${shellWord(pinned)}`, '  ```');
+  }
+  lines.push(
+    `- Flat tree: ${code(details.flatDigest)}`,
+    `- Layers: ${details.newLayers} new (${formatBytes(details.newLayerBytes)}), ${details.reusedLayers} reused (${formatBytes(details.reusedLayerBytes)})`,
+  );
+  return lines;
+}
+
+/** A path or image name from a wish list, in a code block: only the characters of names and paths, else quoted. */
+function shellWord(text: string): string {
+  const clean = text.replace(/[\r\n`]/g, '');
+  return /^[\w./:@+-]+$/.test(clean) ? clean : `'${clean.replace(/'/g, `'\\''`)}'`;
 }

@@ -1,7 +1,9 @@
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../config/bot-config.ts';
 import { readSettings, type Settings } from '../config/settings.ts';
+import { checkPublisherPaths, describeFsError, describeSetting, ensureWritableDir } from '../config/writable-dir.ts';
 import type { Forge } from '../forge/forge.ts';
 import { GitHubForge } from '../forge/github-forge.ts';
 import { GitLabForge } from '../forge/gitlab-forge.ts';
@@ -27,6 +29,8 @@ export interface StartServerOptions {
   timeouts?: Pick<ListenOptions, 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
   /** The DUCC_* settings, read by the caller (`ducc serve` reads them at start); default readSettings(env). */
   settings?: Settings;
+  /** Attempts at a job that fails temporarily before it fails for good (JobWorker's maxAttempts; default 8). */
+  jobAttempts?: number;
 }
 
 export interface RunningServer {
@@ -50,80 +54,106 @@ export async function startServer(
   options: StartServerOptions = {},
 ): Promise<RunningServer> {
   const settings = options.settings ?? readSettings(env);
-  const store = SqliteStateStore.open(config.statePath);
-  const interrupted = store.requeueRunning();
-  if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
-  const prune = (): void => {
-    store.pruneDeliveries(DELIVERY_RETENTION_MS);
-    store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
-  };
-  prune();
+  // Everything that can be wrong with the configuration or the machine is found before anything starts,
+  // and what was opened is closed again: a fatal start-up error ends `ducc serve` at once (exit 1, so
+  // that systemd's Restart=on-failure and container restart policies see it), naming the setting.
+  checkPaths(config);
+  const store = openStore(config.statePath);
+  try {
+    const interrupted = store.requeueRunning();
+    if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
+    prune(store);
 
-  const forges = new Map<string, Forge>();
-  const forgeFor = (wishlist: WishlistRepoConfig): Forge => {
-    let forge = forges.get(wishlist.name);
-    if (!forge) {
-      const token = secretFromEnv(env, wishlist.tokenEnv);
-      if (token === undefined)
-        throw new DuccError('BOT_ERR_CONFIG', `wish list '${wishlist.name}': ${wishlist.tokenEnv} (or ${wishlist.tokenEnv}_FILE) is not set`);
-      const botUser = wishlist.botUser;
-      forge =
-        wishlist.forge === 'github'
-          ? new GitHubForge({ baseUrl: wishlist.apiUrl, token, ...(botUser ? { botLogin: botUser } : {}), logger })
-          : new GitLabForge({ host: wishlist.apiUrl, token, ...(botUser ? { botUsername: botUser } : {}), logger });
-      forges.set(wishlist.name, forge);
-    }
-    return forge;
-  };
-  // Fail at start, not at the first webhook, when a token is missing.
-  for (const wishlist of config.wishlists) forgeFor(wishlist);
+    const forges = new Map<string, Forge>();
+    const forgeFor = (wishlist: WishlistRepoConfig): Forge => {
+      let forge = forges.get(wishlist.name);
+      if (!forge) {
+        const token = secretFromEnv(env, wishlist.tokenEnv);
+        if (token === undefined)
+          throw new DuccError('BOT_ERR_CONFIG', `wish list '${wishlist.name}': ${wishlist.tokenEnv} (or ${wishlist.tokenEnv}_FILE) is not set`);
+        const botUser = wishlist.botUser;
+        forge =
+          wishlist.forge === 'github'
+            ? new GitHubForge({ baseUrl: wishlist.apiUrl, token, ...(botUser ? { botLogin: botUser } : {}), logger })
+            : new GitLabForge({ host: wishlist.apiUrl, token, ...(botUser ? { botUsername: botUser } : {}), logger });
+        forges.set(wishlist.name, forge);
+      }
+      return forge;
+    };
+    // Fail at start, not at the first webhook, when a token is missing.
+    for (const wishlist of config.wishlists) forgeFor(wishlist);
 
-  // The bot pokes the worker, and the worker runs the bot's jobs: the worker is made second.
-  const workerRef: { current?: JobWorker } = {};
-  const gcRuns = new GcRunLog();
-  const bot = new Bot({
-    config,
-    env,
-    store,
-    forgeFor,
-    client: new RegistryClient({ credentials: await pullCredentials(env), logger }),
-    logger,
-    onEnqueued: () => workerRef.current?.poke(),
-    gcRuns,
-  });
-  const worker = new JobWorker({
-    store,
-    logger,
-    handle: (job, signal) => bot.handle(job, signal),
-    onJobFinished: async (job, outcome, error) => {
-      if (outcome === 'failed') await bot.finalizeStatuses(job, error);
-    },
-  });
-  workerRef.current = worker;
-  worker.start();
+    // The bot pokes the worker, and the worker runs the bot's jobs: the worker is made second.
+    const workerRef: { current?: JobWorker } = {};
+    const gcRuns = new GcRunLog();
+    const bot = new Bot({
+      config,
+      env,
+      store,
+      forgeFor,
+      client: new RegistryClient({ credentials: await pullCredentials(env), logger }),
+      logger,
+      onEnqueued: () => workerRef.current?.poke(),
+      gcRuns,
+    });
+    const jobs = new JobWorker({
+      store,
+      logger,
+      ...(options.jobAttempts === undefined ? {} : { maxAttempts: options.jobAttempts }),
+      handle: (job, signal) => bot.handle(job, signal),
+      onJobFinished: async (job, outcome, error) => {
+        if (outcome !== 'failed') return;
+        const wishlist = (job.payload as { wishlist?: unknown }).wishlist;
+        if (typeof wishlist === 'string') store.countConversions(wishlist, { failedJobs: 1 });
+        await bot.finalizeStatuses(job, error);
+      },
+    });
+    workerRef.current = jobs;
 
-  let shuttingDown = false;
-  const app = buildApp({
-    config,
-    settings: settings.http,
-    env,
-    intake: bot,
-    store,
-    logger,
-    version,
-    isReady: () => !shuttingDown,
-    isShuttingDown: () => shuttingDown,
-    gcRuns,
-  });
-  const server = await listen(app, { ...options.timeouts, host: config.listen.host, port: config.listen.port });
-  logger.info({ host: config.listen.host, port: config.listen.port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
+    let shuttingDown = false;
+    // Reads the webhook secrets: a missing one is an error here, before anything listens or runs.
+    const app = buildApp({
+      config,
+      settings: settings.http,
+      env,
+      intake: bot,
+      store,
+      logger,
+      version,
+      isReady: () => !shuttingDown,
+      isShuttingDown: () => shuttingDown,
+      gcRuns,
+    });
+    const server = await listenOn(app, config, options.timeouts);
+    const address = server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.listen.port;
+    jobs.start();
+    logger.info({ host: config.listen.host, port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
+    return running({ config, store, server, bot, worker: jobs, logger, isShuttingDown: () => shuttingDown, shutDown: () => (shuttingDown = true) });
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
 
+/** What runs once `ducc serve` listens: the reconcile and prune timers, and the graceful stop. */
+function running(parts: {
+  config: BotConfig;
+  store: SqliteStateStore;
+  server: Server;
+  bot: Bot;
+  worker: JobWorker;
+  logger: Logger;
+  isShuttingDown: () => boolean;
+  shutDown: () => void;
+}): RunningServer {
+  const { config, store, server, bot, worker, logger } = parts;
   const timers: NodeJS.Timeout[] = [];
   if (config.reconcileMinutes > 0) {
     bot.scheduleReconcile();
     timers.push(setInterval(() => bot.scheduleReconcile(), config.reconcileMinutes * 60_000));
   }
-  timers.push(setInterval(prune, 3600_000));
+  timers.push(setInterval(() => prune(store), 3600_000));
   const gcHours = config.gc?.intervalHours ?? 0;
   if (gcHours > 0) timers.push(setInterval(() => bot.scheduleGc(), gcHours * 3600_000));
   for (const timer of timers) timer.unref();
@@ -133,15 +163,58 @@ export async function startServer(
     bot,
     worker,
     async stop(deadlineMs = 60_000) {
-      if (shuttingDown) return;
-      shuttingDown = true;
+      if (parts.isShuttingDown()) return;
+      parts.shutDown();
       for (const timer of timers) clearInterval(timer);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections?.();
-      await worker!.stop(deadlineMs);
+      server.closeIdleConnections();
+      await worker.stop(deadlineMs);
+      // Keep-alive connections (a browser showing the status page, which reloads itself) would hold the
+      // server open: idle ones are closed now, and whatever is left a second later.
+      server.closeIdleConnections();
+      const cut = setTimeout(() => server.closeAllConnections(), 1000);
       await closed;
+      clearTimeout(cut);
       store.close();
       logger.info('ducc serve stopped');
     },
   };
+}
+
+function prune(store: SqliteStateStore): void {
+  store.pruneDeliveries(DELIVERY_RETENTION_MS);
+  store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
+}
+
+/** The directories `ducc serve` writes, checked (and made) at start: each problem names its setting. */
+function checkPaths(config: BotConfig): void {
+  if (config.statePath !== ':memory:' && !config.statePath.startsWith('file:')) ensureWritableDir('statePath', dirname(config.statePath), config.statePath);
+  ensureWritableDir('cacheDir', config.cacheDir);
+  checkPublisherPaths(config.publisher);
+}
+
+function openStore(statePath: string): SqliteStateStore {
+  try {
+    return SqliteStateStore.open(statePath);
+  } catch (error) {
+    if (error instanceof DuccError) throw new DuccError(error.code, `${describeSetting('statePath', statePath)}: ${error.message}`, { cause: error });
+    throw new DuccError('BOT_ERR_CONFIG', `${describeSetting('statePath', statePath)}: cannot open the state database: ${describeFsError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Listens where the configuration says; a failure (the port is taken, the address is not here) names the setting. */
+async function listenOn(app: RequestListener, config: BotConfig, timeouts: StartServerOptions['timeouts']): Promise<Server> {
+  const { host, port } = config.listen;
+  try {
+    return await listen(app, { ...timeouts, host, port });
+  } catch (error) {
+    const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    throw new DuccError(
+      'BOT_ERR_CONFIG',
+      `listen: cannot listen on ${where}: ${describeFsError(error)}; change listen.host and listen.port in the config file, or set DUCC_LISTEN=host:port`,
+      { cause: error },
+    );
+  }
 }

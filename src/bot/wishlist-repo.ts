@@ -40,9 +40,12 @@ export class WishlistRepository {
           '+refs/merge-requests/*/head:refs/merge-requests/*/head',
         ]);
       } catch (error) {
-        // Temporary (the repository or the network may be back later); the cause is not kept, its
-        // message may hold the clone URL's credentials.
-        throw new DuccError('BOT_ERR_GIT', `cannot fetch the wish-list repository: ${redactUrl(errorMessage(error))}`);
+        // Temporary (the repository or the network may be back later). The message says what failed in
+        // words (it becomes a commit status); git's own output, with the local clone's path, is `detail`,
+        // which the log shows. The cause is not kept: its message may hold the clone URL's credentials.
+        throw Object.assign(new DuccError('BOT_ERR_GIT', 'cannot fetch the wish-list repository'), {
+          detail: redactUrl(errorMessage(error)).trim(),
+        });
       }
     });
   }

@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../util/errors.ts';
 import { parseImageReference, wholeName, manifestReference } from '../wishlist/image-reference.ts';
-import { formatProblem, hasErrors } from '../wishlist/wishlist.ts';
+import { formatProblem, hasErrors, type Wishlist } from '../wishlist/wishlist.ts';
 import { createLogger } from '../util/logger.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { expandWish } from '../convert/convert-wishlist.ts';
@@ -101,7 +101,7 @@ export function buildProgram(out: (text: string) => void): Command {
   ).action(async (file: string, flags: ConversionFlags) => {
     const logger = createLogger();
     const summary = await runConversion(await readWishlist(file), flags, process.env, logger, undefined, terminalProgress());
-    process.exitCode = reportSummary(summary, out);
+    process.exitCode = reportSummary(summary, out, file);
   });
 
   conversionFlags(
@@ -148,7 +148,8 @@ export function buildProgram(out: (text: string) => void): Command {
     .action(async (file: string, flags: { platform: string; offline?: boolean; config?: string }) => {
       const wishlist = await readWishlist(file);
       for (const problem of wishlist.problems) out(`${formatProblem(problem, file)}\n`);
-      let failed = hasErrors(wishlist);
+      let resolvedImages = 0;
+      let unresolved = 0;
       if (!flags.offline) {
         const sources = await createSources(flags.config, process.env, createLogger({ level: 'warn' }));
         const platform = parsePlatform(flags.platform);
@@ -159,14 +160,16 @@ export function buildProgram(out: (text: string) => void): Command {
             for (const image of images) {
               const resolved = await sources.forImage(image).resolveManifest(manifestReference(image), { platform });
               out(`${where}: ok: ${wholeName(image)} ${resolved.manifestDigest}\n`);
+              resolvedImages++;
             }
           } catch (error) {
-            failed = true;
+            unresolved++;
             out(`${where}: error: ${wish.input}: ${errorMessage(error)}\n`);
           }
         }
       }
-      process.exitCode = failed ? 1 : 0;
+      out(`${checkSummary(file, wishlist, flags.offline ? undefined : { resolved: resolvedImages, unresolved })}\n`);
+      process.exitCode = hasErrors(wishlist) || unresolved > 0 ? 1 : 0;
     });
 
   program
@@ -223,6 +226,15 @@ export function buildProgram(out: (text: string) => void): Command {
     });
 
   return program;
+}
+
+/** The last line of `ducc check`: `wishlist.yaml: 3 entries, 4 resolved, 0 failed to resolve, 0 errors, 1 warning`. */
+export function checkSummary(file: string, wishlist: Wishlist, resolution: { resolved: number; unresolved: number } | undefined): string {
+  const count = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const errors = wishlist.problems.filter((p) => p.severity === 'error').length;
+  const warnings = wishlist.problems.length - errors;
+  const resolved = resolution === undefined ? 'not resolved (--offline)' : `${resolution.resolved} resolved, ${resolution.unresolved} failed to resolve`;
+  return `${file}: ${wishlist.wishes.length} ${wishlist.wishes.length === 1 ? 'entry' : 'entries'}, ${resolved}, ${count(errors, 'error')}, ${count(warnings, 'warning')}`;
 }
 
 /** Runs the CLI and returns the exit code. */

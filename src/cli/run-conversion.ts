@@ -9,6 +9,7 @@ import { loadSourcesConfig } from '../config/sources-config.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { parsePlatform } from '../registry/platform.ts';
 import { createPublisher, loadPublisherConfig, type PublisherConfig } from '../config/publisher-config.ts';
+import { checkPublisherPaths } from '../config/writable-dir.ts';
 import { convertWishlist, formatSummary, summarizeProblems, type ConversionSummary } from '../convert/convert-wishlist.ts';
 import { DEFAULT_CONVERT_OPTIONS, type ConvertOptions, type ProgressEvent } from '../convert/convert-image.ts';
 import { thinPusher } from '../thin/thin-pusher.ts';
@@ -95,17 +96,26 @@ export async function runConversion(
   logger: Logger,
   signal?: AbortSignal,
   onProgress?: (event: ProgressEvent) => void,
-): Promise<ConversionSummary & { blobRequests: number }> {
+): Promise<RunSummary> {
   const options = conversionOptions(flags);
   const sources = await createSources(flags.config, env, logger);
   const notifications = flags.notificationFile ? await NotificationWriter.open(flags.notificationFile) : NotificationWriter.discard();
   try {
     const cvmfsRepo = wishlist.cvmfsRepo;
-    // Without a valid cvmfs_repo there is nothing to convert into; report the file's problems.
-    if (cvmfsRepo === undefined) return { ...summarizeProblems(wishlist, logger), blobRequests: 0 };
-    const publisher = await createPublisher(publisherConfig(flags, env), cvmfsRepo, logger);
+    // A problem of the whole file (YAML syntax, an unknown version, no cvmfs_repo) stops the run before any
+    // conversion: it is reported as such, not counted as failed wishes.
+    const fileErrors = wishlist.problems.filter((problem) => problem.severity === 'error' && problem.wish === undefined);
+    if (cvmfsRepo === undefined || fileErrors.length > 0) {
+      // Every problem is shown; the count is of the file's own.
+      return { ...summarizeProblems(wishlist, logger), failed: 0, fileErrors: Math.max(1, fileErrors.length), blobRequests: 0 };
+    }
+    // Checked before anything is downloaded (there is nothing to push for an empty list).
+    const pushThin = options.skipThinImage || wishlist.wishes.length === 0 ? undefined : thinPusher(wishlist, env, logger, sources.sinks);
+    const config = publisherConfig(flags, env);
+    // A root that cannot be made is named by the setting it came from, before anything is downloaded.
+    checkPublisherPaths(config, flags.repoRoot ? '--repo-root' : 'publisher.root');
+    const publisher = await createPublisher(config, cvmfsRepo, logger);
     await publisher.recover();
-    const pushThin = options.skipThinImage ? undefined : thinPusher(wishlist, env, logger, sources.sinks);
     // DUCC 2026: the wish list's ignoreErrors and those of the file DUCC_IGNORE_ERRORS_FILE names.
     const extra = await readIgnoreErrorsFile(env['DUCC_IGNORE_ERRORS_FILE']);
     for (const warning of extra.warnings) logger.warn(warning);
@@ -120,7 +130,7 @@ export async function runConversion(
         ...(signal ? { signal } : {}),
       },
     );
-    return { ...summary, blobRequests: sources.blobRequests };
+    return { ...summary, fileErrors: 0, blobRequests: sources.blobRequests };
   } finally {
     await notifications.close();
   }
@@ -136,9 +146,20 @@ export async function readWishlist(file: string): Promise<Wishlist> {
   return parseWishlist(text, file);
 }
 
-/** Prints failures and the summary line; returns the exit code (1 when anything failed that `ignoreErrors` does not tolerate). */
-export function reportSummary(summary: ConversionSummary, write: (text: string) => void): number {
+/** What one conversion run did; `fileErrors` counts problems of the whole file, which stop it before any conversion. */
+export type RunSummary = ConversionSummary & { fileErrors: number; blobRequests: number };
+
+/**
+ * Prints failures and the summary line; returns the exit code (1 when anything failed that `ignoreErrors`
+ * does not tolerate, or the file itself has errors).
+ */
+export function reportSummary(summary: ConversionSummary & { fileErrors?: number }, write: (text: string) => void, file?: string): number {
   for (const failure of summary.failures) write(`${failure.tolerated ? 'warning (ignoreErrors)' : 'error'}: ${failure.message}\n`);
+  const fileErrors = summary.fileErrors ?? 0;
+  if (fileErrors > 0) {
+    write(`${file ?? 'the wish list'}: not converted: ${fileErrors} error${fileErrors === 1 ? '' : 's'} in the file\n`);
+    return 1;
+  }
   write(`${formatSummary(summary)}\n`);
   return summary.failed > 0 ? 1 : 0;
 }
@@ -165,13 +186,14 @@ export async function runLoop(
     for (let round = 1; !controller.signal.aborted; round++) {
       try {
         const summary = await runConversion(await readWishlist(file), flags, env, logger, controller.signal);
-        reportSummary(summary, write);
+        reportSummary(summary, write, file);
       } catch (error) {
         // A broken start (unreadable wish list, bad config) ends the command; later rounds are retried
         // after the interval (the wish list may be replaced under us, a registry or cvmfs_server may hiccup).
         if (round === 1) throw error;
         write(`error: ${errorMessage(error)}\n`);
-        logger.error({ err: errorMessage(error) }, 'round failed; trying again after the interval');
+        // Printed just above: on a terminal the log does not repeat it (see createLogger).
+        logger.error({ err: errorMessage(error), printed: true }, 'round failed; trying again after the interval');
       }
       await sleep(intervalSeconds * 1000, undefined, { signal: controller.signal }).catch(() => undefined);
     }

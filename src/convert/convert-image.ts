@@ -104,6 +104,11 @@ export interface ImageOutcome {
   flatDir: string;
   /** Layers unpacked in this run (the rest were already published). */
   newLayers: number;
+  /** Their compressed size, as the manifest gives it. */
+  newLayerBytes: number;
+  /** Every distinct layer of the image and their compressed size: `layers - newLayers` were reused. */
+  layers: number;
+  layerBytes: number;
   thinImage?: { name: string; digest: string };
   warnings: string[];
 }
@@ -125,14 +130,23 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   const flat = flatDir(configDigest);
   const manifestPath = `${target.platformDir ? multiarchMetadataDir(target.platformDir, image) : metadataDir(image)}/manifest.json`;
   const layers = manifest.layers.filter((layer) => !isForeignLayer(layer.mediaType));
-  const base = { image: name, manifestDigest: manifestInfo.manifestDigest, configDigest, publicPath: publicName, flatDir: flat };
+  const distinct = layers.filter((layer, index) => layers.findIndex((other) => other.digest === layer.digest) === index);
+  const base = {
+    image: name,
+    manifestDigest: manifestInfo.manifestDigest,
+    configDigest,
+    publicPath: publicName,
+    flatDir: flat,
+    layers: distinct.length,
+    layerBytes: distinct.reduce((sum, layer) => sum + layer.size, 0),
+  };
 
   const existing = parseDuccManifest((await ctx.publisher.readFile(manifestPath)) ?? Buffer.alloc(0));
   const wantsThin = ctx.pushThinImage !== undefined && !options.skipThinImage;
   const published = !options.convertAgain && existing?.configDigest === configDigest && (await isComplete(ctx.publisher, layers, flat, publicName, options));
   if (published && (!wantsThin || !ctx.thinImageExists || (await ctx.thinImageExists(image)))) {
     log.debug('already converted');
-    return { status: 'up-to-date', ...base, newLayers: 0, warnings: [] };
+    return { status: 'up-to-date', ...base, newLayers: 0, newLayerBytes: 0, warnings: [] };
   }
 
   const configBytes = await source.fetchBlob(manifest.config);
@@ -140,8 +154,9 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
     // Everything is on disk but the thin image is missing (its push was interrupted): push only that.
     const config = parseConfig(configBytes, name);
     const thinImage = await ctx.pushThinImage!({ image, manifestDigest: manifestInfo.manifestDigest, manifest, config, configDigest });
-    log.info({ thinImage: thinImage.name }, 'thin image pushed again');
-    return { status: 'converted', ...base, newLayers: 0, thinImage, warnings: [] };
+    // Not known to have been pushed before: its registry did not have it (a run with -i, or a push cut short).
+    log.info({ thinImage: thinImage.name }, 'thin image pushed (the image was already published)');
+    return { status: 'converted', ...base, newLayers: 0, newLayerBytes: 0, thinImage, warnings: [] };
   }
   const config = parseConfig(configBytes, name);
   const diffIds = config.rootfs?.diff_ids ?? [];
@@ -154,6 +169,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   //    before any byte is requested.
   const limit = pLimit(Math.max(1, options.maxConcurrentDownloads));
   let newLayers = 0;
+  let newLayerBytes = 0;
   // With --skip-layers the layers are still unpacked when the flat tree needs them (it is built from them).
   const needLayers = !options.skipLayers || !options.skipFlat;
   // Once a layer failed the image has failed: no further layer is started, and the ones running are
@@ -198,6 +214,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
             const result = await unpackLayer(ctx, batch, source, name, layer, diffIds[index]!, { replace, keptOrigin, configDigest });
             warnings.push(...result);
             newLayers++;
+            newLayerBytes += layer.size;
             unpacked.push(layer.digest);
             await ctx.notifications.write({
               action: 'end_layer_conversion',
@@ -302,7 +319,7 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   // Only once the symlink is published (an aborted transaction publishes nothing).
   if (!options.skipFlat) await ctx.notifications.write({ action: 'publish_flat_image', image_request: name, public_path: publicName, private_path: flat });
 
-  const outcome: ImageOutcome = { status: 'converted', ...base, newLayers, warnings };
+  const outcome: ImageOutcome = { status: 'converted', ...base, newLayers, newLayerBytes, warnings };
   if (ctx.pushThinImage && !options.skipThinImage) {
     outcome.thinImage = await ctx.pushThinImage({ image, manifestDigest: manifestInfo.manifestDigest, manifest, config, configDigest });
   }

@@ -79,7 +79,8 @@ export async function convertWishlist(
       } catch (error) {
         const shown = image === wish.image ? wish.input : `${wish.input} (${wholeName(image)})`;
         summary.failures.push({ wish: wish.input, message: `${where}: ${shown}: ${errorMessage(error)}`, ...tolerated });
-        hooks.logger.error({ wish: wish.input, image: wholeName(image), err: errorMessage(error) }, 'conversion failed');
+        // `printed`: the command prints the failure itself (ducc convert's `error:` lines), so a terminal does not show it twice.
+        hooks.logger.error({ wish: wish.input, image: wholeName(image), err: errorMessage(error), printed: true }, 'conversion failed');
       }
     }
   }

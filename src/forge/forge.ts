@@ -1,4 +1,5 @@
 import type { Actor, ForgeKind } from './events.ts';
+import type { ReportSection } from './report-sections.ts';
 
 /** Our status states; each forge maps them to its own (GitLab: pending → running, failure → failed). */
 export type CommitState = 'pending' | 'success' | 'failure' | 'error';
@@ -33,9 +34,11 @@ export interface Forge {
 
   /**
    * Creates or edits in place the bot's single report comment on a merge/pull request, found by a
-   * hidden marker. The body is cut to the forge's limit (GitHub 65,536 characters).
+   * hidden marker. With a `section`, only that section of the report is set and the others are kept
+   * (report-sections.ts); without, the body replaces the report. The body is cut to the forge's limit
+   * (GitHub 65,536 characters).
    */
-  upsertReport(project: string, number: number, body: string): Promise<void>;
+  upsertReport(project: string, number: number, body: string, section?: ReportSection): Promise<void>;
 
   /** Posts a short new comment (answers to commands). */
   reply(project: string, number: number, body: string): Promise<void>;

@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { DuccError, networkCause } from '../util/errors.ts';
 import type { Actor, ForgeKind } from './events.ts';
 import { REPORT_MARKER, type ChangeRequestInfo, type CommitStatus, type Forge } from './forge.ts';
+import { mergeReportSection, type ReportSection } from './report-sections.ts';
 import { ForgeError } from './forge-error.ts';
 import { GITHUB_COMMENT_MAX_CHARS, GITHUB_STATUS_DESCRIPTION_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
 
@@ -77,14 +78,15 @@ export class GitHubForge implements Forge {
     );
   }
 
-  async upsertReport(project: string, number: number, body: string): Promise<void> {
+  async upsertReport(project: string, number: number, body: string, section?: ReportSection): Promise<void> {
     const { owner, repo } = splitProject(project);
     checkNumber(number);
-    const text = truncateMarkdown(`${REPORT_MARKER}\n${body}`, GITHUB_COMMENT_MAX_CHARS);
     const existing = await this.#findReport(owner, repo, number);
+    const merged = section === undefined ? body : mergeReportSection(existing?.body, section, body);
+    const text = truncateMarkdown(`${REPORT_MARKER}\n${merged}`, GITHUB_COMMENT_MAX_CHARS);
     if (existing !== undefined) {
-      await this.#call(`editing report comment ${existing} on ${project}#${number}`, () =>
-        this.#octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text }),
+      await this.#call(`editing report comment ${existing.id} on ${project}#${number}`, () =>
+        this.#octokit.rest.issues.updateComment({ owner, repo, comment_id: existing.id, body: text }),
       );
       return;
     }
@@ -149,8 +151,8 @@ export class GitHubForge implements Forge {
     return ours.find((pull) => Boolean(pull.merged_at))?.number;
   }
 
-  /** The id of the bot's report comment on the pull request, if there is one (the oldest when several). */
-  async #findReport(owner: string, repo: string, number: number): Promise<number | undefined> {
+  /** The bot's report comment on the pull request, if there is one (the oldest when several). */
+  async #findReport(owner: string, repo: string, number: number): Promise<{ id: number; body: string } | undefined> {
     const botLogin = this.#botLogin?.toLowerCase();
     try {
       const pages = this.#octokit.paginate.iterator(this.#octokit.rest.issues.listComments, { owner, repo, issue_number: number, per_page: 100 });
@@ -158,7 +160,7 @@ export class GitHubForge implements Forge {
         for (const comment of data) {
           if (!comment.body?.includes(REPORT_MARKER)) continue;
           if (botLogin !== undefined && comment.user?.login.toLowerCase() !== botLogin) continue;
-          return comment.id;
+          return { id: comment.id, body: comment.body };
         }
       }
     } catch (error) {

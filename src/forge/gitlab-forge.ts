@@ -13,6 +13,7 @@ import { pino, type Logger } from 'pino';
 import { DuccError, networkCause } from '../util/errors.ts';
 import type { Actor, ForgeKind } from './events.ts';
 import { REPORT_MARKER, type ChangeRequestInfo, type CommitState, type CommitStatus, type Forge } from './forge.ts';
+import { mergeReportSection, type ReportSection } from './report-sections.ts';
 import { ForgeError } from './forge-error.ts';
 import { GITLAB_NOTE_MAX_CHARS, STATUS_FIELD_MAX_CHARS, truncateMarkdown, truncateText } from './limits.ts';
 
@@ -128,14 +129,15 @@ export class GitLabForge implements Forge {
     }
   }
 
-  async upsertReport(project: string, number: number, body: string): Promise<void> {
+  async upsertReport(project: string, number: number, body: string, section?: ReportSection): Promise<void> {
     checkProject(project);
     checkNumber(number);
-    const text = truncateMarkdown(`${REPORT_MARKER}\n${body}`, GITLAB_NOTE_MAX_CHARS);
     const existing = await this.#findReport(project, number);
+    const merged = section === undefined ? body : mergeReportSection(existing?.body, section, body);
+    const text = truncateMarkdown(`${REPORT_MARKER}\n${merged}`, GITLAB_NOTE_MAX_CHARS);
     if (existing !== undefined) {
-      await this.#call(`editing report note ${existing} on ${project}!${number}`, () =>
-        this.#api.MergeRequestNotes.edit(project, number, existing, { body: text }),
+      await this.#call(`editing report note ${existing.id} on ${project}!${number}`, () =>
+        this.#api.MergeRequestNotes.edit(project, number, existing.id, { body: text }),
       );
       return;
     }
@@ -198,8 +200,8 @@ export class GitLabForge implements Forge {
     return mrs.find((mr) => mr.state === 'merged')?.iid;
   }
 
-  /** The id of the bot's report note on the merge request, if there is one (the oldest when several). */
-  async #findReport(project: string, number: number): Promise<number | undefined> {
+  /** The bot's report note on the merge request, if there is one (the oldest when several). */
+  async #findReport(project: string, number: number): Promise<{ id: number; body: string } | undefined> {
     const botUsername = this.#botUsername?.toLowerCase();
     const notes = (await this.#call(`listing the notes of ${project}!${number}`, () =>
       this.#api.MergeRequestNotes.all(project, number, { perPage: 100, sort: 'asc', orderBy: 'created_at' }),
@@ -211,7 +213,7 @@ export class GitLabForge implements Forge {
         note.body.includes(REPORT_MARKER) &&
         (botUsername === undefined || note.author?.username?.toLowerCase() === botUsername),
     );
-    return report?.id;
+    return report === undefined ? undefined : { id: report.id, body: report.body as string };
   }
 
   async #findUserId(username: string): Promise<number | undefined> {

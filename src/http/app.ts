@@ -94,6 +94,7 @@ export function buildApp(deps: AppDeps): RequestListener {
   const metrics = createMetrics({
     store,
     version: deps.version,
+    wishlists: config.wishlists.map((w) => w.name),
     ...(deps.isShuttingDown ? { isShuttingDown: deps.isShuttingDown } : {}),
     ...(deps.gcRuns ? { gcRuns: deps.gcRuns } : {}),
   });
@@ -143,7 +144,7 @@ export function buildApp(deps: AppDeps): RequestListener {
     const body = await metrics.registry.metrics();
     res.set('Content-Type', metrics.registry.contentType).send(body);
   });
-  app.get('/', (_req, res) => {
+  app.get('/', (req, res) => {
     const published = new Map<string, PublishedImage[]>();
     for (const wishlist of config.wishlists) published.set(wishlist.name, store.listPublished(wishlist.name));
     const html = renderStatusPage({
@@ -155,6 +156,8 @@ export function buildApp(deps: AppDeps): RequestListener {
       queued: store.listJobs({ status: 'queued', limit: JOB_LIST_LIMIT }),
       failed: store.listJobs({ status: 'failed', limit: 10 }),
       published,
+      stats: store.wishlistStats(),
+      refreshSeconds: refreshSeconds(req.query['refresh']),
       now: Date.now(),
       gc: deps.gcRuns?.list() ?? [],
     });
@@ -209,4 +212,11 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
     state.route = typeof req.route?.path === 'string' ? req.route.path : 'unmatched';
     answerError(logger, res, error);
   };
+}
+
+/** The status page reloads itself every 30 s; `/?refresh=N` sets N (2 to 3600), `0` turns it off. */
+function refreshSeconds(value: unknown): number {
+  if (typeof value !== 'string' || !/^\d{1,4}$/.test(value)) return 30;
+  const seconds = Number(value);
+  return seconds === 0 ? 0 : Math.min(3600, Math.max(2, seconds));
 }

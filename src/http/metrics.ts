@@ -13,7 +13,13 @@ export interface BotMetrics {
 
 const JOB_STATUSES: JobStatus[] = ['queued', 'running', 'done', 'failed'];
 
-export function createMetrics(options: { store: StateStore; version: string; isShuttingDown?: () => boolean; gcRuns?: GcRunLog }): BotMetrics {
+export function createMetrics(options: {
+  store: StateStore;
+  version: string;
+  isShuttingDown?: () => boolean;
+  gcRuns?: GcRunLog;
+  wishlists?: string[];
+}): BotMetrics {
   const registry = new Registry();
   // Process metrics (CPU, memory, event-loop lag, ...), prefixed like ours.
   collectDefaultMetrics({ register: registry, prefix: 'ducc_' });
@@ -49,6 +55,64 @@ export function createMetrics(options: { store: StateStore; version: string; isS
     },
   });
   if (options.gcRuns !== undefined) registerGcMetrics(registry, options.gcRuns);
+  // Per wish list, from the state database (so they survive restarts): read on every scrape. Every
+  // configured wish list is listed, with zeros until it has converted something.
+  const stats = () => {
+    const known = new Map(options.store.wishlistStats().map((row) => [row.wishlist, row]));
+    for (const name of options.wishlists ?? []) {
+      if (!known.has(name)) known.set(name, { wishlist: name, converted: 0, upToDate: 0, failed: 0, removed: 0, failedJobs: 0 });
+    }
+    return [...known.values()];
+  };
+  new Counter({
+    name: 'ducc_images_total',
+    help: 'Images of a wish list by what their conversion came to: converted, up_to_date, failed, removed',
+    labelNames: ['wishlist', 'result'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const row of stats()) {
+        for (const [result, value] of [
+          ['converted', row.converted],
+          ['up_to_date', row.upToDate],
+          ['failed', row.failed],
+          ['removed', row.removed],
+        ] as const) {
+          this.inc({ wishlist: row.wishlist, result }, value);
+        }
+      }
+    },
+  });
+  new Counter({
+    name: 'ducc_failed_jobs_total',
+    help: 'Jobs of a wish list that failed for good (after their retries)',
+    labelNames: ['wishlist'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const row of stats()) this.inc({ wishlist: row.wishlist }, row.failedJobs);
+    },
+  });
+  new Gauge({
+    name: 'ducc_wishlist_last_success_timestamp_seconds',
+    help: 'When a publish of the whole wish list (a push or a reconcile) last ended with nothing failed; absent before the first',
+    labelNames: ['wishlist'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const row of stats()) if (row.lastSuccessAt !== undefined) this.set({ wishlist: row.wishlist }, row.lastSuccessAt / 1000);
+    },
+  });
+  new Gauge({
+    name: 'ducc_wishlist_last_failure_timestamp_seconds',
+    help: 'When a publish of the whole wish list last ended with a failed image or file problem; absent before the first',
+    labelNames: ['wishlist'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const row of stats()) if (row.lastFailureAt !== undefined) this.set({ wishlist: row.wishlist }, row.lastFailureAt / 1000);
+    },
+  });
   const info = new Gauge({ name: 'ducc_build_info', help: 'Version of ducc-gitops (always 1)', labelNames: ['version'] as const, registers: [registry] });
   info.set({ version: options.version }, 1);
   return { registry, webhooks, webhookDuration };

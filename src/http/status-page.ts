@@ -1,6 +1,6 @@
 import type { BotConfig } from '../config/bot-config.ts';
 import { formatBytes } from '../gc/format.ts';
-import type { Job, JobPayload, PublishedImage, QueueCounts } from '../state/types.ts';
+import type { Job, JobPayload, PublishedImage, QueueCounts, WishlistStats } from '../state/types.ts';
 import type { GcRunSummary } from '../gc/run-log.ts';
 
 /** What the status page shows; gathered by the caller from the StateStore (read-only). */
@@ -13,6 +13,10 @@ export interface StatusPageData {
   queued: Job[];
   failed: Job[];
   published: Map<string, PublishedImage[]>;
+  /** Conversion counters per wish list. */
+  stats?: WishlistStats[];
+  /** The page reloads itself after this many seconds; 0: never. */
+  refreshSeconds?: number;
   now: number;
   /** The last garbage collection of each repository (absent or empty: none yet). */
   gc?: GcRunSummary[];
@@ -31,8 +35,14 @@ export function renderStatusPage(data: StatusPageData): string {
   const e = escapeHtml;
   const sections = data.config.wishlists.map((wishlist) => {
     const images = data.published.get(wishlist.name) ?? [];
+    const stats = data.stats?.find((row) => row.wishlist === wishlist.name);
+    const lastFailed = stats?.lastFailureAt !== undefined && (stats.lastSuccessAt === undefined || stats.lastFailureAt > stats.lastSuccessAt);
+    const history =
+      stats === undefined
+        ? ''
+        : `<p class="${lastFailed ? 'failed' : 'ok'}">${e(stats.converted)} converted, ${e(stats.upToDate)} up to date, ${e(stats.failed)} failed, ${e(stats.removed)} removed, ${e(stats.failedJobs)} failed jobs. Last published without failures: ${stats.lastSuccessAt === undefined ? 'never' : `<time>${e(isoTime(stats.lastSuccessAt))}</time>`}${lastFailed ? `; last publish failed at <time>${e(isoTime(stats.lastFailureAt!))}</time>` : ''}.</p>`;
     const rows = images.map(
-      (image) => `<tr class="${image.lastResult === 'ok' ? 'ok' : 'error'}">
+      (image) => `<tr class="${image.lastResult === 'ok' ? 'ok' : 'failed'}">
 <td><code>${e(image.image)}</code>${image.input !== image.image ? `<br><small>from <code>${e(image.input)}</code></small>` : ''}</td>
 <td><code>${e(image.publicPath)}</code></td>
 <td><code title="${e(image.manifestDigest)}">${e(shortDigest(image.manifestDigest))}</code></td>
@@ -43,6 +53,7 @@ export function renderStatusPage(data: StatusPageData): string {
     return `<section>
 <h2>${e(wishlist.name)}</h2>
 <p>${e(wishlist.forge)} <code>${e(wishlist.project)}</code>, branch <code>${e(wishlist.branch)}</code>, ${e(images.length)} published image${images.length === 1 ? '' : 's'}</p>
+${history}
 ${
   rows.length === 0
     ? '<p><em>Nothing published yet.</em></p>'
@@ -57,7 +68,7 @@ ${rows.join('\n')}
     jobs
       .map(
         (job) =>
-          `<tr><td>${e(job.id)}</td><td>${e(job.status)}</td><td>${e(describeJob(job.payload))}</td><td>${e(job.attempts)}</td><td>${e(isoTime(job.updatedAt))}</td><td>${e(job.error ? truncate(job.error, 300) : '')}</td></tr>`,
+          `<tr class="${jobClass(job)}"><td>${e(job.id)}</td><td>${e(job.status)}</td><td>${e(describeJob(job.payload))}</td><td>${e(job.attempts)}</td><td>${e(isoTime(job.updatedAt))}</td><td>${e(job.error ? truncate(job.error, 300) : '')}</td></tr>`,
       )
       .join('\n');
   const jobs = [...data.running, ...data.queued, ...data.failed];
@@ -67,19 +78,26 @@ ${rows.join('\n')}
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ducc-gitops status</title>
+${
+  data.refreshSeconds === 0
+    ? ''
+    : `<meta http-equiv="refresh" content="${e(data.refreshSeconds ?? 30)}">
+`
+}<title>ducc-gitops status</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
-tr.error td { background: #fdecea; }
+tr.failed td, p.failed { background: #fdecea; }
+tr.failed td:first-child { border-left: 4px solid #c62828; }
+tr.retrying td { background: #fff8e1; }
 code { font-size: 0.9em; word-break: break-all; }
 small { color: #555; }
 </style>
 </head>
 <body>
 <h1>ducc-gitops</h1>
-<p>Version ${e(data.version)}${data.shuttingDown ? ' — <strong>shutting down</strong>' : ''}. Page generated ${e(isoTime(data.now))}.</p>
+<p>Version ${e(data.version)}${data.shuttingDown ? ' — <strong>shutting down</strong>' : ''}. Page generated <time id="generated">${e(isoTime(data.now))}</time>${data.refreshSeconds === 0 ? '' : `, reloaded every ${e(data.refreshSeconds ?? 30)} s`}.</p>
 <h2>Queue</h2>
 <p>${e(data.queue.queued)} queued, ${e(data.queue.running)} running, ${e(data.queue.done)} done, ${e(data.queue.failed)} failed.</p>
 ${
@@ -94,6 +112,12 @@ ${gcSection(data.gc ?? [])}
 </body>
 </html>
 `;
+}
+
+/** `failed` for a job that failed for good, `retrying` for one waiting to be tried again after an error. */
+function jobClass(job: Job): string {
+  if (job.status === 'failed') return 'failed';
+  return job.status === 'queued' && job.error !== undefined ? 'retrying' : job.status;
 }
 
 /** One line per job payload, for people. */

@@ -2,7 +2,18 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { DuccError } from '../util/errors.ts';
-import type { Job, JobPayload, JobStatus, OwnedStatus, PublishedImage, QueueCounts, StateStore } from './types.ts';
+import type {
+  ConversionCounts,
+  DeliveryState,
+  Job,
+  JobPayload,
+  JobStatus,
+  OwnedStatus,
+  PublishedImage,
+  QueueCounts,
+  StateStore,
+  WishlistStats,
+} from './types.ts';
 
 /** WAL pages after which a write checkpoints by itself (SQLite's default is 1,000). */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
@@ -64,6 +75,27 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (wishlist, image)
   );
   `,
+  // 2: the jobs each delivery id queued (a redelivery of a failed delivery runs again), and what each
+  // wish list's conversions came to (/metrics, the status page).
+  `
+  CREATE TABLE delivery_jobs (
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (delivery_id, job_id)
+  );
+  CREATE INDEX delivery_jobs_job_id ON delivery_jobs (job_id);
+
+  CREATE TABLE wishlist_stats (
+    wishlist TEXT PRIMARY KEY,
+    converted INTEGER NOT NULL DEFAULT 0,
+    up_to_date INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0,
+    failed_jobs INTEGER NOT NULL DEFAULT 0,
+    last_success_at INTEGER,
+    last_failure_at INTEGER
+  );
+  `,
 ];
 
 /** The schema version this code writes. */
@@ -117,6 +149,49 @@ export class SqliteStateStore implements StateStore {
 
   recordDelivery(id: string, now = Date.now()): boolean {
     return this.#stmt.insertDelivery.run(id, now).changes === 1;
+  }
+
+  deliveryState(id: string): DeliveryState {
+    const row = this.#stmt.deliveryState.get(id) as Row | undefined;
+    if (row === undefined) return 'unseen';
+    if (Number(row.pending) > 0) return 'pending';
+    return Number(row.failed) > 0 ? 'failed' : 'done';
+  }
+
+  linkDelivery(id: string, jobIds: number[]): void {
+    this.#transaction(() => {
+      this.#stmt.unlinkDelivery.run(id);
+      for (const jobId of jobIds) this.#stmt.linkDelivery.run(id, jobId);
+    });
+  }
+
+  countConversions(wishlist: string, counts: Partial<ConversionCounts>): void {
+    this.#stmt.countConversions.run({
+      wishlist,
+      converted: counts.converted ?? 0,
+      up_to_date: counts.upToDate ?? 0,
+      failed: counts.failed ?? 0,
+      removed: counts.removed ?? 0,
+      failed_jobs: counts.failedJobs ?? 0,
+    });
+  }
+
+  recordPublishOutcome(wishlist: string, ok: boolean, at: number): void {
+    this.#stmt.countConversions.run({ wishlist, converted: 0, up_to_date: 0, failed: 0, removed: 0, failed_jobs: 0 });
+    (ok ? this.#stmt.lastSuccess : this.#stmt.lastFailure).run(at, wishlist);
+  }
+
+  wishlistStats(): WishlistStats[] {
+    return this.#stmt.wishlistStats.all().map((row) => ({
+      wishlist: row.wishlist as string,
+      converted: Number(row.converted),
+      upToDate: Number(row.up_to_date),
+      failed: Number(row.failed),
+      removed: Number(row.removed),
+      failedJobs: Number(row.failed_jobs),
+      ...(row.last_success_at === null ? {} : { lastSuccessAt: Number(row.last_success_at) }),
+      ...(row.last_failure_at === null ? {} : { lastFailureAt: Number(row.last_failure_at) }),
+    }));
   }
 
   pruneDeliveries(maxAgeMs: number, now = Date.now()): number {
@@ -267,6 +342,24 @@ function prepareAll(db: DatabaseSync) {
 
     insertDelivery: p('INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)'),
     pruneDeliveries: p('DELETE FROM deliveries WHERE received_at < ?'),
+    deliveryState: p(
+      `SELECT d.id,
+         count(CASE WHEN j.status IN ('queued', 'running') THEN 1 END) AS pending,
+         count(CASE WHEN j.status = 'failed' THEN 1 END) AS failed
+       FROM deliveries d LEFT JOIN delivery_jobs l ON l.delivery_id = d.id LEFT JOIN jobs j ON j.id = l.job_id
+       WHERE d.id = ? GROUP BY d.id`,
+    ),
+    unlinkDelivery: p('DELETE FROM delivery_jobs WHERE delivery_id = ?'),
+    linkDelivery: p('INSERT OR IGNORE INTO delivery_jobs (delivery_id, job_id) VALUES (?, ?)'),
+    countConversions: p(
+      `INSERT INTO wishlist_stats (wishlist, converted, up_to_date, failed, removed, failed_jobs)
+       VALUES (:wishlist, :converted, :up_to_date, :failed, :removed, :failed_jobs)
+       ON CONFLICT (wishlist) DO UPDATE SET converted = converted + excluded.converted, up_to_date = up_to_date + excluded.up_to_date,
+         failed = failed + excluded.failed, removed = removed + excluded.removed, failed_jobs = failed_jobs + excluded.failed_jobs`,
+    ),
+    lastSuccess: p('UPDATE wishlist_stats SET last_success_at = ? WHERE wishlist = ?'),
+    lastFailure: p('UPDATE wishlist_stats SET last_failure_at = ? WHERE wishlist = ?'),
+    wishlistStats: p('SELECT * FROM wishlist_stats ORDER BY wishlist'),
 
     queuedByDedupKey: p(`SELECT id FROM jobs WHERE dedup_key = ? AND status = 'queued' ORDER BY id LIMIT 1`),
     debounce: p('UPDATE jobs SET not_before = max(not_before, ?), updated_at = ? WHERE id = ? RETURNING *'),

@@ -69,6 +69,24 @@ export interface PublishedImage {
   lastError?: string;
 }
 
+export type DeliveryState = 'unseen' | 'pending' | 'done' | 'failed';
+
+/** Images per outcome since the state database was made, and jobs that failed for good. */
+export interface ConversionCounts {
+  converted: number;
+  upToDate: number;
+  failed: number;
+  removed: number;
+  failedJobs: number;
+}
+
+export interface WishlistStats extends ConversionCounts {
+  wishlist: string;
+  /** When a publish of the whole wish list (a push or a reconcile) last ended with nothing failed (ms). */
+  lastSuccessAt?: number;
+  lastFailureAt?: number;
+}
+
 export interface QueueCounts {
   queued: number;
   running: number;
@@ -93,6 +111,14 @@ export interface StateStore {
 
   /** Records a delivery id; false if it was seen before (then the delivery must be ignored). */
   recordDelivery(id: string, now?: number): boolean;
+  /**
+   * What became of a delivery id (or a comment key recorded like one): `unseen`; `pending` while a job it
+   * queued is queued or running; `failed` when one of them failed for good (a redelivery must run it
+   * again); else `done` (its jobs succeeded, or it queued none).
+   */
+  deliveryState(id: string): DeliveryState;
+  /** Says which jobs a delivery id queued, replacing what an earlier delivery of it queued. */
+  linkDelivery(id: string, jobIds: number[]): void;
   /** Forgets delivery ids older than `maxAgeMs` (kept at least 3 days by the caller). */
   pruneDeliveries(maxAgeMs: number, now?: number): number;
 
@@ -126,6 +152,13 @@ export interface StateStore {
   recordStatus(status: OwnedStatus): void;
   /** Statuses owned by a job that are still pending. */
   pendingStatuses(jobId: number): OwnedStatus[];
+
+  /** Adds to the conversion counters of a wish list. */
+  countConversions(wishlist: string, counts: Partial<ConversionCounts>): void;
+  /** Records that a publish of the whole wish list ended, without (`ok`) or with failures. */
+  recordPublishOutcome(wishlist: string, ok: boolean, at: number): void;
+  /** The counters of every wish list that has any. */
+  wishlistStats(): WishlistStats[];
 
   listPublished(wishlist: string): PublishedImage[];
   upsertPublished(record: PublishedImage): void;

@@ -15,8 +15,38 @@ import { buildThinImage, pushThinImage, THIN_MANIFEST_MEDIA_TYPE } from './thin-
  * (one manifest HEAD) to tell whether an interrupted push must be redone. Shared by the CLI and the bot.
  * When `output_format` names an OCI layout (`oci:DIR:TAG`) or a dogestry remote (`dogestry://REMOTE/...`),
  * the thin image is written there through `sinks` instead (no registry account needed).
+ *
+ * What a push to a registry needs is checked here, when the run starts, not after an image was
+ * downloaded and published: a BOT_ERR_THIN (or BOT_ERR_CONFIG for an unreadable password file) before any
+ * download.
  */
-export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo'>, env: NodeJS.ProcessEnv, logger: Logger, sinks?: ImageSinks) {
+export function thinPusher(
+  wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'cvmfsRepo' | 'wishes'>,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  sinks?: ImageSinks,
+) {
+  // Whether some thin image of the list goes to a registry (the others go to layouts or remotes).
+  const toRegistry = wishlist.wishes.some((wish) => {
+    try {
+      return parseImageReference(formatOutputImage(wishlist.outputFormat, wish.image)).source === undefined;
+    } catch {
+      return true; // reported when its push is tried
+    }
+  });
+  const password = toRegistry ? secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS') : undefined;
+  if (toRegistry) {
+    const missing = [
+      ...(wishlist.user ? [] : ["the wish list's 'user'"]),
+      ...(password === undefined ? ['DUCC_OUTPUT_REGISTRY_PASS (or DUCC_OUTPUT_REGISTRY_PASS_FILE)'] : []),
+    ];
+    if (missing.length > 0) {
+      throw new DuccError(
+        'BOT_ERR_THIN',
+        `pushing thin images needs ${missing.join(' and ')}; nothing was downloaded (to convert without thin images: --skip-thin-image, or convert.skipThinImage in the config of ducc serve)`,
+      );
+    }
+  }
   const outputOf = (image: ImageReference): { name: string; output: ImageReference } => {
     const name = formatOutputImage(wishlist.outputFormat, image);
     try {
@@ -37,7 +67,6 @@ export function thinPusher(wishlist: Pick<Wishlist, 'user' | 'outputFormat' | 'c
     return sinks;
   };
   const clientFor = (output: ImageReference) => {
-    const password = secretFromEnv(env, 'DUCC_OUTPUT_REGISTRY_PASS');
     if (!wishlist.user || password === undefined) {
       throw new DuccError(
         'BOT_ERR_THIN',

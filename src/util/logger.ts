@@ -17,7 +17,9 @@ export const REDACTED_PATHS = [
 
 /**
  * Structured JSON logs (one object per line) on stderr; on a terminal the same records as short
- * human-readable lines. Secrets are redacted in both.
+ * human-readable lines. Secrets are redacted in both. A record with `printed: true` repeats what the
+ * command has just printed itself (an `error:` line of `ducc convert`): it stays in JSON logs, and a
+ * terminal, where both would show, gets it once.
  */
 export function createLogger(options: { level?: string; human?: boolean; stream?: NodeJS.WritableStream } = {}): Logger {
   const out = options.stream ?? process.stderr;
@@ -34,7 +36,8 @@ function humanLines(out: NodeJS.WritableStream): Writable {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line === '') continue;
         try {
-          const { level, msg, time: _time, ...rest } = JSON.parse(line) as Record<string, unknown>;
+          const { level, msg, time: _time, printed, ...rest } = JSON.parse(line) as Record<string, unknown>;
+          if (printed === true) continue;
           const fields = Object.entries(rest).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
           out.write(`${LEVELS[level as number] ?? level}: ${String(msg ?? '')}${fields.length ? ` ${fields.join(' ')}` : ''}\n`);
         } catch {

@@ -66,7 +66,9 @@ function fail(input: string, why: string, suggestion?: string): never {
 /** What a user probably meant, for references missing the registry (`ubuntu:22.04`, `library/ubuntu`). */
 function dockerHubSuggestion(path: string): string {
   const named = path.includes('/') ? path : `library/${path}`;
-  return `${DOCKER_HUB}/${named}`;
+  // The suggestion must itself be valid: with a tag (`:latest` where none was given) or a digest.
+  const last = named.slice(named.lastIndexOf('/') + 1);
+  return `${DOCKER_HUB}/${named}${last.includes(':') || last.includes('@') ? '' : ':latest'}`;
 }
 
 /**

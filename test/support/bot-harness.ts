@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Logger } from 'pino';
 import type { BotConfig, WishlistRepoConfig } from '../../src/config/bot-config.ts';
-import { startServer, type RunningServer } from '../../src/bot/serve.ts';
+import { startServer, type RunningServer, type StartServerOptions } from '../../src/bot/serve.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,8 @@ export const BOT_ENV: NodeJS.ProcessEnv = {
   DUCC_GITLAB_WEBHOOK_TOKEN: GITLAB_TOKEN,
   TEST_FORGE_TOKEN: 'forge-api-token',
   TEST_REGISTRY_SECRET: REGISTRY_SECRET,
+  // Thin images are pushed only by tests that turn convert.skipThinImage off, to registries without auth.
+  DUCC_OUTPUT_REGISTRY_PASS: 'thin-push-password',
 };
 
 export function botConfig(root: string, wishlists: Partial<WishlistRepoConfig>[], overrides: Partial<BotConfig> = {}): BotConfig {
@@ -66,11 +68,12 @@ export async function startTestBot(
   t: TestContext | Cleanup,
   config: (root: string) => BotConfig,
   logger?: Logger,
-  env: NodeJS.ProcessEnv = BOT_ENV,
+  options: StartServerOptions & { env?: NodeJS.ProcessEnv } = {},
 ): Promise<TestBot> {
+  const { env = BOT_ENV, ...serverOptions } = options;
   // One cleanup that stops the bot before removing its directory (after-hooks run in registration order).
   const root = await mkdtemp(join(tmpdir(), 'ducc-bot-'));
-  const running = await startServer(config(root), env, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test');
+  const running = await startServer(config(root), env, logger ?? createLogger({ level: process.env['DUCC_TEST_LOG'] ?? 'silent' }), 'test', serverOptions);
   t.after(async () => {
     await running.stop(5000);
     await rm(root, { recursive: true, force: true });

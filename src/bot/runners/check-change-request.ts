@@ -46,7 +46,7 @@ export const checkChangeRequest: JobRunner<'check-change-request'> = async (bot,
       ? `${failed} problem${failed === 1 ? '' : 's'} in the wish list (see the report)`
       : `${changes} change${changes === 1 ? '' : 's'} ready to publish`;
   const forge = bot.forgeFor(wishlist);
-  await forge.upsertReport(wishlist.project, number, reports.join('\n\n---\n\n'));
+  await forge.upsertReport(wishlist.project, number, reports.join('\n\n---\n\n'), 'plan');
   await bot.setStatus(job, wishlist, headSha, context, failed > 0 ? 'failure' : 'success', description);
   run.log.info({ number, failed, changes }, 'merge request checked');
 };

@@ -87,6 +87,6 @@ export const reconvert: JobRunner<'reconvert'> = async (bot, job, run) => {
     }
   }
   const counts = `${lines.filter((l) => l.status === 'converted').length} reconverted, ${failed} failed`;
-  await forge.upsertReport(wishlist.project, payload.number, renderPublishReport(`/reconvert by @${payload.author.login}`, counts, lines));
+  await forge.upsertReport(wishlist.project, payload.number, renderPublishReport(`/reconvert by @${payload.author.login}`, counts, lines), 'reconvert');
   await reply(`${counts}${unknown.length ? `; not in the published wish list: ${unknown.length}` : ''}.`);
 };

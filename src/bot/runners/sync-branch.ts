@@ -1,6 +1,6 @@
 import type { CommitState } from '../../forge/forge.ts';
 import type { JobRunner } from '../bot-context.ts';
-import { publishWishlist } from '../publish-wishlist.ts';
+import { publishWishlist, throwIfTemporaryFailures } from '../publish-wishlist.ts';
 import { renderPublishReport } from '../report.ts';
 
 /**
@@ -22,6 +22,7 @@ export const syncBranch: JobRunner<'sync-branch'> = async (bot, job, run) => {
   const forge = bot.forgeFor(wishlist);
   const merged = await forge.findMergedChangeRequest(wishlist.project, sha).catch(() => undefined);
   if (merged !== undefined) {
-    await forge.upsertReport(wishlist.project, merged, renderPublishReport(`Published at ${sha.slice(0, 12)}`, result.counts, result.lines));
+    await forge.upsertReport(wishlist.project, merged, renderPublishReport(`Published at ${sha.slice(0, 12)}`, result.counts, result.lines), 'publish');
   }
+  throwIfTemporaryFailures(result);
 };

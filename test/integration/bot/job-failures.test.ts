@@ -9,6 +9,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startApiDouble } from '../../support/forge-api-double.ts';
 import { botConfig, githubPush, postGitHub, startTestBot, type TestBot } from '../../support/bot-harness.ts';
+import { join } from 'node:path';
+import { buildTar } from '../../support/build-tar.ts';
+import { startFaultProxy } from '../../support/fault-proxy.ts';
+import { createGitRepo } from '../../support/git-repo.ts';
+import { githubRepoDouble } from '../../support/forge-api-double.ts';
+import { pushOciLayout, writeOciLayout } from '../../support/oci-image.ts';
+import { startRegistry } from '../../support/registry.ts';
+import { tempDir } from '../../support/tmp-dir.ts';
 import type { Job } from '../../../src/state/types.ts';
 
 const SHA = 'e'.repeat(40);
@@ -65,5 +73,48 @@ describe('ducc serve, when a job fails', () => {
     assert.equal(job.attempts, 1);
     assert.equal(job.error, `setting status ducc-gitops/publish on cern/wishlist@${SHA}: HTTP 403: Resource not accessible by integration`);
     api.assertDone();
+  });
+
+  it('tries a push again minutes later when an image failed for a temporary reason (registry 503), not when it is missing', async (t) => {
+    const registry = await startRegistry(t);
+    for (const name of ['sci/ok', 'sci/flaky']) {
+      const layout = join(await tempDir(t), 'layout');
+      await writeOciLayout(layout, '1', [{ layers: [await buildTar([{ name: 'f', content: name }])], config: { Cmd: ['/bin/true'] } }]);
+      await pushOciLayout(layout, '1', { host: registry.host, repository: name, tag: '1' });
+    }
+    const proxy = await startFaultProxy(t, registry.host, [{ path: /^\/v2\/sci\/flaky\/manifests\//, action: { kind: 'status', status: 503 } }]);
+    const list = (images: string[]) =>
+      ['version: 1', 'cvmfs_repo: unpacked.example.org', 'input:', ...images.map((i) => `  - 'http://${proxy.host}/${i}'`), ''].join('\n');
+    const repo = await createGitRepo(t);
+    const flaky = await repo.commit({ 'recipe.yaml': list(['sci/ok:1', 'sci/flaky:1']) });
+    const missing = await repo.commit({ 'recipe.yaml': list(['sci/ok:1', 'sci/missing:1']) });
+    const api = await startApiDouble(t);
+    const github = githubRepoDouble(api, { owner: 'cern', repo: 'wishlist' });
+    const bot = await startTestBot(t, (root) => botConfig(root, [{ apiUrl: api.url, cloneUrl: repo.url }]), undefined);
+    const before = Date.now();
+
+    await postGitHub(bot, 'push', githubPush('cern/wishlist', 'main', flaky));
+    await bot.worker.onIdle();
+    const afterFlaky = await status(bot);
+    await postGitHub(bot, 'push', githubPush('cern/wishlist', 'main', missing, flaky));
+    await bot.worker.onIdle();
+    const afterMissing = await status(bot);
+
+    assert.deepEqual(
+      github.statuses.filter((s) => s.sha === flaky).map((s) => [s.state, s.description]),
+      [
+        ['pending', 'publishing the wish list…'],
+        ['failure', '1 converted, 0 up to date, 1 failed'],
+      ],
+    );
+    const retry = afterFlaky.queued.find((job) => job.payload.kind === 'sync-branch')!;
+    assert.equal(retry.error, '1 image failed for a temporary reason; trying again');
+    assert.ok(retry.notBefore >= before + 30_000, `next try in ${retry.notBefore - before} ms`);
+    assert.equal(github.statuses.filter((s) => s.sha === missing).at(-1)!.state, 'failure');
+    assert.equal(
+      afterMissing.queued.filter((job) => job.payload.kind === 'sync-branch' && (job.payload as { sha: string }).sha === missing).length,
+      0,
+      'a missing image is not tried again',
+    );
   });
 });

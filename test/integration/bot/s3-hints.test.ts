@@ -51,7 +51,7 @@ describe('ducc serve: S3 event notifications of a dogestry remote', () => {
           registryHooks: [{ name: 'builds', kind: 's3', secretEnv: 'TEST_REGISTRY_SECRET', remote: { name: 'cloud', bucket: s3.bucket, prefix: 'repo/' } }],
         }),
       undefined,
-      { ...BOT_ENV, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
+      { env: { ...BOT_ENV, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey } },
     );
     const sha = await repo.commit({
       'recipe.yaml': ['version: 1', 'cvmfs_repo: unpacked.example.org', 'input:', "  - 'dogestry://cloud/example.org/sci/app:latest'", ''].join('\n'),

@@ -49,6 +49,7 @@ describe('ducc check', () => {
       `${file}:5:5: ok: ${base}/plain:latest ${plain.digest}`,
       `${file}:6:5: ok: ${base}/versions:1.0 ${versions['1.0']!.digest}`,
       `${file}:6:5: ok: ${base}/versions:1.1 ${versions['1.1']!.digest}`,
+      `${file}: 2 entries, 3 resolved, 0 failed to resolve, 0 errors, 0 warnings`,
     ]);
   });
 
@@ -68,10 +69,11 @@ describe('ducc check', () => {
     const result = expectExit(await runCli(['check', file]), 1);
 
     const lines = result.stdout.trim().split('\n');
-    assert.equal(lines.length, 4, result.stdout);
+    assert.equal(lines.length, 5, result.stdout);
+    assert.equal(lines.at(-1), `${file}: 3 entries, 1 resolved, 2 failed to resolve, 1 error, 0 warnings`);
     assert.match(
       lines.find((l) => l.includes('ubuntu:22.04'))!,
-      new RegExp(`^${escape(file)}:5:5: error: .*https://registry\\.hub\\.docker\\.com/library/ubuntu:22\\.04`),
+      new RegExp(`^${escape(file)}:5:5: error: .*'https://registry\\.hub\\.docker\\.com/library/ubuntu:22\\.04'$`),
     );
     assert.match(
       lines.find((l) => l.includes('chk/missing'))!,
@@ -97,7 +99,10 @@ describe('ducc check', () => {
 
     const result = expectExit(await runCli(['check', file]), 1);
 
-    assert.equal(result.stdout, `${file}:3:13: error: YAML syntax: Nested mappings are not allowed in compact mappings\n`);
+    assert.equal(
+      result.stdout,
+      `${file}:3:13: error: YAML syntax: Nested mappings are not allowed in compact mappings\n${file}: 0 entries, 0 resolved, 0 failed to resolve, 1 error, 0 warnings\n`,
+    );
   });
 
   it('--offline checks the file without contacting any registry', async (t) => {
@@ -110,16 +115,33 @@ describe('ducc check', () => {
     await writeFile(bad, wishlistYaml(REPO, [`http://${unreachable.host}/chk/plain:latest`, 'library/ubuntu:latest']));
 
     const offline = expectExit(await runCli(['check', good, '--offline']), 0);
-    assert.equal(offline.stdout, '');
+    assert.equal(offline.stdout, `${good}: 2 entries, not resolved (--offline), 0 errors, 0 warnings\n`);
     const offlineBad = expectExit(await runCli(['check', bad, '--offline']), 1);
     assert.match(offlineBad.stdout, new RegExp(`^${escape(bad)}:6:5: error: `));
-    assert.equal(offlineBad.stdout.trim().split('\n').length, 1, offlineBad.stdout);
+    // The full form it suggests is itself a valid entry (a tag, here the one given).
+    assert.match(offlineBad.stdout, /write it in full, e\.g\. 'https:\/\/registry\.hub\.docker\.com\/library\/ubuntu:latest'/);
+    assert.deepEqual(offlineBad.stdout.trim().split('\n').slice(1), [`${bad}: 1 entry, not resolved (--offline), 1 error, 0 warnings`]);
     assert.equal(unreachable.connections(), 0, '--offline contacted the registry');
 
     // The same file online does contact it (so the count above proves something), and fails.
     const online = expectExit(await runCli(['check', good]), 1);
     assert.ok(unreachable.connections() > 0);
     assert.match(online.stdout, new RegExp(`^${escape(good)}:5:5: error: http://${escape(unreachable.host)}/chk/plain:latest: `, 'm'));
+  });
+
+  it('suggests a full form that is itself valid for a reference without registry and tag (library/ubuntu)', async (t) => {
+    const dir = await tempDir(t);
+    const file = join(dir, 'wishlist.yaml');
+    await writeFile(file, wishlistYaml(REPO, ['library/ubuntu']));
+
+    const result = expectExit(await runCli(['check', file, '--offline']), 1);
+    const suggested = /e\.g\. '([^']+)'/.exec(result.stdout)?.[1];
+    assert.ok(suggested, result.stdout);
+    await writeFile(file, wishlistYaml(REPO, [suggested]));
+    const again = expectExit(await runCli(['check', file, '--offline']), 0);
+
+    assert.equal(suggested, 'https://registry.hub.docker.com/library/ubuntu:latest');
+    assert.equal(again.stdout, `${file}: 1 entry, not resolved (--offline), 0 errors, 0 warnings\n`);
   });
 });
 

@@ -1,7 +1,8 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar } from '../../support/build-tar.ts';
@@ -78,18 +79,58 @@ it('pushes a thin image that skopeo accepts and whose only file is thin.json poi
   });
 });
 
-it('refuses to push without the output registry password and says how to fix it', async (t) => {
+it('refuses a run that would push thin images without user or password before anything is downloaded, and says how to fix it', async (t) => {
+  // Nothing listens on the image's registry: a run that asked it anything would fail otherwise.
+  const root = await tempDir(t);
+  const withUser = `version: 1\nuser: pusher\ncvmfs_repo: r.example.org\ninput:\n  - 'http://127.0.0.1:1/sci/nopass:1.0'\n`;
+  const withoutUser = withUser.replace('user: pusher\n', '');
+
+  const noPassword = runConversion(parseWishlist(withUser, 'w.yaml'), { repoRoot: join(root, 'cvmfs') }, {}, createLogger({ level: 'silent' }));
+  const noUser = runConversion(
+    parseWishlist(withoutUser, 'w.yaml'),
+    { repoRoot: join(root, 'cvmfs') },
+    { DUCC_OUTPUT_REGISTRY_PASS: 'p' },
+    createLogger({ level: 'silent' }),
+  );
+
+  await assert.rejects(noPassword, {
+    code: 'BOT_ERR_THIN',
+    message: /needs DUCC_OUTPUT_REGISTRY_PASS \(or DUCC_OUTPUT_REGISTRY_PASS_FILE\); nothing was downloaded .*--skip-thin-image/,
+  });
+  await assert.rejects(noUser, { code: 'BOT_ERR_THIN', message: /needs the wish list's 'user'; nothing was downloaded/ });
+  assert.deepEqual(await readdir(join(root, 'cvmfs')).catch(() => []), []);
+});
+
+it('the first push of a thin image for an image already published is not logged as pushed again', async (t) => {
   const source = await startRegistry(t);
+  const output = await startRegistry(t);
   const layout = join(await tempDir(t), 'layout');
   await writeOciLayout(layout, '1.0', [{ layers: [await buildTar([{ name: 'a', content: 'a' }])] }]);
-  await pushOciLayout(layout, '1.0', { host: source.host, repository: 'sci/nopass', tag: '1.0' });
+  await pushOciLayout(layout, '1.0', { host: source.host, repository: 'sci/later', tag: '1.0' });
   const root = await tempDir(t);
-  const text = `version: 1\nuser: pusher\ncvmfs_repo: r.example.org\ninput:\n  - 'http://${source.host}/sci/nopass:1.0'\n`;
+  const text = `version: 1\nuser: pusher\ncvmfs_repo: r.example.org\noutput_format: 'http://${output.host}/thin/$(image)'\ninput:\n  - 'http://${source.host}/sci/later:1.0'\n`;
+  const records: { msg: string }[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') records.push(JSON.parse(line) as { msg: string });
+      callback();
+    },
+  });
+  await runConversion(parseWishlist(text, 'w.yaml'), { repoRoot: join(root, 'cvmfs'), skipThinImage: true }, {}, createLogger({ level: 'silent' }));
 
-  const summary = await runConversion(parseWishlist(text, 'w.yaml'), { repoRoot: join(root, 'cvmfs') }, {}, createLogger({ level: 'silent' }));
+  const summary = await runConversion(
+    parseWishlist(text, 'w.yaml'),
+    { repoRoot: join(root, 'cvmfs') },
+    { DUCC_OUTPUT_REGISTRY_PASS: 'p' },
+    createLogger({ level: 'info', human: false, stream }),
+  );
 
-  assert.equal(summary.failed, 1);
-  assert.match(summary.failures[0]!.message, /DUCC_OUTPUT_REGISTRY_PASS.*--skip-thin-image/);
+  assert.equal(summary.results[0]?.thinImage?.name, `http://${output.host}/thin/sci/later:1.0`);
+  assert.ok(
+    records.some((r) => r.msg === 'thin image pushed (the image was already published)'),
+    JSON.stringify(records),
+  );
+  assert.ok(!records.some((r) => /pushed again/.test(r.msg)));
 });
 
 it('reads the push password from DUCC_OUTPUT_REGISTRY_PASS_FILE (systemd credentials)', async (t) => {
