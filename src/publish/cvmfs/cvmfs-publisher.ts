@@ -1,3 +1,5 @@
+// About 500 lines: the Publisher interface for a local stratum 0; commands, tars, staging and paths live in
+// the files beside it (cvmfs-server.ts, ingest-tar.ts, layer-staging.ts, paths.ts).
 import type { Stats } from 'node:fs';
 import { chown, lstat, mkdir, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
