@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --runs N] [--quick] [--images a,b] [--skip sections] [--output FILE]`
  *
- * Benchmarks ducc-gitops against skopeo+umoci and against the decompress|tar floor on realistic images,
+ * Benchmarks ducc-gitops against skopeo+umoci and against the verified floor (sha256 + decompress|tar) on realistic images,
  * times a no-op reconcile and the webhook acknowledgement of `ducc serve`, profiles a conversion, and
  * writes the results to bench/results.md (bench/results.quick.md in quick mode). See bench/README.md.
  */

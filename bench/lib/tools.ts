@@ -4,7 +4,11 @@
  * - `ducc`:          node bin/ducc.js convert (layers + flat tree, directory publisher, --skip-thin-image)
  * - `ducc-layers`:   the same with --skip-flat (layers only)
  * - `skopeo-umoci`:  skopeo copy docker://… oci:DIR:TAG, then umoci unpack --image DIR:TAG BUNDLE
- * - `floor`:         for each layer blob (already on disk): gzip -dc BLOB | tar -x -C DIR (zstd -dc for zstd)
+ * - `floor-verified`: for each layer blob (already on disk), one pipeline of C tools: the blob through `tee`
+ *                    into `openssl dgst -sha256` and `gzip -dc` (zstd -dc for zstd), whose output goes through
+ *                    `tee` into a second `openssl dgst -sha256` and `tar -x -C DIR`; both digests are checked
+ *                    against the image's (the floor a converter that verifies is compared with)
+ * - `floor`:         the same without the digests: gzip -dc BLOB | tar -x -C DIR (for information)
  *
  * and, for information, `node-verify` (node-verify.js): Node reading the same blobs, checking both
  * digests and decompressing, writing nothing — the least a converter in Node that verifies must spend.
@@ -16,17 +20,18 @@ import { existsSync } from 'node:fs';
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BenchImage } from './images.ts';
-import { measureCommand, measurePipeline, type Measurement } from './measure.ts';
+import { measureCommand, measurePipeline, measureVerifiedPipeline, type Measurement } from './measure.ts';
 import { REPO_ROOT, run } from './util.ts';
 
-export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor' | 'node-verify';
-export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor', 'node-verify'];
+export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor-verified' | 'floor' | 'node-verify';
+export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor-verified', 'floor', 'node-verify'];
 
 export const TOOL_TITLES: Record<ToolKey, string> = {
   ducc: 'ducc convert (layers + flat)',
   'ducc-layers': 'ducc convert --skip-flat (layers only)',
   'skopeo-umoci': 'skopeo copy + umoci unpack',
-  floor: 'decompress | tar -x (floor)',
+  'floor-verified': 'sha256 + decompress | tar -x (verified floor)',
+  floor: 'decompress | tar -x (unverified)',
   'node-verify': 'Node: read + verify + decompress only',
 };
 
@@ -78,6 +83,8 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
         return await measureDucc(tool, image, ctx, out);
       case 'skopeo-umoci':
         return await measureSkopeoUmoci(image, ctx, out);
+      case 'floor-verified':
+        return await measureVerifiedFloor(image, out);
       case 'floor':
         return await measureFloor(image, out);
       case 'node-verify':
@@ -154,6 +161,25 @@ async function measureFloor(image: BenchImage, out: string): Promise<Measurement
     const decompressor = layer.compression === 'gzip' ? ['gzip', '-dc', layer.blobPath] : ['zstd', '-dcq', layer.blobPath];
     const step = await measurePipeline(decompressor, ['-x', '-f', '-', '-C', dir]);
     steps.push({ name: `layer ${index + 1}`, ...step });
+  }
+  return {
+    seconds: steps.reduce((s, x) => s + x.seconds, 0),
+    maxRssKiB: Math.max(...steps.map((s) => s.maxRssKiB)),
+    cpuSeconds: steps.reduce((s, x) => s + x.cpuSeconds, 0),
+    steps,
+  };
+}
+
+async function measureVerifiedFloor(image: BenchImage, out: string): Promise<Measurement> {
+  const steps: NonNullable<Measurement['steps']> = [];
+  for (const [index, layer] of image.layout.layers.entries()) {
+    const dir = join(out, `layer-${index + 1}`);
+    await mkdir(dir);
+    const decompressor = layer.compression === 'gzip' ? ['gzip', '-dc'] : ['zstd', '-dcq'];
+    const step = await measureVerifiedPipeline(layer.blobPath, decompressor, ['-x', '-f', '-', '-C', dir]);
+    if (step.blobDigest !== layer.digest) throw new Error(`layer ${index + 1}: openssl gave ${step.blobDigest}, the image says ${layer.digest}`);
+    if (step.tarDigest !== layer.diffId) throw new Error(`layer ${index + 1}: openssl gave ${step.tarDigest} for the tar, the image says ${layer.diffId}`);
+    steps.push({ name: `layer ${index + 1}`, seconds: step.seconds, maxRssKiB: step.maxRssKiB, cpuSeconds: step.cpuSeconds });
   }
   return {
     seconds: steps.reduce((s, x) => s + x.seconds, 0),
