@@ -22,9 +22,20 @@ import { measureReconcile, pushWishImages } from './lib/reconcile.ts';
 import { renderReport, type BenchResults } from './lib/report.ts';
 import { measureTool, TOOL_KEYS, TOOL_TITLES, UnsupportedError, type ToolContext } from './lib/tools.ts';
 import { measureWebhooks } from './lib/webhooks.ts';
+import {
+  CVMFS_TOOL_KEYS,
+  CVMFS_TOOL_TITLES,
+  cvmfsDuccSupports,
+  cvmfsDuccUnavailable,
+  cvmfsUnavailable,
+  measureCvmfs,
+  publishesOf,
+  removeStaleBenchRepositories,
+  type CvmfsSection,
+} from './lib/cvmfs.ts';
 import { BENCH_DIR, CACHE_DIR, REPO_ROOT, formatSeconds, log, run, secondsSince } from './lib/util.ts';
 
-const SECTIONS = ['conversion', 'reconcile', 'webhooks', 'profile'] as const;
+const SECTIONS = ['conversion', 'cvmfs', 'reconcile', 'webhooks', 'profile'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const USAGE = `usage: npm run bench -- [options]
@@ -32,6 +43,7 @@ const USAGE = `usage: npm run bench -- [options]
   --runs N          runs per measurement, the median is reported (default 3; 1 with --quick)
   --quick           smoke mode: small images (2,000 small files, a 64 MiB file), 20 wishes, 10 deliveries
   --images LIST     comma-separated subset of ${IMAGE_KEYS.join(',')}
+  --cvmfs-images LIST  the images of the cvmfs section (default: all of --images)
   --skip LIST       comma-separated sections to skip: ${SECTIONS.join(',')}
   --wishes N        wishes in the no-op reconcile (default 100)
   --concurrency N   concurrent webhook deliveries (default 50)
@@ -115,6 +127,51 @@ async function defaultWorkParent(quick: boolean): Promise<string> {
   return join(CACHE_DIR, 'work');
 }
 
+/**
+ * The cvmfs section: for each image and run, ducc-gitops's cvmfs publisher and cvmfs_ducc in rotating
+ * order, each into a repository of its own. `scratch` (on disk, as /var/tmp and /tmp on a stratum 0) holds
+ * both tools' temporary files.
+ */
+async function measureCvmfsSection(images: BenchImage[], ctx: ToolContext, runs: number, scratch: string): Promise<CvmfsSection> {
+  const unavailable = await cvmfsUnavailable();
+  if (unavailable !== undefined) {
+    log(`cvmfs section skipped: no CernVM-FS stratum 0 can be made here: ${unavailable}`);
+    return { unavailable, images: {} };
+  }
+  await removeStaleBenchRepositories();
+  await mkdir(scratch, { recursive: true });
+  const section: CvmfsSection = { images: {} };
+  const duccMissing = await cvmfsDuccUnavailable();
+  for (let r = 0; r < runs; r++) {
+    for (const image of images) {
+      const order = CVMFS_TOOL_KEYS.map((_, i) => CVMFS_TOOL_KEYS[(i + r) % CVMFS_TOOL_KEYS.length]!);
+      for (const tool of order) {
+        const slot = ((section.images[image.key] ??= {})[tool] ??= { runs: [] });
+        if (slot.error !== undefined || slot.unsupported !== undefined) continue;
+        if (tool === 'cvmfs-ducc') {
+          const reason = duccMissing ?? cvmfsDuccSupports(image);
+          if (reason !== undefined) {
+            slot.unsupported = reason;
+            log(`${image.key} ${CVMFS_TOOL_TITLES[tool]}: not applicable: ${reason}`);
+            continue;
+          }
+        }
+        try {
+          const m = await measureCvmfs(tool, image, ctx, scratch);
+          slot.runs.push(m);
+          log(
+            `run ${r + 1}/${runs} ${image.key} ${CVMFS_TOOL_TITLES[tool]}: ${formatSeconds(m.seconds)} s, ${m.calls.length} cvmfs_server calls, ${publishesOf(m.calls)} publishes`,
+          );
+        } catch (error) {
+          slot.error = errorText(error);
+          log(`run ${r + 1}/${runs} ${image.key} ${CVMFS_TOOL_TITLES[tool]} FAILED: ${slot.error}`);
+        }
+      }
+    }
+  }
+  return section;
+}
+
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -125,6 +182,7 @@ async function main(): Promise<number> {
       runs: { type: 'string' },
       quick: { type: 'boolean', default: false },
       images: { type: 'string' },
+      'cvmfs-images': { type: 'string' },
       skip: { type: 'string' },
       wishes: { type: 'string' },
       concurrency: { type: 'string' },
@@ -142,6 +200,7 @@ async function main(): Promise<number> {
   const quick = values.quick;
   const runs = positive(values.runs, '--runs', quick ? 1 : 3);
   const imageKeys = list(values.images, IMAGE_KEYS, '--images') ?? IMAGE_KEYS;
+  const cvmfsImageKeys = list(values['cvmfs-images'], IMAGE_KEYS, '--cvmfs-images') ?? imageKeys;
   const skip = new Set<Section>(list(values.skip, SECTIONS, '--skip') ?? []);
   const wishes = positive(values.wishes, '--wishes', quick ? 20 : 100);
   const concurrency = positive(values.concurrency, '--concurrency', quick ? 10 : 50);
@@ -168,8 +227,10 @@ async function main(): Promise<number> {
 
   let workDir = '';
   try {
-    const needImages = !skip.has('conversion') || (!skip.has('profile') && (imageKeys.includes('small-files') || imageKeys.includes('bigfile')));
-    await ensureDependencies({ needDebootstrap: needImages && (await needsDebootstrap(imageKeys)) });
+    const needImages =
+      !skip.has('conversion') || !skip.has('cvmfs') || (!skip.has('profile') && (imageKeys.includes('small-files') || imageKeys.includes('bigfile')));
+    const allImageKeys = [...new Set([...imageKeys, ...(skip.has('cvmfs') ? [] : cvmfsImageKeys)])];
+    await ensureDependencies({ needDebootstrap: needImages && (await needsDebootstrap(allImageKeys)) });
     const workParent = values['work-dir'] ?? (values['on-disk'] ? join(CACHE_DIR, 'work') : await defaultWorkParent(quick));
     await mkdir(workParent, { recursive: true });
     workDir = await mkdtemp(join(workParent, 'ducc-bench-'));
@@ -180,7 +241,8 @@ async function main(): Promise<number> {
     await mkdir(dockerConfigDir);
 
     const machine = await describeMachine(workDir, CACHE_DIR, tmpdir());
-    const images = needImages ? await prepareImages(imageKeys, quick) : [];
+    const allImages = needImages ? await prepareImages(allImageKeys, quick) : [];
+    const images = allImages.filter((image) => imageKeys.includes(image.key));
 
     // startRegistry only needs the after() hook of a node:test context.
     const registry = await startRegistry(cleanups as unknown as TestContext);
@@ -197,7 +259,7 @@ async function main(): Promise<number> {
       conversions: {},
       totalSeconds: 0,
     };
-    for (const image of images) {
+    for (const image of allImages) {
       log(`pushing ${image.key} (${(image.compressedBytes / 1024 / 1024).toFixed(0)} MiB)`);
       results.pushSeconds[image.key] = await pushImage(image, registry.host);
     }
@@ -226,6 +288,15 @@ async function main(): Promise<number> {
           }
         }
       }
+    }
+
+    if (!skip.has('cvmfs')) {
+      results.cvmfs = await measureCvmfsSection(
+        allImages.filter((image) => cvmfsImageKeys.includes(image.key)),
+        ctx,
+        runs,
+        join(CACHE_DIR, 'work'),
+      );
     }
 
     let entries: string[] = [];
@@ -278,7 +349,9 @@ async function main(): Promise<number> {
     await writeFile(output, `${report}\n`);
     process.stdout.write(`${report}\n`);
     log(`results written to ${relative(REPO_ROOT, output)}`);
-    const failed = Object.values(results.conversions).some((tools) => Object.values(tools ?? {}).some((t) => t?.error));
+    const failed =
+      Object.values(results.conversions).some((tools) => Object.values(tools ?? {}).some((t) => t?.error)) ||
+      Object.values(results.cvmfs?.images ?? {}).some((tools) => Object.values(tools ?? {}).some((t) => t?.error));
     return failed ? 1 : 0;
   } finally {
     await cleanups.run();

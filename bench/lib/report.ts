@@ -6,6 +6,7 @@ import type { ProfileSummary } from './profile.ts';
 import type { ReconcileResult } from './reconcile.ts';
 import { TOOL_KEYS, TOOL_TITLES, type ToolKey } from './tools.ts';
 import type { WebhookResult } from './webhooks.ts';
+import { CVMFS_TOOL_KEYS, CVMFS_TOOL_TITLES, publishesOf, type CvmfsSection, type CvmfsToolResult } from './cvmfs.ts';
 import { formatMiB, formatMs, formatRatio, formatSeconds, markdownTable, median, percentile } from './util.ts';
 
 export interface ToolResult {
@@ -27,6 +28,7 @@ export interface BenchResults {
   load?: { min: number; median: number; max: number; count: number };
   pushSeconds: Partial<Record<ImageKey, number>>;
   conversions: Partial<Record<ImageKey, Partial<Record<ToolKey, ToolResult>>>>;
+  cvmfs?: CvmfsSection;
   reconcile?: ReconcileResult | { error: string };
   webhooks?: WebhookResult | { error: string };
   profiles?: (ProfileSummary | { error: string; image: string })[];
@@ -40,6 +42,8 @@ export const TARGETS = {
   bigImageRssMB: 200,
   noopReconcileSeconds: 2,
   webhookP99Ms: 50,
+  cvmfsVsDucc: 0.25,
+  cvmfsPublishesPerImage: 2,
 };
 
 interface Target {
@@ -125,6 +129,29 @@ export function collectTargets(results: BenchResults): Target[] {
       }
     }
   }
+  for (const [key, tools] of Object.entries(results.cvmfs?.images ?? {})) {
+    const ours = cvmfsMedian(tools?.['ducc-cvmfs']);
+    const theirs = cvmfsMedian(tools?.['cvmfs-ducc']);
+    if (ours !== undefined) {
+      const ratio = theirs === undefined ? undefined : ours / theirs;
+      targets.push({
+        name: `${key}: cvmfs publisher vs cvmfs_ducc (real stratum 0)`,
+        measured: ratio === undefined ? 'n/a' : formatRatio(ratio),
+        limit: `≤ ${formatRatio(TARGETS.cvmfsVsDucc)}`,
+        pass: ratio === undefined ? undefined : ratio <= TARGETS.cvmfsVsDucc,
+        margin:
+          ratio === undefined ? (tools?.['cvmfs-ducc']?.unsupported ?? tools?.['cvmfs-ducc']?.error?.split('\n')[0] ?? '') : margin(ratio, TARGETS.cvmfsVsDucc),
+      });
+      const publishes = Math.max(...tools!['ducc-cvmfs']!.runs.map((run) => publishesOf(run.calls)));
+      targets.push({
+        name: `${key}: publishes of the cvmfs publisher per image`,
+        measured: String(publishes),
+        limit: `≤ ${TARGETS.cvmfsPublishesPerImage}`,
+        pass: publishes <= TARGETS.cvmfsPublishesPerImage,
+        margin: publishes <= TARGETS.cvmfsPublishesPerImage ? 'met' : `${publishes - TARGETS.cvmfsPublishesPerImage} too many`,
+      });
+    }
+  }
   if (results.reconcile && !isError(results.reconcile)) {
     const r = results.reconcile;
     const cli = median(r.cli.map((m) => m.seconds));
@@ -199,6 +226,98 @@ function conversionTable(results: BenchResults): string {
     'r',
     'l',
   ]);
+}
+
+function cvmfsMedian(result: CvmfsToolResult | undefined): number | undefined {
+  return result && result.runs.length > 0 ? median(result.runs.map((r) => r.seconds)) : undefined;
+}
+
+/** `list 1, ingest 2`: how often each subcommand was called (the same in every run, or a range). */
+function callSummary(result: CvmfsToolResult): string {
+  const counts = result.runs.map((run) => {
+    const count = new Map<string, number>();
+    for (const call of run.calls) count.set(call.subcommand, (count.get(call.subcommand) ?? 0) + 1);
+    return count;
+  });
+  const subcommands = [...new Set(counts.flatMap((count) => [...count.keys()]))];
+  return subcommands
+    .map((sub) => {
+      const values = counts.map((count) => count.get(sub) ?? 0);
+      const [low, high] = [Math.min(...values), Math.max(...values)];
+      return `${sub} ${low === high ? low : `${low}–${high}`}`;
+    })
+    .join(', ');
+}
+
+function cvmfsTable(results: BenchResults): string {
+  const rows: string[][] = [];
+  for (const [key, tools] of Object.entries(results.cvmfs?.images ?? {})) {
+    const theirs = cvmfsMedian(tools?.['cvmfs-ducc']);
+    const directory = results.conversions[key as ImageKey]?.ducc;
+    const directorySeconds = medianSeconds(directory);
+    if (directory && directorySeconds !== undefined) {
+      rows.push([
+        key,
+        'ducc convert, directory publisher (from the conversion table; outputs on tmpfs)',
+        formatSeconds(directorySeconds),
+        directory.runs.map((r) => formatSeconds(r.seconds)).join(' / '),
+        formatSeconds(median(directory.runs.map((r) => r.cpuSeconds))),
+        theirs === undefined ? '—' : formatRatio(directorySeconds / theirs),
+        'none',
+        '0',
+        '—',
+        rssMB(peakRssKiB(directory)!).toFixed(0),
+        '',
+      ]);
+    }
+    for (const tool of CVMFS_TOOL_KEYS) {
+      const result = tools?.[tool];
+      if (result === undefined) continue;
+      const seconds = cvmfsMedian(result);
+      const runs = result.runs;
+      const publishes = runs.map((run) => publishesOf(run.calls));
+      const own = runs.map((run) => run.ownMaxRssKiB).filter((v) => v !== undefined);
+      const tree = runs.length > 0 ? Math.max(...runs.map((run) => run.maxRssKiB)) : undefined;
+      const notes: string[] = [];
+      if (tool === 'ducc-cvmfs' && seconds !== undefined && theirs !== undefined)
+        notes.push(`≤0.25× cvmfs_ducc: ${passFail(seconds / theirs <= TARGETS.cvmfsVsDucc)}`);
+      if (tool === 'ducc-cvmfs' && publishes.length > 0) notes.push(`≤2 publishes: ${passFail(Math.max(...publishes) <= TARGETS.cvmfsPublishesPerImage)}`);
+      rows.push([
+        key,
+        CVMFS_TOOL_TITLES[tool],
+        result.error ? 'FAILED' : result.unsupported ? 'n/a' : seconds === undefined ? 'n/a' : formatSeconds(seconds),
+        runs.map((r) => formatSeconds(r.seconds)).join(' / ') || '—',
+        runs.length > 0 ? formatSeconds(median(runs.map((r) => r.cpuSeconds))) : '—',
+        tool === 'ducc-cvmfs' && seconds !== undefined && theirs !== undefined ? formatRatio(seconds / theirs) : '—',
+        runs.length > 0 ? callSummary(result) : '—',
+        publishes.length > 0
+          ? Math.min(...publishes) === Math.max(...publishes)
+            ? String(publishes[0])
+            : `${Math.min(...publishes)}–${Math.max(...publishes)}`
+          : '—',
+        runs.length > 0 ? formatSeconds(median(runs.map((run) => run.calls.reduce((sum, call) => sum + call.seconds, 0)))) : '—',
+        tree === undefined ? '—' : own.length > 0 ? `${rssMB(Math.max(...own)).toFixed(0)} (tree ${rssMB(tree).toFixed(0)})` : `tree ${rssMB(tree).toFixed(0)}`,
+        notes.join('; ') || result.unsupported || (result.error ? result.error.split('\n')[0]!.slice(0, 100) : ''),
+      ]);
+    }
+  }
+  return markdownTable(
+    [
+      'Image',
+      'Tool',
+      'Median s',
+      'Runs (s)',
+      'CPU s',
+      '× cvmfs_ducc',
+      'cvmfs_server calls per image',
+      'Publishes',
+      's in cvmfs_server',
+      'Peak RSS MB',
+      'Targets',
+    ],
+    rows,
+    ['l', 'l', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'l'],
+  );
 }
 
 function breakdown(results: BenchResults): string {
@@ -320,6 +439,17 @@ export function renderReport(results: BenchResults): string {
   );
   const steps = breakdown(results);
   if (steps) out.push('### Breakdown of the comparisons', '', steps, '');
+
+  out.push('## CernVM-FS stratum 0: cvmfs publisher and cvmfs_ducc', '');
+  if (results.cvmfs?.unavailable !== undefined) out.push(`Not run: no CernVM-FS stratum 0 can be made here (${results.cvmfs.unavailable}).`, '');
+  else if (results.cvmfs) {
+    out.push(
+      "Each run converts one image into a repository of its own on this machine's stratum 0 (`cvmfs_server mkfs -o root -f overlayfs`, not timed; removed afterwards), from the same registry: `ducc convert --config` with `publisher: {kind: cvmfs}` and `--skip-thin-image`, and upstream DUCC as `cvmfs_ducc convert --skip-thin-image --skip-podman`. Both call `cvmfs_server` through the same logging shim (first on PATH; `publisher.cvmfsServer` for ducc-gitops), which counts the calls and the time spent in them. Publishes are `ingest` and `publish` calls (each ingest is a transaction and a publish of its own). Both tools keep their temporary files on disk (ducc-gitops's `stagingDir`, DUCC's `-t`, under bench/.cache/work). CPU time and the tree's peak RSS include every process, cvmfs_server and cvmfs_swissknife too; for ducc-gitops the first RSS number is its own process (threads included, children not).",
+      '',
+      cvmfsTable(results),
+      '',
+    );
+  } else out.push('Not run.', '');
 
   out.push(`## No-op reconcile`, '');
   if (isError(results.reconcile)) out.push(`Failed: ${results.reconcile.error}`, '');
