@@ -21,6 +21,7 @@ import { thinPusher } from '../thin/thin-pusher.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
+import type { ConversionRequest, ConversionThread } from './conversion-thread.ts';
 import type { PublishOutcomeLine } from './report.ts';
 import { WishlistRepository } from './wishlist-repo.ts';
 
@@ -36,6 +37,8 @@ export interface BotDeps {
   /** Called after jobs were queued, so the worker starts at once. */
   onEnqueued?: () => void;
   now?: () => number;
+  /** Where conversions run: on this thread of their own (`ducc serve`), or, without it, in this thread. */
+  conversionThread?: ConversionThread;
 }
 
 /** One job of one kind, run by the bot's worker (see job-runners.ts). */
@@ -60,6 +63,8 @@ export class BotContext {
   readonly deps: BotDeps;
   readonly #repos = new Map<string, WishlistRepository>();
   readonly #publishers = new Map<string, Publisher>();
+  /** What the conversion thread needs of the wish list a ConvertContext was made for. */
+  readonly #threadSpecs = new WeakMap<ConvertContext, Pick<ConversionRequest, 'thin'>>();
 
   constructor(deps: BotDeps) {
     this.deps = deps;
@@ -122,7 +127,7 @@ export class BotContext {
   async convertContext(list: Wishlist): Promise<ConvertContext> {
     const options = this.convertOptions();
     const pushThin = options.skipThinImage ? undefined : thinPusher(list, this.deps.env, this.deps.logger);
-    return {
+    const ctx: ConvertContext = {
       client: this.deps.client,
       publisher: await this.publisherFor(list.cvmfsRepo!),
       cvmfsRepo: list.cvmfsRepo!,
@@ -130,6 +135,17 @@ export class BotContext {
       logger: this.deps.logger,
       ...(pushThin ?? {}),
     };
+    this.#threadSpecs.set(ctx, { thin: pushThin === undefined ? undefined : { user: list.user, outputFormat: list.outputFormat } });
+    return ctx;
+  }
+
+  /** Converts one image, on the conversion thread when there is one. */
+  async #convert(ctx: ConvertContext, image: ImageReference, options: ConvertOptions, log: Logger): Promise<ImageOutcome[]> {
+    const spec = this.#threadSpecs.get(ctx);
+    if (this.deps.conversionThread !== undefined && spec !== undefined) {
+      return this.deps.conversionThread.convert({ publisher: this.config.publisher, cvmfsRepo: ctx.cvmfsRepo, thin: spec.thin, image, options }, log);
+    }
+    return options.multiArch ? convertMultiArch(ctx, image, options) : [await convertImage(ctx, image, options)];
   }
 
   convertOptions(): ConvertOptions {
@@ -158,7 +174,7 @@ export class BotContext {
     for (const image of images) {
       const name = wholeName(image);
       try {
-        const outcomes: ImageOutcome[] = options.multiArch ? await convertMultiArch(ctx, image, options) : [await convertImage(ctx, image, options)];
+        const outcomes = await this.#convert(ctx, image, options, log);
         const main = outcomes[0]!;
         this.store.upsertPublished({
           wishlist: wishlist.name,

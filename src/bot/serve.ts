@@ -14,6 +14,7 @@ import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { Bot } from './bot.ts';
+import { ConversionThread } from './conversion-thread.ts';
 
 /** Delivery ids are kept this long to recognise redeliveries (GitHub and GitLab retry for up to days). */
 const DELIVERY_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -26,6 +27,8 @@ export interface StartServerOptions {
   timeouts?: Pick<ListenOptions, 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
   /** The DUCC_* settings, read by the caller (`ducc serve` reads them at start); default readSettings(env). */
   settings?: Settings;
+  /** Where conversions run: on a thread of their own (default; conversion-thread.ts), or on the main thread (the bench compares both). */
+  conversions?: 'worker-thread' | 'main-thread';
 }
 
 export interface RunningServer {
@@ -79,6 +82,7 @@ export async function startServer(
 
   // The bot pokes the worker, and the worker runs the bot's jobs: the worker is made second.
   const workerRef: { current?: JobWorker } = {};
+  const conversionThread = options.conversions === 'main-thread' ? undefined : new ConversionThread({ env, logger });
   const bot = new Bot({
     config,
     env,
@@ -87,6 +91,7 @@ export async function startServer(
     client: new RegistryClient({ credentials: await pullCredentials(env), logger }),
     logger,
     onEnqueued: () => workerRef.current?.poke(),
+    ...(conversionThread === undefined ? {} : { conversionThread }),
   });
   const worker = new JobWorker({
     store,
@@ -112,6 +117,7 @@ export async function startServer(
     isShuttingDown: () => shuttingDown,
   });
   const server = await listen(app, { ...options.timeouts, host: config.listen.host, port: config.listen.port });
+  conversionThread?.yieldTo(server);
   logger.info({ host: config.listen.host, port: config.listen.port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
 
   const timers: NodeJS.Timeout[] = [];
@@ -133,6 +139,7 @@ export async function startServer(
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections?.();
       await worker!.stop(deadlineMs);
+      await conversionThread?.close();
       await closed;
       store.close();
       logger.info('ducc serve stopped');

@@ -25,6 +25,7 @@ import { DuccError, errorMessage } from '../util/errors.ts';
 import { catalogParents } from '../layout/paths.ts';
 import type { LayerUnpackResult, TreeEntry } from '../unpack/tree-types.ts';
 import type { LayerBatch, LayerMetadata, Publisher, Transaction } from './publisher.ts';
+import { stepAside } from '../util/yield-gate.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -150,6 +151,7 @@ export class DirectoryPublisher implements Publisher {
         const path = entry.path === '' ? tree : `${tree}/${entry.path}`;
         switch (entry.type) {
           case 'directory':
+            stepAside(); // in `ducc serve`'s conversion thread, while webhooks are answered (yield-gate.ts)
             if (entry.path !== '') mkdirSync(path, { mode: 0o700 });
             directories.push({ path, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime });
             break;

@@ -7,9 +7,13 @@
  * of a flat tree that the directory publisher hands over (link(2) never follows or replaces the new name).
  */
 import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { parentPort, type MessagePort } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { unpackJob, type BatchDone, type FileJob, type LinkBatch, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
 import { linkOrCopy } from './link-file.ts';
+import { installYieldGate, stepAside } from '../util/yield-gate.ts';
+
+// Started by `ducc serve`'s conversion thread: steps aside with it while webhooks are answered.
+installYieldGate((workerData as { gate?: SharedArrayBuffer } | null)?.gate);
 
 interface Session {
   port: MessagePort;
@@ -55,6 +59,7 @@ function answer(session: Session, done: BatchDone, transfer: ArrayBuffer[]): voi
 }
 
 function writeBatch(batch: WriteBatch): BatchDone['failure'] {
+  stepAside();
   const buffer = Buffer.from(batch.buffer);
   for (let index = 0; index < batch.paths.length; index++) {
     try {
@@ -67,6 +72,7 @@ function writeBatch(batch: WriteBatch): BatchDone['failure'] {
 }
 
 function linkBatch(batch: LinkBatch): BatchDone['failure'] {
+  stepAside();
   for (let index = 0; index < batch.paths.length; index++) {
     try {
       linkOrCopy(batch.sources[index]!, batch.paths[index]!);

@@ -20,6 +20,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { DuccError } from '../util/errors.ts';
 import { JOB_FIELDS, packJob, type BatchDone, type FileJob, type WriterMessage } from './file-writer-protocol.ts';
 import { unpackSettingsFromEnv, type UnpackSettings } from './settings.ts';
+import { yieldGateBuffer } from '../util/yield-gate.ts';
 
 /** Content bytes per batch. */
 const BATCH_BYTES = 1024 * 1024;
@@ -105,7 +106,7 @@ function writers(count: number): WriterThread[] {
     pool = [];
     for (let i = 0; i < count; i++) {
       const report = new SharedArrayBuffer(8 + REPORT_TEXT_BYTES);
-      const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { module: WORKER_URL.href, report } });
+      const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { module: WORKER_URL.href, report, gate: yieldGateBuffer() } });
       worker.unref();
       const thread: WriterThread = { worker, report: new Int32Array(report, 0, 2) };
       // Sessions bound to a stopped thread learn it from its report; new sessions do not use it. The

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import type { Header, Pack } from 'tar-stream';
 import { DuccError } from '../../util/errors.ts';
+import { stepAside } from '../../util/yield-gate.ts';
 
 /** Metadata of an entry as the tar carries it (`cvmfs_server ingest -k` keeps uid and gid). */
 export interface EntryMeta {
@@ -70,6 +71,7 @@ export class IngestTar {
     const stack: [string, string][] = [[dir, prefix]];
     while (stack.length > 0) {
       const [local, name] = stack.pop()!;
+      stepAside(); // in `ducc serve`'s conversion thread, while webhooks are answered (yield-gate.ts)
       const subdirs: [string, string][] = [];
       for (const child of readdirSync(local).sort()) {
         const localPath = `${local}/${child}`;
