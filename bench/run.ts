@@ -20,8 +20,8 @@ import { cleanupMeasureScratch } from './lib/measure.ts';
 import { profileConversion } from './lib/profile.ts';
 import { measureReconcile, pushWishImages } from './lib/reconcile.ts';
 import { renderReport, type BenchResults } from './lib/report.ts';
-import { measureTool, TOOL_KEYS, TOOL_TITLES, UnsupportedError, type ToolContext } from './lib/tools.ts';
-import { measureWebhooks } from './lib/webhooks.ts';
+import { imageUrl, measureTool, TOOL_KEYS, TOOL_TITLES, UnsupportedError, type ToolContext } from './lib/tools.ts';
+import { measureDuringConversions, measureWebhooks } from './lib/webhooks.ts';
 import {
   CVMFS_TOOL_KEYS,
   CVMFS_TOOL_TITLES,
@@ -228,7 +228,10 @@ async function main(): Promise<number> {
   let workDir = '';
   try {
     const needImages =
-      !skip.has('conversion') || !skip.has('cvmfs') || (!skip.has('profile') && (imageKeys.includes('small-files') || imageKeys.includes('bigfile')));
+      !skip.has('conversion') ||
+      !skip.has('cvmfs') ||
+      (!skip.has('webhooks') && imageKeys.some((key) => ['small-files', 'bigfile', 'debian-gzip'].includes(key))) ||
+      (!skip.has('profile') && (imageKeys.includes('small-files') || imageKeys.includes('bigfile')));
     const allImageKeys = [...new Set([...imageKeys, ...(skip.has('cvmfs') ? [] : cvmfsImageKeys)])];
     await ensureDependencies({ needDebootstrap: needImages && (await needsDebootstrap(allImageKeys)) });
     const workParent = values['work-dir'] ?? (values['on-disk'] ? join(CACHE_DIR, 'work') : await defaultWorkParent(quick));
@@ -320,6 +323,32 @@ async function main(): Promise<number> {
       } catch (error) {
         results.webhooks = { error: errorText(error) };
         log(`webhooks FAILED: ${results.webhooks.error}`);
+      }
+      // While `ducc serve` converts: the many-small-files image (synchronous file creation) and the 1 GiB
+      // image (hashing and writing big chunks); freshness with the Debian image.
+      const during = [
+        { key: 'small-files', delayMs: 200 },
+        { key: 'bigfile', delayMs: 1000 },
+      ].flatMap(({ key, delayMs }) => {
+        const image = images.find((i) => i.key === key);
+        return image ? [{ key, delayMs, entry: imageUrl(registry.host, image) }] : [];
+      });
+      const fresh = images.find((i) => i.key === 'debian-gzip');
+      if (during.length > 0 || fresh) {
+        try {
+          results.duringConversions = await measureDuringConversions({
+            cleanup: cleanups,
+            workDir,
+            smallEntry: entries[0]!,
+            images: during,
+            freshness: fresh ? { key: fresh.key, entry: imageUrl(registry.host, fresh) } : undefined,
+            runs,
+            concurrency,
+          });
+        } catch (error) {
+          results.duringConversions = { error: errorText(error) };
+          log(`webhooks during conversions FAILED: ${results.duringConversions.error}`);
+        }
       }
     }
     if (!skip.has('profile')) {

@@ -5,7 +5,7 @@ import type { Measurement } from './measure.ts';
 import type { ProfileSummary } from './profile.ts';
 import type { ReconcileResult } from './reconcile.ts';
 import { TOOL_KEYS, TOOL_TITLES, type ToolKey } from './tools.ts';
-import type { WebhookResult } from './webhooks.ts';
+import { CONVERSION_MODES, type DuringConversionResult, type WebhookResult } from './webhooks.ts';
 import { CVMFS_TOOL_KEYS, CVMFS_TOOL_TITLES, publishesOf, type CvmfsSection, type CvmfsToolResult } from './cvmfs.ts';
 import { formatMiB, formatMs, formatRatio, formatSeconds, markdownTable, median, percentile } from './util.ts';
 
@@ -31,6 +31,7 @@ export interface BenchResults {
   cvmfs?: CvmfsSection;
   reconcile?: ReconcileResult | { error: string };
   webhooks?: WebhookResult | { error: string };
+  duringConversions?: DuringConversionResult | { error: string };
   profiles?: (ProfileSummary | { error: string; image: string })[];
   totalSeconds: number;
 }
@@ -43,6 +44,8 @@ export const TARGETS = {
   noopReconcileSeconds: 2,
   webhookP99Ms: 50,
   cvmfsVsDucc: 0.25,
+  webhookP99DuringConversionMs: 50,
+  freshnessVsConvert: 1.3,
   cvmfsPublishesPerImage: 2,
 };
 
@@ -181,7 +184,104 @@ export function collectTargets(results: BenchResults): Target[] {
       margin: margin(p99, TARGETS.webhookP99Ms),
     });
   }
+  if (results.duringConversions && !isError(results.duringConversions)) {
+    const d = results.duringConversions;
+    for (const [key, modes] of Object.entries(d.bursts)) {
+      const bursts = modes?.['worker-thread'];
+      if (!bursts || bursts.length === 0) continue;
+      const p99 = median(bursts.map((b) => percentile(b.latenciesMs, 99)));
+      targets.push({
+        name: `webhook ack p99 during the conversion of ${key} (${d.concurrency} concurrent deliveries)`,
+        measured: formatMs(p99),
+        limit: `≤ ${TARGETS.webhookP99DuringConversionMs} ms`,
+        pass: p99 <= TARGETS.webhookP99DuringConversionMs,
+        margin: margin(p99, TARGETS.webhookP99DuringConversionMs),
+      });
+    }
+    const fresh = d.freshness['worker-thread'];
+    const convert = d.freshnessImage === undefined ? undefined : medianSeconds(results.conversions[d.freshnessImage as ImageKey]?.ducc);
+    if (fresh && fresh.length > 0 && convert !== undefined) {
+      const serve = median(fresh.map((f) => f.successSeconds));
+      const ratio = serve / convert;
+      targets.push({
+        name: `freshness: push adding ${d.freshnessImage} to its success status (${formatSeconds(serve)} s) vs ducc convert of it alone (${formatSeconds(convert)} s)`,
+        measured: formatRatio(ratio),
+        limit: `≤ ${formatRatio(TARGETS.freshnessVsConvert)}`,
+        pass: ratio <= TARGETS.freshnessVsConvert,
+        margin: margin(ratio, TARGETS.freshnessVsConvert),
+      });
+    }
+  }
   return targets;
+}
+
+function duringConversionsSection(results: BenchResults): string[] {
+  const d = results.duringConversions;
+  if (d === undefined) return ['Not run.', ''];
+  if (isError(d)) return [`Failed: ${d.error}`, ''];
+  const out: string[] = [];
+  out.push(
+    `Each run starts a fresh \`ducc serve\` (in the bench process, as the test harness runs it, logging as \`ducc serve\` does), with its state and its directory publisher's root in the bench's output directory, publishes a wish list of one small image, then pushes a commit that adds the image below. ${d.concurrency} signed deliveries are sent at once from a separate process, each on its own connection, shortly after the first layer appears in the publisher's staging (0.2 s for small-files, 1 s for bigfile). "worker-thread" is the default of \`ducc serve\` (conversions on a thread of their own, src/bot/conversion-thread.ts); "main-thread" runs them on the event loop's thread, as before. "During" counts the bursts whose last answer came before the image's success status. The conversion time runs from the push delivery to the success status.`,
+    '',
+  );
+  const rows: string[][] = [];
+  for (const [key, modes] of Object.entries(d.bursts)) {
+    for (const mode of CONVERSION_MODES) {
+      const bursts = modes?.[mode];
+      if (!bursts || bursts.length === 0) continue;
+      const p50s = bursts.map((b) => percentile(b.latenciesMs, 50));
+      const p99s = bursts.map((b) => percentile(b.latenciesMs, 99));
+      const maxes = bursts.map((b) => Math.max(...b.latenciesMs));
+      rows.push([
+        key,
+        mode,
+        formatMs(median(p50s)),
+        formatMs(median(p99s)),
+        p99s.map(formatMs).join(' / '),
+        formatMs(median(maxes)),
+        `${bursts.filter((b) => b.duringConversion).length} of ${bursts.length}`,
+        `${formatSeconds(median(bursts.map((b) => b.conversionSeconds)))} s`,
+        mode === 'worker-thread' ? `≤50 ms: ${passFail(median(p99s) <= TARGETS.webhookP99DuringConversionMs)}` : '',
+      ]);
+    }
+  }
+  out.push(
+    markdownTable(
+      ['Image being converted', 'Conversions on', 'ack p50', 'ack p99', 'p99 of each run', 'ack max', 'During', 'Push to success', 'Target'],
+      rows,
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    ),
+    '',
+  );
+  if (d.freshnessImage !== undefined) {
+    const convert = results.conversions[d.freshnessImage as ImageKey]?.ducc;
+    const convertSeconds = medianSeconds(convert);
+    const freshRows: string[][] = [];
+    for (const mode of CONVERSION_MODES) {
+      const runs = d.freshness[mode];
+      if (!runs || runs.length === 0) continue;
+      const serve = median(runs.map((f) => f.successSeconds));
+      freshRows.push([
+        `\`ducc serve\` (conversions on the ${mode}): push adding ${d.freshnessImage} to its success status`,
+        `${formatSeconds(serve)} s`,
+        runs.map((f) => formatSeconds(f.successSeconds)).join(' / '),
+        convertSeconds === undefined ? '—' : formatRatio(serve / convertSeconds),
+        mode === 'worker-thread' && convertSeconds !== undefined ? `≤1.3×: ${passFail(serve / convertSeconds <= TARGETS.freshnessVsConvert)}` : '',
+      ]);
+    }
+    if (convert && convertSeconds !== undefined) {
+      freshRows.push([
+        `\`ducc convert\` of ${d.freshnessImage} alone (the conversion table's full conversion)`,
+        `${formatSeconds(convertSeconds)} s`,
+        convert.runs.map((r) => formatSeconds(r.seconds)).join(' / '),
+        '1.00×',
+        '',
+      ]);
+    }
+    out.push('Freshness: the same fresh `ducc serve`, a push adding the image, no burst.', '');
+    out.push(markdownTable(['Measurement', 'Median', 'Runs', '× ducc convert', 'Target'], freshRows, ['l', 'r', 'r', 'r', 'l']), '');
+  }
+  return out;
 }
 
 function conversionTable(results: BenchResults): string {
@@ -536,6 +636,9 @@ export function renderReport(results: BenchResults): string {
       '',
     );
   } else out.push('Not run.', '');
+
+  out.push('## Webhooks during a conversion, and freshness', '');
+  out.push(...duringConversionsSection(results));
 
   for (const p of results.profiles ?? []) {
     out.push(`## Profile: ${p.image}`, '');
