@@ -18,7 +18,7 @@ import { describeMachine } from './lib/machine.ts';
 import { LoadSampler, codeFingerprint, gitState } from './lib/environment.ts';
 import { cleanupMeasureScratch } from './lib/measure.ts';
 import { profileConversion } from './lib/profile.ts';
-import { measureReconcile, pushWishImages } from './lib/reconcile.ts';
+import { measureReconcile, pushReconcileImages, pushWishImages } from './lib/reconcile.ts';
 import { renderReport, type BenchResults } from './lib/report.ts';
 import { imageUrl, measureTool, TOOL_KEYS, TOOL_TITLES, UnsupportedError, type ToolContext } from './lib/tools.ts';
 import { measureDuringConversions, measureWebhooks } from './lib/webhooks.ts';
@@ -41,11 +41,14 @@ type Section = (typeof SECTIONS)[number];
 const USAGE = `usage: npm run bench -- [options]
 
   --runs N          runs per measurement, the median is reported (default 3; 1 with --quick)
-  --quick           smoke mode: small images (2,000 small files, a 64 MiB file), 20 wishes, 10 deliveries
+  --quick           smoke mode: small images (2,000 small files, a 64 MiB file), 20 wishes, 10 deliveries,
+                    a reconcile of 5 repositories × 4 tags
   --images LIST     comma-separated subset of ${IMAGE_KEYS.join(',')}
   --cvmfs-images LIST  the images of the cvmfs section (default: all of --images)
   --skip LIST       comma-separated sections to skip: ${SECTIONS.join(',')}
-  --wishes N        wishes in the no-op reconcile (default 100)
+  --wishes N        wishes in the wish list of the webhook measurement (default 100)
+  --repositories N  repositories of the no-op reconcile (default 50)
+  --tags N          tags per repository in the no-op reconcile (default 20: 1,000 wishes)
   --concurrency N   concurrent webhook deliveries (default 50)
   --work-dir DIR    where the measured commands write (default: /dev/shm when it is a tmpfs with room, see README)
   --on-disk         write the outputs under bench/.cache instead (the disk this checkout is on)
@@ -185,6 +188,8 @@ async function main(): Promise<number> {
       'cvmfs-images': { type: 'string' },
       skip: { type: 'string' },
       wishes: { type: 'string' },
+      repositories: { type: 'string' },
+      tags: { type: 'string' },
       concurrency: { type: 'string' },
       output: { type: 'string' },
       'work-dir': { type: 'string' },
@@ -203,6 +208,8 @@ async function main(): Promise<number> {
   const cvmfsImageKeys = list(values['cvmfs-images'], IMAGE_KEYS, '--cvmfs-images') ?? imageKeys;
   const skip = new Set<Section>(list(values.skip, SECTIONS, '--skip') ?? []);
   const wishes = positive(values.wishes, '--wishes', quick ? 20 : 100);
+  const repositories = positive(values.repositories, '--repositories', quick ? 5 : 50);
+  const tagsPerRepository = positive(values.tags, '--tags', quick ? 4 : 20);
   const concurrency = positive(values.concurrency, '--concurrency', quick ? 10 : 50);
   const output = values.output ?? join(BENCH_DIR, quick ? 'results.quick.md' : 'results.md');
   const commandLine = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
@@ -303,15 +310,12 @@ async function main(): Promise<number> {
     }
 
     let entries: string[] = [];
-    let wishPushSeconds = 0;
-    if (!skip.has('reconcile') || !skip.has('webhooks')) {
-      const pushStarted = process.hrtime.bigint();
-      entries = await pushWishImages(registry.host, wishes, workDir);
-      wishPushSeconds = secondsSince(pushStarted);
-    }
+    if (!skip.has('webhooks')) entries = await pushWishImages(registry.host, wishes, workDir);
     if (!skip.has('reconcile')) {
       try {
-        results.reconcile = await measureReconcile(ctx, entries, wishPushSeconds, runs);
+        const pushStarted = process.hrtime.bigint();
+        const reconcileEntries = await pushReconcileImages(registry.host, repositories, tagsPerRepository, workDir);
+        results.reconcile = await measureReconcile(ctx, reconcileEntries, secondsSince(pushStarted), runs);
       } catch (error) {
         results.reconcile = { error: errorText(error) };
         log(`reconcile FAILED: ${results.reconcile.error}`);
