@@ -28,6 +28,7 @@ ENV DUCC_CONFIG=/etc/ducc-gitops/ducc.yaml
 VOLUME ["/var/lib/ducc-gitops"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "--disable-warning=ExperimentalWarning", "bin/ducc.js"]
+# The flags of bin/ducc.js's first line (see there).
+ENTRYPOINT ["node", "--disable-warning=ExperimentalWarning", "--max-semi-space-size=4", "bin/ducc.js"]
 # Secrets come from the environment or *_FILE variables (Docker/Kubernetes secrets), never the image.
 CMD ["serve"]

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { makeRepository, onPath, stratum0Unavailable } from '../../test/support/stratum0.ts';
 import type { BenchImage, ImageKey } from './images.ts';
 import { measureCommand, type Measurement } from './measure.ts';
-import { duccEnv, imageUrl, type ToolContext } from './tools.ts';
+import { duccEnv, duccNodeFlags, imageUrl, type ToolContext } from './tools.ts';
 import { REPO_ROOT, log, run } from './util.ts';
 
 export type CvmfsToolKey = 'ducc-cvmfs' | 'cvmfs-ducc';
@@ -148,7 +148,7 @@ export async function measureCvmfs(tool: CvmfsToolKey, image: BenchImage, ctx: T
       measurement = await measureCommand(
         process.execPath,
         [
-          '--disable-warning=ExperimentalWarning',
+          ...duccNodeFlags(),
           '--import',
           join(REPO_ROOT, 'bench/lib/rss-probe.js'),
           join(REPO_ROOT, 'bin/ducc.js'),

@@ -16,7 +16,7 @@
  * Every measurement starts with the page cache's dirty pages flushed (`sync`, not timed) and a fresh,
  * empty output directory, which is removed afterwards (not timed).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BenchImage } from './images.ts';
@@ -62,7 +62,18 @@ export function imageUrl(registryHost: string, image: { repository: string; tag:
  */
 export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = [], perModule = false): string[] {
   const entry = perModule ? join(REPO_ROOT, 'bench/lib/run-modules.js') : join(REPO_ROOT, 'bin/ducc.js');
-  return ['--disable-warning=ExperimentalWarning', entry, 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+  return [...duccNodeFlags(), entry, 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+}
+
+/**
+ * Node's flags on bin/ducc.js's first line (`#!/usr/bin/env -S node FLAGS`): the bench runs
+ * `node FLAGS bin/ducc.js`, as the program runs when started by its name (npm bin link, systemd units).
+ */
+export function duccNodeFlags(): string[] {
+  const first = readFileSync(join(REPO_ROOT, 'bin/ducc.js'), 'utf8').split('\n', 1)[0] ?? '';
+  const match = /^#!\/usr\/bin\/env -S node((?: --?[\w-]+(?:=\S+)?)*)\s*$/.exec(first);
+  if (match === null) throw new Error(`bin/ducc.js: cannot read Node's flags from its first line '${first}'`);
+  return match[1]!.trim().split(/\s+/).filter(Boolean);
 }
 
 export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {
