@@ -257,7 +257,11 @@ async function main(): Promise<number> {
     // startRegistry only needs the after() hook of a node:test context.
     const registry = await startRegistry(cleanups as unknown as TestContext);
     log(`registry on ${registry.host}`);
-    const ctx: ToolContext = { registryHost: registry.host, workDir, dockerConfigDir };
+    // The `ducc-disk` row writes to the disk this checkout is on (bench/.cache/work), whatever --work-dir says.
+    await mkdir(join(CACHE_DIR, 'work'), { recursive: true });
+    const diskDir = await mkdtemp(join(CACHE_DIR, 'work', 'ducc-bench-disk-'));
+    cleanups.after(() => rm(diskDir, { recursive: true, force: true }));
+    const ctx: ToolContext = { registryHost: registry.host, workDir, diskDir, dockerConfigDir };
     const results: BenchResults = {
       commandLine,
       quick,

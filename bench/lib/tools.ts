@@ -23,12 +23,13 @@ import type { BenchImage } from './images.ts';
 import { measureCommand, measurePipeline, measureVerifiedPipeline, type Measurement } from './measure.ts';
 import { REPO_ROOT, run } from './util.ts';
 
-export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor-verified' | 'floor' | 'node-verify';
-export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor-verified', 'floor', 'node-verify'];
+export type ToolKey = 'ducc' | 'ducc-layers' | 'ducc-disk' | 'skopeo-umoci' | 'floor-verified' | 'floor' | 'node-verify';
+export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'ducc-disk', 'skopeo-umoci', 'floor-verified', 'floor', 'node-verify'];
 
 export const TOOL_TITLES: Record<ToolKey, string> = {
   ducc: 'ducc convert (layers + flat)',
   'ducc-layers': 'ducc convert --skip-flat (layers only)',
+  'ducc-disk': 'ducc convert (layers + flat), outputs on disk',
   'skopeo-umoci': 'skopeo copy + umoci unpack',
   'floor-verified': 'sha256 + decompress | tar -x (verified floor)',
   floor: 'decompress | tar -x (unverified)',
@@ -40,8 +41,10 @@ export class UnsupportedError extends Error {}
 
 export interface ToolContext {
   registryHost: string;
-  /** Scratch directory for outputs (same filesystem as the registry's storage). */
+  /** Scratch directory for outputs (a tmpfs by default, see README). */
   workDir: string;
+  /** A directory on a disk-backed filesystem, for the `ducc-disk` row (peak RSS into a disk, issue 19). */
+  diskDir: string;
   /** An empty DOCKER_CONFIG so that no personal registry credentials are read. */
   dockerConfigDir: string;
 }
@@ -83,7 +86,7 @@ export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {
 }
 
 export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolContext): Promise<Measurement> {
-  const out = join(ctx.workDir, `${tool}-${image.key}`);
+  const out = join(tool === 'ducc-disk' ? ctx.diskDir : ctx.workDir, `${tool}-${image.key}`);
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   await run('sync', []);
@@ -91,6 +94,7 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
     switch (tool) {
       case 'ducc':
       case 'ducc-layers':
+      case 'ducc-disk':
         return await measureDucc(tool, image, ctx, out);
       case 'skopeo-umoci':
         return await measureSkopeoUmoci(image, ctx, out);
@@ -106,7 +110,7 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
   }
 }
 
-async function measureDucc(tool: 'ducc' | 'ducc-layers', image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
+async function measureDucc(tool: 'ducc' | 'ducc-layers' | 'ducc-disk', image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
   const wishlist = join(out, 'wishlist.yaml');
   await writeFile(wishlist, wishlistYaml([imageUrl(ctx.registryHost, image)]));
   const repoRoot = join(out, 'cvmfs');
@@ -119,7 +123,7 @@ async function measureDucc(tool: 'ducc' | 'ducc-layers', image: BenchImage, ctx:
   if (!/\b1 converted, 0 up to date, 0 failed\b/.test(output)) throw new Error(`ducc convert did not report one conversion:\n${output.slice(-4000)}`);
   // Sanity: the public symlink (full conversion) or the layer directories (layers only) are there.
   const repo = join(repoRoot, CVMFS_REPO);
-  if (tool === 'ducc') {
+  if (tool !== 'ducc-layers') {
     const link = await lstat(join(repo, ctx.registryHost, `${image.repository}:${image.tag}`));
     if (!link.isSymbolicLink()) throw new Error('ducc convert left no public symlink');
   } else {
