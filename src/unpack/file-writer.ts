@@ -96,6 +96,23 @@ const spareBuffers: ArrayBuffer[] = [];
 let pool: WriterThread[] | undefined;
 let nextWorker = 0;
 let nextSession = 0;
+/** Sessions bound to a thread and not closed yet. */
+let openSessions = 0;
+
+/**
+ * Ends the writer threads and drops the spare batch buffers, unless a session is open: each thread is
+ * ~25-35 MB of memory (a JavaScript engine of its own), the buffers up to 17 MiB. The cvmfs publisher
+ * calls it once an image's layers are unpacked in its staging: the ingests and the flat tree that follow
+ * need no writer thread, and that is where a conversion's memory peaks (50,000 small files: 233 -> 209 MB).
+ * The next session starts the threads again.
+ */
+export async function releaseIdleWriters(): Promise<void> {
+  if (openSessions > 0 || pool === undefined) return;
+  const threads = pool;
+  pool = undefined;
+  spareBuffers.length = 0;
+  await Promise.all(threads.map(({ worker }) => worker.terminate()));
+}
 
 /**
  * The writer threads, `count` of them started on first use (the first session's settings size the pool);
@@ -193,6 +210,7 @@ export class FileWriterSession {
     this.thread = available[nextWorker++ % available.length]!;
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
+    openSessions++;
     this.post({ kind: 'open', session: this.session, port: port2, progress: this.progress.buffer as SharedArrayBuffer }, [port2]);
   }
 
@@ -288,6 +306,7 @@ export class FileWriterSession {
     }
     this.post({ kind: 'close', session: this.session });
     this.port!.close();
+    openSessions--;
   }
 
   private send(): void {

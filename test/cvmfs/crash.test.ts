@@ -94,8 +94,12 @@ describe('cvmfs publisher on a real stratum 0: crashes', () => {
 
   it('SIGKILL in the middle of a layer ingest: the guard kills the ingest, nothing is published, the next run completes', async (t) => {
     const args = await convertArgs('one');
-    // Frozen while the ingest reads the 500th of 600 staged files: the tar is cut in the middle of the layers.
-    await killAt(t, args, stallAt({ module: 'fs', fn: 'readFileSync', arg: 0, match: /\/staging\/.*\/layerfs\//, nth: 500 }, 'layer-ingest'));
+    // Frozen while the ingest opens the 500th of 600 staged files for reading: the tar is cut in the middle of the layers.
+    await killAt(
+      t,
+      args,
+      stallAt({ module: 'fs', fn: 'openSync', arg: 0, match: /\/staging\/.*\/layerfs\//, also: { arg: 1, match: '^r$' }, nth: 500 }, 'layer-ingest'),
+    );
 
     assert.equal(await inTransaction(), true, 'the killed ingest left its transaction open');
     assert.deepEqual(await readdir(join(repo.mount, '.layers')).catch(() => []), [], 'no layer published from a cut tar');

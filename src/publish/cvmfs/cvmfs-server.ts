@@ -4,7 +4,6 @@ import { access, constants as fsConstants, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import lockfile from 'proper-lockfile';
@@ -151,19 +150,17 @@ export class CvmfsServer {
     const stdin = child.stdin!;
     const control = child.stdio[3] as Writable;
     control.on('error', () => {}); // the guard may be gone; its exit status says why
-    const tar = new IngestTar();
-    const fed = pipeline(tar.output, stdin);
+    // A socket: each write calls back once its bytes are in the kernel, as IngestTar needs.
+    const tar = new IngestTar(stdin);
     let produced: unknown;
     let ok = false;
     try {
       await produce(tar);
-      tar.finish();
-      await fed;
+      await tar.finish();
       ok = true;
     } catch (error) {
       produced = error;
       tar.destroy(error);
-      fed.catch(() => {});
     }
     if (ok) control.end('commit\n');
     else control.destroy();
