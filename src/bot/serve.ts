@@ -12,6 +12,7 @@ import { listen, type ListenOptions } from '../http/server.ts';
 import { JobWorker } from '../jobs/worker.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { SqliteStateStore } from '../state/sqlite-store.ts';
+import type { StateStore } from '../state/types.ts';
 import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
@@ -60,9 +61,9 @@ export async function startServer(
   checkPaths(config);
   const store = openStore(config.statePath);
   try {
-    const interrupted = store.requeueRunning();
+    const interrupted = await store.requeueRunning();
     if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
-    prune(store);
+    await prune(store);
 
     const forges = new Map<string, Forge>();
     const forgeFor = (wishlist: WishlistRepoConfig): Forge => {
@@ -104,7 +105,7 @@ export async function startServer(
       onJobFinished: async (job, outcome, error) => {
         if (outcome !== 'failed') return;
         const wishlist = (job.payload as { wishlist?: unknown }).wishlist;
-        if (typeof wishlist === 'string') store.countConversions(wishlist, { failedJobs: 1 });
+        if (typeof wishlist === 'string') await store.countConversions(wishlist, { failedJobs: 1 });
         await bot.finalizeStatuses(job, error);
       },
     });
@@ -131,7 +132,7 @@ export async function startServer(
     logger.info({ host: config.listen.host, port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
     return running({ config, store, server, bot, worker: jobs, logger, isShuttingDown: () => shuttingDown, shutDown: () => (shuttingDown = true) });
   } catch (error) {
-    store.close();
+    await store.close();
     throw error;
   }
 }
@@ -139,7 +140,7 @@ export async function startServer(
 /** What runs once `ducc serve` listens: the reconcile and prune timers, and the graceful stop. */
 function running(parts: {
   config: BotConfig;
-  store: SqliteStateStore;
+  store: StateStore;
   server: Server;
   bot: Bot;
   worker: JobWorker;
@@ -149,13 +150,30 @@ function running(parts: {
 }): RunningServer {
   const { config, store, server, bot, worker, logger } = parts;
   const timers: NodeJS.Timeout[] = [];
+  // Timers run in the background: what fails there (the state database unreachable for a moment) is
+  // logged, and the next tick tries again.
+  const background = (what: string, work: () => Promise<unknown>) => () => {
+    work().catch((error: unknown) => logger.error({ err: error }, `cannot ${what}`));
+  };
+  const scheduleReconcile = background('queue the reconcile', () => bot.scheduleReconcile());
   if (config.reconcileMinutes > 0) {
-    bot.scheduleReconcile();
-    timers.push(setInterval(() => bot.scheduleReconcile(), config.reconcileMinutes * 60_000));
+    scheduleReconcile();
+    timers.push(setInterval(scheduleReconcile, config.reconcileMinutes * 60_000));
   }
-  timers.push(setInterval(() => prune(store), 3600_000));
+  timers.push(
+    setInterval(
+      background('prune the state database', () => prune(store)),
+      3600_000,
+    ),
+  );
   const gcHours = config.gc?.intervalHours ?? 0;
-  if (gcHours > 0) timers.push(setInterval(() => bot.scheduleGc(), gcHours * 3600_000));
+  if (gcHours > 0)
+    timers.push(
+      setInterval(
+        background('queue the garbage collection', () => bot.scheduleGc()),
+        gcHours * 3600_000,
+      ),
+    );
   for (const timer of timers) timer.unref();
 
   return {
@@ -175,15 +193,15 @@ function running(parts: {
       const cut = setTimeout(() => server.closeAllConnections(), 1000);
       await closed;
       clearTimeout(cut);
-      store.close();
+      await store.close();
       logger.info('ducc serve stopped');
     },
   };
 }
 
-function prune(store: SqliteStateStore): void {
-  store.pruneDeliveries(DELIVERY_RETENTION_MS);
-  store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
+async function prune(store: StateStore): Promise<void> {
+  await store.pruneDeliveries(DELIVERY_RETENTION_MS);
+  await store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
 }
 
 /** The directories `ducc serve` writes, checked (and made) at start: each problem names its setting. */

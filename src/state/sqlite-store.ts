@@ -103,15 +103,143 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 type Row = Record<string, unknown>;
 
-/** StateStore on node:sqlite (one connection, synchronous). */
-export class SqliteStateStore implements StateStore {
-  readonly #db: DatabaseSync;
-  readonly #stmt: ReturnType<typeof prepareAll>;
-  #closed = false;
+/** The StateStore methods over the synchronous statements; `enter` says when a call may run. */
+class SqliteAccess implements StateStore {
+  readonly leaseMs = undefined;
+  readonly #ops: SqliteOps;
+  readonly #enter: <T>(fn: () => T) => Promise<T>;
 
-  private constructor(db: DatabaseSync) {
-    this.#db = db;
-    this.#stmt = prepareAll(db);
+  constructor(ops: SqliteOps, enter: <T>(fn: () => T) => Promise<T>) {
+    this.#ops = ops;
+    this.#enter = enter;
+  }
+
+  /** Inside a transaction already: `work` runs as part of it. */
+  atomically<T>(work: (tx: StateStore) => Promise<T>): Promise<T> {
+    return work(this);
+  }
+
+  checkpoint(): Promise<{ walFrames: number; checkpointed: number }> {
+    return this.#enter(() => this.#ops.checkpoint());
+  }
+
+  recordDelivery(id: string, now?: number): Promise<boolean> {
+    return this.#enter(() => this.#ops.recordDelivery(id, now));
+  }
+
+  deliveryState(id: string): Promise<DeliveryState> {
+    return this.#enter(() => this.#ops.deliveryState(id));
+  }
+
+  linkDelivery(id: string, jobIds: number[]): Promise<void> {
+    return this.#enter(() => this.#ops.linkDelivery(id, jobIds));
+  }
+
+  pruneDeliveries(maxAgeMs: number, now?: number): Promise<number> {
+    return this.#enter(() => this.#ops.pruneDeliveries(maxAgeMs, now));
+  }
+
+  enqueue(payload: JobPayload, options?: { dedupKey?: string; notBefore?: number; now?: number }): Promise<{ job: Job; created: boolean }> {
+    return this.#enter(() => this.#ops.enqueue(payload, options));
+  }
+
+  claimNext(now?: number): Promise<Job | undefined> {
+    return this.#enter(() => this.#ops.claimNext(now));
+  }
+
+  renewLease(id: number): Promise<boolean> {
+    return this.#enter(() => this.#ops.renewLease(id));
+  }
+
+  complete(id: number, now?: number): Promise<void> {
+    return this.#enter(() => this.#ops.complete(id, now));
+  }
+
+  fail(id: number, error: string, now?: number): Promise<void> {
+    return this.#enter(() => this.#ops.fail(id, error, now));
+  }
+
+  requeueRunning(now?: number): Promise<Job[]> {
+    return this.#enter(() => this.#ops.requeueRunning(now));
+  }
+
+  requeue(id: number, options?: { notBefore?: number; error?: string; now?: number }): Promise<Job | undefined> {
+    return this.#enter(() => this.#ops.requeue(id, options));
+  }
+
+  getJob(id: number): Promise<Job | undefined> {
+    return this.#enter(() => this.#ops.getJob(id));
+  }
+
+  listJobs(options?: { status?: JobStatus; limit?: number }): Promise<Job[]> {
+    return this.#enter(() => this.#ops.listJobs(options));
+  }
+
+  counts(): Promise<QueueCounts> {
+    return this.#enter(() => this.#ops.counts());
+  }
+
+  queuedCount(): Promise<number> {
+    return this.#enter(() => this.#ops.queuedCount());
+  }
+
+  pruneFinishedJobs(maxAgeMs: number, now?: number): Promise<number> {
+    return this.#enter(() => this.#ops.pruneFinishedJobs(maxAgeMs, now));
+  }
+
+  recordStatus(status: OwnedStatus): Promise<void> {
+    return this.#enter(() => this.#ops.recordStatus(status));
+  }
+
+  pendingStatuses(jobId: number): Promise<OwnedStatus[]> {
+    return this.#enter(() => this.#ops.pendingStatuses(jobId));
+  }
+
+  countConversions(wishlist: string, counts: Partial<ConversionCounts>): Promise<void> {
+    return this.#enter(() => this.#ops.countConversions(wishlist, counts));
+  }
+
+  recordPublishOutcome(wishlist: string, ok: boolean, at: number): Promise<void> {
+    return this.#enter(() => this.#ops.recordPublishOutcome(wishlist, ok, at));
+  }
+
+  wishlistStats(): Promise<WishlistStats[]> {
+    return this.#enter(() => this.#ops.wishlistStats());
+  }
+
+  listPublished(wishlist: string): Promise<PublishedImage[]> {
+    return this.#enter(() => this.#ops.listPublished(wishlist));
+  }
+
+  upsertPublished(record: PublishedImage): Promise<void> {
+    return this.#enter(() => this.#ops.upsertPublished(record));
+  }
+
+  removePublished(wishlist: string, image: string): Promise<void> {
+    return this.#enter(() => this.#ops.removePublished(wishlist, image));
+  }
+
+  /** Closes the connection at once (a transaction still open is rolled back by SQLite). */
+  async close(): Promise<void> {
+    this.#ops.close();
+  }
+}
+
+/**
+ * StateStore on node:sqlite: one connection, for one process. Each call runs synchronously when it is
+ * made, unless a transaction of `atomically` is open: then it runs once that transaction has ended (its
+ * work may await between statements, and nothing else may slip into it).
+ */
+export class SqliteStateStore extends SqliteAccess {
+  readonly #ops: SqliteOps;
+  /** Settles when the open transaction of `atomically` ends; undefined when none is open. */
+  #gate: Promise<void> | undefined;
+  readonly #tx: SqliteAccess;
+
+  private constructor(ops: SqliteOps) {
+    super(ops, (fn) => this.#whenFree(fn));
+    this.#ops = ops;
+    this.#tx = new SqliteAccess(ops, async (fn) => fn());
   }
 
   /** Opens (creating it and its parent directories if needed) the database at `path`; `:memory:` for a throw-away one. */
@@ -130,7 +258,7 @@ export class SqliteStateStore implements StateStore {
       db.exec('PRAGMA busy_timeout = 5000');
       db.exec('PRAGMA foreign_keys = ON');
       migrate(db);
-      return new SqliteStateStore(db);
+      return new SqliteStateStore(new SqliteOps(db));
     } catch (error) {
       db.close();
       throw error;
@@ -139,7 +267,44 @@ export class SqliteStateStore implements StateStore {
 
   /** The schema version of the open database (PRAGMA user_version). */
   get schemaVersion(): number {
-    return userVersion(this.#db);
+    return this.#ops.schemaVersion;
+  }
+
+  override async atomically<T>(work: (tx: StateStore) => Promise<T>): Promise<T> {
+    while (this.#gate) await this.#gate;
+    let release!: () => void;
+    this.#gate = new Promise((resolve) => (release = resolve));
+    try {
+      this.#ops.begin();
+      try {
+        const result = await work(this.#tx);
+        this.#ops.commit();
+        return result;
+      } catch (error) {
+        this.#ops.rollback();
+        throw error;
+      }
+    } finally {
+      this.#gate = undefined;
+      release();
+    }
+  }
+
+  async #whenFree<T>(fn: () => T): Promise<T> {
+    while (this.#gate) await this.#gate;
+    return fn();
+  }
+}
+
+/** The statements of the SQLite store, run synchronously on its one connection (node:sqlite). */
+class SqliteOps {
+  readonly #db: DatabaseSync;
+  readonly #stmt: ReturnType<typeof prepareAll>;
+  #closed = false;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#stmt = prepareAll(db);
   }
 
   checkpoint(): { walFrames: number; checkpointed: number } {
@@ -306,14 +471,34 @@ export class SqliteStateStore implements StateStore {
     this.#stmt.removePublished.run(wishlist, image);
   }
 
+  renewLease(id: number): boolean {
+    return (this.#stmt.getJob.get(id) as Row | undefined)?.status === 'running';
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#db.close();
   }
 
-  atomically<T>(work: () => T): T {
-    return this.#transaction(work);
+  get isTransaction(): boolean {
+    return this.#db.isTransaction;
+  }
+
+  get schemaVersion(): number {
+    return userVersion(this.#db);
+  }
+
+  begin(): void {
+    this.#stmt.begin.run();
+  }
+
+  commit(): void {
+    this.#stmt.commit.run();
+  }
+
+  rollback(): void {
+    if (this.#db.isTransaction) this.#stmt.rollback.run();
   }
 
   /** Runs `fn` in a transaction; inside one already, as part of it (the outermost commits or rolls back). */
