@@ -12,6 +12,8 @@ import { listen, type ListenOptions } from '../http/server.ts';
 import { JobWorker } from '../jobs/worker.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { SqliteStateStore } from '../state/sqlite-store.ts';
+import { PostgresStateStore } from '../state/postgres-store.ts';
+import { redactedUrl } from '../config/state-config.ts';
 import type { StateStore } from '../state/types.ts';
 import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
@@ -59,10 +61,10 @@ export async function startServer(
   // and what was opened is closed again: a fatal start-up error ends `ducc serve` at once (exit 1, so
   // that systemd's Restart=on-failure and container restart policies see it), naming the setting.
   checkPaths(config);
-  const store = openStore(config.statePath);
+  const store = await openStore(config, env, logger);
   try {
     const interrupted = await store.requeueRunning();
-    if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
+    if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart or by a replica that stopped');
     await prune(store);
 
     const forges = new Map<string, Forge>();
@@ -206,12 +208,33 @@ async function prune(store: StateStore): Promise<void> {
 
 /** The directories `ducc serve` writes, checked (and made) at start: each problem names its setting. */
 function checkPaths(config: BotConfig): void {
-  if (config.statePath !== ':memory:' && !config.statePath.startsWith('file:')) ensureWritableDir('statePath', dirname(config.statePath), config.statePath);
+  if (config.state?.kind !== 'postgres' && config.statePath !== ':memory:' && !config.statePath.startsWith('file:'))
+    ensureWritableDir('statePath', dirname(config.statePath), config.statePath);
   ensureWritableDir('cacheDir', config.cacheDir);
   checkPublisherPaths(config.publisher);
 }
 
-function openStore(statePath: string): SqliteStateStore {
+/** The state store the configuration names; a failure to open it names the setting (never a password). */
+async function openStore(config: BotConfig, env: NodeJS.ProcessEnv, logger: Logger): Promise<StateStore> {
+  const state = config.state;
+  if (state?.kind === 'postgres') {
+    const password = secretFromEnv(env, state.passwordEnv);
+    const setting = `state.url ${redactedUrl(state.url)}`;
+    try {
+      const store = await PostgresStateStore.open({
+        url: state.url,
+        ...(password === undefined ? {} : { password }),
+        leaseMs: state.leaseSeconds * 1000,
+        logger,
+      });
+      logger.info({ state: redactedUrl(state.url), leaseSeconds: state.leaseSeconds }, 'state in PostgreSQL: this replica shares its queue with the others');
+      return store;
+    } catch (error) {
+      if (error instanceof DuccError) throw new DuccError(error.code, `${setting}: ${error.message}`, { cause: error });
+      throw new DuccError('BOT_ERR_CONFIG', `${setting}: cannot open the PostgreSQL state database: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  const statePath = config.statePath;
   try {
     return SqliteStateStore.open(statePath);
   } catch (error) {

@@ -217,11 +217,17 @@ export class JobWorker {
       }
       run.recorded = true;
       const ms = Math.round(performance.now() - started);
-      let outcome: JobOutcome;
+      let outcome: JobOutcome | undefined;
       try {
         outcome = await this.#record(job, ok, error);
       } catch (storeError) {
         log.error({ err: storeError }, 'cannot record the outcome of the job');
+        return;
+      }
+      if (outcome === undefined) {
+        // Its lease expired before the heartbeat could renew it, and another replica took the job over:
+        // the outcome and the commit statuses are that replica's to set.
+        log.warn({ ok, ms }, 'job finished after another replica took it over; its outcome here is ignored');
         return;
       }
       const temporary = ok ? undefined : isTemporary(error);
@@ -281,20 +287,16 @@ export class JobWorker {
     }
   }
 
-  /** Writes the outcome of an attempt to the store. */
-  async #record(job: Job, ok: boolean, error: unknown): Promise<JobOutcome> {
+  /** Writes the outcome of an attempt to the store; undefined when the job was no longer this worker's. */
+  async #record(job: Job, ok: boolean, error: unknown): Promise<JobOutcome | undefined> {
     const now = this.#now();
-    if (ok) {
-      await this.#store.complete(job.id, now);
-      return 'done';
-    }
+    if (ok) return (await this.#store.complete(job.id, now)) ? 'done' : undefined;
     const message = errorMessage(error);
     if (!isTemporary(error) || job.attempts >= this.#maxAttempts) {
-      await this.#store.fail(job.id, message, now);
-      return 'failed';
+      return (await this.#store.fail(job.id, message, now)) ? 'failed' : undefined;
     }
-    await this.#store.requeue(job.id, { notBefore: now + retryDelayMs(job.attempts), error: message, now });
-    return 'retry';
+    const requeued = await this.#store.requeue(job.id, { notBefore: now + retryDelayMs(job.attempts), error: message, now });
+    return requeued ? 'retry' : undefined;
   }
 
   /** stop() ran out of time: abort the handler and put the job back in the queue right away. */

@@ -1,107 +1,25 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
-import { DuccError } from '../util/errors.ts';
-import type {
-  ConversionCounts,
-  DeliveryState,
-  Job,
-  JobPayload,
-  JobStatus,
-  OwnedStatus,
-  PublishedImage,
-  QueueCounts,
-  StateStore,
-  WishlistStats,
+import { migrate, userVersion } from './sqlite-schema.ts';
+export { SCHEMA_VERSION } from './sqlite-schema.ts';
+import { publishedColumns, toJob, toOwnedStatus, toPublished, toWishlistStats, type Row } from './rows.ts';
+import {
+  jobLane,
+  type ConversionCounts,
+  type DeliveryState,
+  type Job,
+  type JobPayload,
+  type JobStatus,
+  type OwnedStatus,
+  type PublishedImage,
+  type QueueCounts,
+  type StateStore,
+  type WishlistStats,
 } from './types.ts';
 
 /** WAL pages after which a write checkpoints by itself (SQLite's default is 1,000). */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
-
-/**
- * Schema migrations, in order: migration `i` brings the database from version `i` to version `i + 1`
- * (PRAGMA user_version). Never edit a released migration; append a new one (e.g. `ALTER TABLE ... ADD
- * COLUMN ...`).
- */
-const MIGRATIONS: readonly string[] = [
-  // 1: initial schema.
-  `
-  CREATE TABLE deliveries (
-    id TEXT PRIMARY KEY,
-    received_at INTEGER NOT NULL
-  );
-  CREATE INDEX deliveries_received_at ON deliveries (received_at);
-
-  CREATE TABLE jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    dedup_key TEXT,
-    error TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    not_before INTEGER NOT NULL
-  );
-  CREATE INDEX jobs_status_not_before ON jobs (status, not_before);
-  CREATE INDEX jobs_dedup_key ON jobs (dedup_key);
-
-  CREATE TABLE owned_statuses (
-    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    forge TEXT NOT NULL,
-    project TEXT NOT NULL,
-    sha TEXT NOT NULL,
-    context TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'success', 'failure', 'error')),
-    UNIQUE (job_id, forge, project, sha, context)
-  );
-
-  CREATE TABLE published (
-    wishlist TEXT NOT NULL,
-    image TEXT NOT NULL,
-    cvmfs_repo TEXT NOT NULL,
-    input TEXT NOT NULL,
-    manifest_digest TEXT NOT NULL,
-    config_digest TEXT NOT NULL,
-    public_path TEXT NOT NULL,
-    flat_path TEXT NOT NULL,
-    thin_name TEXT,
-    thin_digest TEXT,
-    commit_sha TEXT,
-    updated_at INTEGER NOT NULL,
-    last_result TEXT NOT NULL CHECK (last_result IN ('ok', 'error')),
-    last_error TEXT,
-    PRIMARY KEY (wishlist, image)
-  );
-  `,
-  // 2: the jobs each delivery id queued (a redelivery of a failed delivery runs again), and what each
-  // wish list's conversions came to (/metrics, the status page).
-  `
-  CREATE TABLE delivery_jobs (
-    delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
-    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    PRIMARY KEY (delivery_id, job_id)
-  );
-  CREATE INDEX delivery_jobs_job_id ON delivery_jobs (job_id);
-
-  CREATE TABLE wishlist_stats (
-    wishlist TEXT PRIMARY KEY,
-    converted INTEGER NOT NULL DEFAULT 0,
-    up_to_date INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    removed INTEGER NOT NULL DEFAULT 0,
-    failed_jobs INTEGER NOT NULL DEFAULT 0,
-    last_success_at INTEGER,
-    last_failure_at INTEGER
-  );
-  `,
-];
-
-/** The schema version this code writes. */
-export const SCHEMA_VERSION = MIGRATIONS.length;
-
-type Row = Record<string, unknown>;
 
 /** The StateStore methods over the synchronous statements; `enter` says when a call may run. */
 class SqliteAccess implements StateStore {
@@ -151,11 +69,11 @@ class SqliteAccess implements StateStore {
     return this.#enter(() => this.#ops.renewLease(id));
   }
 
-  complete(id: number, now?: number): Promise<void> {
+  complete(id: number, now?: number): Promise<boolean> {
     return this.#enter(() => this.#ops.complete(id, now));
   }
 
-  fail(id: number, error: string, now?: number): Promise<void> {
+  fail(id: number, error: string, now?: number): Promise<boolean> {
     return this.#enter(() => this.#ops.fail(id, error, now));
   }
 
@@ -347,16 +265,7 @@ class SqliteOps {
   }
 
   wishlistStats(): WishlistStats[] {
-    return this.#stmt.wishlistStats.all().map((row) => ({
-      wishlist: row.wishlist as string,
-      converted: Number(row.converted),
-      upToDate: Number(row.up_to_date),
-      failed: Number(row.failed),
-      removed: Number(row.removed),
-      failedJobs: Number(row.failed_jobs),
-      ...(row.last_success_at === null ? {} : { lastSuccessAt: Number(row.last_success_at) }),
-      ...(row.last_failure_at === null ? {} : { lastFailureAt: Number(row.last_failure_at) }),
-    }));
+    return this.#stmt.wishlistStats.all().map(toWishlistStats);
   }
 
   pruneDeliveries(maxAgeMs: number, now = Date.now()): number {
@@ -375,7 +284,7 @@ class SqliteOps {
           return { job, created: false };
         }
       }
-      const job = toJob(this.#stmt.insertJob.get(payload.kind, JSON.stringify(payload), dedupKey ?? null, now, now, notBefore) as Row);
+      const job = toJob(this.#stmt.insertJob.get(payload.kind, JSON.stringify(payload), dedupKey ?? null, now, now, notBefore, jobLane(payload)) as Row);
       return { job, created: true };
     });
   }
@@ -388,12 +297,12 @@ class SqliteOps {
     });
   }
 
-  complete(id: number, now = Date.now()): void {
-    this.#stmt.complete.run(now, id);
+  complete(id: number, now = Date.now()): boolean {
+    return this.#stmt.complete.run(now, id).changes === 1;
   }
 
-  fail(id: number, error: string, now = Date.now()): void {
-    this.#stmt.fail.run(error, now, id);
+  fail(id: number, error: string, now = Date.now()): boolean {
+    return this.#stmt.fail.run(error, now, id).changes === 1;
   }
 
   requeueRunning(now = Date.now()): Job[] {
@@ -448,23 +357,7 @@ class SqliteOps {
   }
 
   upsertPublished(record: PublishedImage): void {
-    const params: Record<string, SQLInputValue> = {
-      wishlist: record.wishlist,
-      image: record.image,
-      cvmfs_repo: record.cvmfsRepo,
-      input: record.input,
-      manifest_digest: record.manifestDigest,
-      config_digest: record.configDigest,
-      public_path: record.publicPath,
-      flat_path: record.flatPath,
-      thin_name: record.thinName ?? null,
-      thin_digest: record.thinDigest ?? null,
-      commit_sha: record.commitSha ?? null,
-      updated_at: record.updatedAt,
-      last_result: record.lastResult,
-      last_error: record.lastError ?? null,
-    };
-    this.#stmt.upsertPublished.run(params);
+    this.#stmt.upsertPublished.run(publishedColumns(record) as Record<string, SQLInputValue>);
   }
 
   removePublished(wishlist: string, image: string): void {
@@ -549,13 +442,17 @@ function prepareAll(db: DatabaseSync) {
     queuedByDedupKey: p(`SELECT id FROM jobs WHERE dedup_key = ? AND status = 'queued' ORDER BY id LIMIT 1`),
     debounce: p('UPDATE jobs SET not_before = max(not_before, ?), updated_at = ? WHERE id = ? RETURNING *'),
     insertJob: p(
-      `INSERT INTO jobs (kind, payload, status, attempts, dedup_key, created_at, updated_at, not_before)
-       VALUES (?, ?, 'queued', 0, ?, ?, ?, ?) RETURNING *`,
+      `INSERT INTO jobs (kind, payload, status, attempts, dedup_key, created_at, updated_at, not_before, lane)
+       VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING *`,
     ),
-    nextRunnable: p(`SELECT id FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT 1`),
+    nextRunnable: p(
+      `SELECT id FROM jobs j WHERE status = 'queued' AND not_before <= ?
+         AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.status = 'running')
+       ORDER BY id LIMIT 1`,
+    ),
     markRunning: p(`UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING *`),
-    complete: p(`UPDATE jobs SET status = 'done', error = NULL, updated_at = ? WHERE id = ?`),
-    fail: p(`UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?`),
+    complete: p(`UPDATE jobs SET status = 'done', error = NULL, updated_at = ? WHERE id = ? AND status = 'running'`),
+    fail: p(`UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'running'`),
     requeueRunning: p(`UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running' RETURNING *`),
     requeue: p(
       `UPDATE jobs SET status = 'queued', not_before = ?, error = coalesce(?, error), updated_at = ?
@@ -588,74 +485,4 @@ function prepareAll(db: DatabaseSync) {
     ),
     removePublished: p('DELETE FROM published WHERE wishlist = ? AND image = ?'),
   };
-}
-
-function userVersion(db: DatabaseSync): number {
-  return (db.prepare('PRAGMA user_version').get() as Row).user_version as number;
-}
-
-/** Brings the schema up to SCHEMA_VERSION, in one transaction. */
-function migrate(db: DatabaseSync): void {
-  db.exec('BEGIN IMMEDIATE');
-  try {
-    const current = userVersion(db);
-    if (current > MIGRATIONS.length) {
-      throw new DuccError('BOT_ERR_CONFIG', `state database schema version ${current} is newer than this ducc supports (${MIGRATIONS.length})`);
-    }
-    for (let version = current; version < MIGRATIONS.length; version++) {
-      db.exec(MIGRATIONS[version] as string);
-    }
-    // PRAGMA takes no bound parameters; the value is an integer constant of this module, never input.
-    if (current !== MIGRATIONS.length) db.exec(`PRAGMA user_version = ${Math.trunc(MIGRATIONS.length)}`);
-    db.exec('COMMIT');
-  } catch (error) {
-    if (db.isTransaction) db.exec('ROLLBACK');
-    throw error;
-  }
-}
-
-function toJob(row: Row): Job {
-  const job: Job = {
-    id: row.id as number,
-    payload: JSON.parse(row.payload as string) as JobPayload,
-    status: row.status as JobStatus,
-    attempts: row.attempts as number,
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    notBefore: row.not_before as number,
-  };
-  if (row.dedup_key !== null) job.dedupKey = row.dedup_key as string;
-  if (row.error !== null) job.error = row.error as string;
-  return job;
-}
-
-function toOwnedStatus(row: Row): OwnedStatus {
-  return {
-    jobId: row.job_id as number,
-    forge: row.forge as OwnedStatus['forge'],
-    project: row.project as string,
-    sha: row.sha as string,
-    context: row.context as string,
-    state: row.state as OwnedStatus['state'],
-  };
-}
-
-function toPublished(row: Row): PublishedImage {
-  const record: PublishedImage = {
-    wishlist: row.wishlist as string,
-    cvmfsRepo: row.cvmfs_repo as string,
-    input: row.input as string,
-    image: row.image as string,
-    manifestDigest: row.manifest_digest as string,
-    configDigest: row.config_digest as string,
-    publicPath: row.public_path as string,
-    flatPath: row.flat_path as string,
-    updatedAt: row.updated_at as number,
-    lastResult: row.last_result as PublishedImage['lastResult'],
-  };
-  if (row.thin_name !== null) record.thinName = row.thin_name as string;
-  if (row.thin_digest !== null) record.thinDigest = row.thin_digest as string;
-  if (row.commit_sha !== null) record.commitSha = row.commit_sha as string;
-  if (row.last_error !== null) record.lastError = row.last_error as string;
-  return record;
 }

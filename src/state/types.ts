@@ -20,6 +20,22 @@ export type JobPayload =
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed';
 
+/**
+ * The lane of a job: jobs of one lane never run at the same time, even on several replicas, so that two
+ * pushes of one wish list are published in order and never into each other. A lane is a wish list, a
+ * registry repository (push notifications) or a CVMFS repository (gc).
+ */
+export function jobLane(payload: JobPayload): string {
+  switch (payload.kind) {
+    case 'registry-push':
+      return `registry:${payload.registry}/${payload.repository}`;
+    case 'gc':
+      return `gc:${payload.cvmfsRepo}`;
+    default:
+      return `wishlist:${payload.wishlist}`;
+  }
+}
+
 export interface Job {
   id: number;
   payload: JobPayload;
@@ -143,9 +159,9 @@ export interface StateStore {
    */
   enqueue(payload: JobPayload, options?: { dedupKey?: string; notBefore?: number; now?: number }): Promise<{ job: Job; created: boolean }>;
   /**
-   * Takes the oldest queued job whose `notBefore` has passed and marks it running (attempts + 1). With
-   * leases (PostgreSQL), a running job whose lease expired (its replica died) is taken over the same
-   * way, and a job is not taken while another job of its wish list runs.
+   * Takes the oldest queued job whose `notBefore` has passed and marks it running (attempts + 1), but
+   * none while another job of its lane (see jobLane) runs. With leases (PostgreSQL), a running job whose
+   * lease expired (its replica died) is taken over the same way, and its lane is free again.
    */
   claimNext(now?: number): Promise<Job | undefined>;
   /**
@@ -154,8 +170,12 @@ export interface StateStore {
    * must stop and record nothing. Without leases: whether the job is running.
    */
   renewLease(id: number, now?: number): Promise<boolean>;
-  complete(id: number, now?: number): Promise<void>;
-  fail(id: number, error: string, now?: number): Promise<void>;
+  /**
+   * Marks a running job done, or failed for good. False (and nothing changed) when it is not running, or,
+   * with leases, no longer this store's: another replica took it over and its outcome is the one to keep.
+   */
+  complete(id: number, now?: number): Promise<boolean>;
+  fail(id: number, error: string, now?: number): Promise<boolean>;
   /**
    * Puts running jobs that nobody runs back in the queue (at start, after a crash) and returns them:
    * with SQLite every running job; with leases, those whose lease expired.
