@@ -1,9 +1,15 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // The `ducc` command.
 //
 // First it checks that this Node.js is new enough (package.json's engines): on an older one the program
 // would fail later with a SyntaxError about a missing export, or print nothing at all. The shebang passes
-// no option, so that even a Node.js that does not know --disable-warning gets as far as saying so.
+// only a V8 option every Node.js knows, so that even an old one gets as far as saying so.
+//
+// --max-semi-space-size=4 (MiB; V8's default lets the young generation grow to 3 × 16 MiB): a conversion
+// allocates fast, so the young generation soon reaches its largest size and stays there, ~30 MB of peak
+// RSS on the 50,000-small-files bench image (208 -> 170 MB) at no cost in time (bench/results.md). It
+// must be given when node starts: the systemd units' ExecStart and the Dockerfile's ENTRYPOINT repeat it
+// (test/integration/cli/node-version.test.ts checks they agree), and the bench reads it from here.
 //
 // It runs the bundle that `npm run build` makes in dist/bundle/ when that build is newer than every
 // source file and package-lock.json: loading TypeScript costs ~0.5 s and ~30 MB at every start (Node's

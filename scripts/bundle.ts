@@ -9,7 +9,7 @@
  *
  * Layout: every output file sits in dist/bundle/ itself, entry points and shared chunks alike, so that
  * module-relative URLs keep working from whichever chunk ends up holding the code: the writer thread's
- * module (`./file-writer-worker.js`) and package.json (`../../package.json`, the same depth as from
+ * module (`./file-writer-worker.js`), the conversion thread's of `ducc serve` (`./conversion-worker.js`) and package.json (`../../package.json`, the same depth as from
  * dist/cli/). The `serve` command's web stack (express, octokit, gitbeaker) is imported on demand in
  * main.ts and so lands in its own chunk, which `convert` never loads.
  */
@@ -24,6 +24,7 @@ await build({
   entryPoints: {
     main: new URL('../src/cli/main.ts', import.meta.url).pathname,
     'file-writer-worker': new URL('../src/unpack/file-writer-worker.ts', import.meta.url).pathname,
+    'conversion-worker': new URL('../src/bot/conversion-worker.ts', import.meta.url).pathname,
   },
   outdir,
   bundle: true,

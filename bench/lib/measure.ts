@@ -4,10 +4,12 @@
  * command, i.e. of its largest process); the wall time is taken here with a monotonic clock around the
  * spawn.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { readTimeFile, secondsSince, tail, TIME_FORMAT } from './util.ts';
 
 export interface Measurement {
@@ -21,6 +23,7 @@ export interface Measurement {
 }
 
 const TIME = '/usr/bin/time';
+const execFileAsync = promisify(execFile);
 let scratch: string | undefined;
 let counter = 0;
 
@@ -101,4 +104,83 @@ export async function measurePipeline(decompressor: string[], tarArgs: string[],
   if (tarCode !== 0) throw new Error(`tar ${tarArgs.join(' ')} exited with ${tarCode}: ${tail(tarOutput())}`);
   const [tarStats, decStats] = [await readTimeFile(tarTime), await readTimeFile(decTime)];
   return { seconds, maxRssKiB: Math.max(tarStats.maxRssKiB, decStats.maxRssKiB), cpuSeconds: tarStats.cpuSeconds + decStats.cpuSeconds };
+}
+
+/** A verified pipeline's measurement, with the two digests OpenSSL computed. */
+export interface VerifiedMeasurement extends Measurement {
+  /** sha256 of the compressed blob, as `sha256:<hex>`. */
+  blobDigest: string;
+  /** sha256 of the decompressed stream (the layer tar), as `sha256:<hex>`. */
+  tarDigest: string;
+}
+
+/**
+ * The verified floor of one layer, C tools only, six processes without a shell:
+ *
+ *     tee FIFO1 < BLOB | DECOMPRESS | tee FIFO2 | tar -x …     with     openssl dgst -sha256 FIFO1,  openssl dgst -sha256 FIFO2
+ *
+ * (as `tee >(openssl dgst -sha256)` in bash; the FIFOs are made with mkfifo beforehand, not timed).
+ * The blob is read once (by the first tee, from the file); its bytes go to the decompressor and to
+ * OpenSSL, the decompressed bytes to tar and to a second OpenSSL. Every process runs under GNU time; the
+ * CPU time is their sum, the RSS the largest. `decompressor` reads stdin (e.g. `['gzip', '-dc']`).
+ */
+export async function measureVerifiedPipeline(
+  blobPath: string,
+  decompressor: string[],
+  tarArgs: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<VerifiedMeasurement> {
+  const timed = async (argv: string[]) => ({ argv, file: await timeFile() });
+  scratch ??= await mkdtemp(join(process.env['TMPDIR'] ?? '/tmp', 'ducc-bench-time-'));
+  const fifos = { blob: join(scratch, `fifo-${counter++}`), tar: join(scratch, `fifo-${counter++}`) };
+  await execFileAsync('mkfifo', [fifos.blob, fifos.tar]);
+  const specs = {
+    tar: await timed(['tar', ...tarArgs]),
+    tarDigest: await timed(['openssl', 'dgst', '-sha256', '-r', fifos.tar]),
+    tarTee: await timed(['tee', fifos.tar]),
+    decompress: await timed(decompressor),
+    blobDigest: await timed(['openssl', 'dgst', '-sha256', '-r', fifos.blob]),
+    blobTee: await timed(['tee', fifos.blob]),
+  };
+  const start = (spec: { argv: string[]; file: string }, stdio: StdioOptions) => spawn(TIME, ['-f', TIME_FORMAT, '-o', spec.file, ...spec.argv], { stdio });
+  const blob = openSync(blobPath, 'r');
+  const started = process.hrtime.bigint();
+  // Downstream first, so that each process can be handed the write end of the next one's stdin.
+  const tar = start(specs.tar, ['pipe', 'ignore', 'pipe']);
+  const tarDigest = start(specs.tarDigest, ['ignore', 'pipe', 'pipe']);
+  const tarTee = start(specs.tarTee, ['pipe', tar.stdin as Writable, 'pipe']);
+  const decompress = start(specs.decompress, ['pipe', tarTee.stdin as Writable, 'pipe']);
+  const blobDigest = start(specs.blobDigest, ['ignore', 'pipe', 'pipe']);
+  const blobTee = start(specs.blobTee, [blob, decompress.stdin as Writable, 'pipe']);
+  closeSync(blob);
+  // Our copies of the pipes' write ends must go, or the readers never see end-of-file.
+  for (const child of [tar, tarTee, decompress]) child.stdin!.destroy();
+  const children = { tar, tarDigest, tarTee, decompress, blobDigest, blobTee };
+  const outputs = Object.fromEntries(Object.entries(children).map(([name, child]) => [name, collect(child)])) as Record<keyof typeof children, () => string>;
+  const timer = setTimeout(
+    () => {
+      for (const child of Object.values(children)) child.kill('SIGKILL');
+    },
+    options.timeoutMs ?? 60 * 60_000,
+  );
+  const codes = await Promise.all(Object.values(children).map(exitOf)).finally(() => clearTimeout(timer));
+  const seconds = secondsSince(started);
+  await rm(fifos.blob, { force: true });
+  await rm(fifos.tar, { force: true });
+  for (const [index, name] of (Object.keys(children) as (keyof typeof children)[]).entries()) {
+    if (codes[index] !== 0) throw new Error(`${specs[name].argv.join(' ')} exited with ${codes[index]}: ${tail(outputs[name]())}`);
+  }
+  const stats = await Promise.all(Object.values(specs).map((spec) => readTimeFile(spec.file)));
+  const digestOf = (text: string, what: string): string => {
+    const hex = /^([0-9a-f]{64})\b/.exec(text.trim())?.[1];
+    if (hex === undefined) throw new Error(`openssl dgst gave no sha256 for the ${what}: '${tail(text, 200)}'`);
+    return `sha256:${hex}`;
+  };
+  return {
+    seconds,
+    maxRssKiB: Math.max(...stats.map((s) => s.maxRssKiB)),
+    cpuSeconds: stats.reduce((sum, s) => sum + s.cpuSeconds, 0),
+    blobDigest: digestOf(outputs.blobDigest(), 'blob'),
+    tarDigest: digestOf(outputs.tarDigest(), 'tar'),
+  };
 }

@@ -1,6 +1,6 @@
 /**
- * No-op reconcile: a wish list of N small, distinct images (two layers each: one base layer shared by
- * all, one of their own), converted once; then converted again with everything up to date, which is
+ * No-op reconcile: a wish list of 1,000 wishes over 50 repositories (20 tags of one small image in each,
+ * as issue 19 measured it), converted once; then converted again with everything up to date, which is
  * what `ducc loop`, the systemd timer and the bot's periodic reconcile do most of the time.
  *
  * Measured: the second conversion in-process (runConversion, which also returns the number of blob
@@ -10,6 +10,7 @@
  */
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
@@ -24,17 +25,61 @@ import { REPO_ROOT, log, run, secondsSince } from './util.ts';
 
 export interface ReconcileResult {
   wishes: number;
+  /** Repositories the wishes are spread over. */
+  repositories: number;
   pushSeconds: number;
   initialSeconds: number;
   /** In-process second runs. */
   inProcess: { seconds: number; blobRequests: number; upToDate: number }[];
   /** `ducc convert` child processes. */
   cli: Measurement[];
+  /** CPU seconds the registry process spent during each of those (it shares the machine's cores). */
+  registryCpu: number[];
   /** HTTP requests of one no-op run, by kind ("GET manifest", "HEAD manifest", "GET blob", ...). */
   requests: Record<string, number>;
 }
 
-/** Builds and pushes `count` small images (`bench/wish-NNN:1`); returns their wish-list entries. */
+/**
+ * One small image (two layers) pushed to `repositories` repositories (`bench/repo-NN`) under `tags` tags
+ * each (`t00`, `t01`, …): skopeo pushes it once per repository, and the other tags are the same manifest
+ * PUT again under their name. Returns the wish-list entries, repository by repository.
+ */
+export async function pushReconcileImages(registryHost: string, repositories: number, tags: number, workDir: string): Promise<string[]> {
+  log(`pushing one small image to ${repositories} repositories × ${tags} tags for the reconcile measurement`);
+  const layout = join(workDir, 'reconcile-image');
+  await rm(layout, { recursive: true, force: true });
+  const base: TarEntrySpec[] = [{ name: 'etc/', type: 'directory' }];
+  for (let i = 0; i < 40; i++) base.push({ name: `etc/conf-${i}.conf`, content: `setting_${i} = ${'x'.repeat(200 + i)}\n` });
+  const top = await buildTar([
+    { name: 'srv/', type: 'directory' },
+    { name: 'srv/data.txt', content: 'payload\n'.repeat(50) },
+  ]);
+  await writeOciLayout(layout, 'image', [{ layers: [await buildTar(base), top], config: { Cmd: ['/bin/sh'] } }]);
+  const names = Array.from({ length: repositories }, (_, i) => `bench/repo-${String(i).padStart(2, '0')}`);
+  const tagNames = Array.from({ length: tags }, (_, i) => `t${String(i).padStart(2, '0')}`);
+  const limit = pLimit(4);
+  await Promise.all(
+    names.map((repository) =>
+      limit(async () => {
+        await pushOciLayout(layout, 'image', { host: registryHost, repository, tag: tagNames[0]! });
+        const url = `http://${registryHost}/v2/${repository}/manifests/${tagNames[0]}`;
+        const accept = 'application/vnd.oci.image.manifest.v1+json';
+        const got = await fetch(url, { headers: { accept } });
+        if (!got.ok) throw new Error(`GET ${url}: ${got.status}`);
+        const type = got.headers.get('content-type') ?? accept;
+        const body = Buffer.from(await got.arrayBuffer());
+        for (const tag of tagNames.slice(1)) {
+          const put = await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': type }, body });
+          if (!put.ok) throw new Error(`PUT ${repository}:${tag}: ${put.status} ${await put.text()}`);
+        }
+      }),
+    ),
+  );
+  await rm(layout, { recursive: true, force: true });
+  return names.flatMap((repository) => tagNames.map((tag) => `http://${registryHost}/${repository}:${tag}`));
+}
+
+/** Builds and pushes `count` small images (`bench/wish-NNN:1`); returns their wish-list entries (the webhook measurement's wish list). */
 export async function pushWishImages(registryHost: string, count: number, workDir: string): Promise<string[]> {
   log(`pushing ${count} small images for the reconcile and webhook measurements`);
   const layout = join(workDir, 'wish-images');
@@ -62,6 +107,7 @@ export async function pushWishImages(registryHost: string, count: number, workDi
 /** `entries`: the wish-list entries of images already pushed (pushWishImages), `pushSeconds` how long that took. */
 export async function measureReconcile(ctx: ToolContext, entries: string[], pushSeconds: number, runs: number): Promise<ReconcileResult> {
   const count = entries.length;
+  const repositories = new Set(entries.map((entry) => entry.slice(0, entry.lastIndexOf(':')))).size;
   const dir = join(ctx.workDir, 'reconcile');
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -84,6 +130,7 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
 
   const inProcess: ReconcileResult['inProcess'] = [];
   const cli: Measurement[] = [];
+  const registryCpu: number[] = [];
   for (let r = 0; r < runs; r++) {
     started = process.hrtime.bigint();
     const summary = await runConversion(parseWishlist(text, wishlistFile), flags, env, logger);
@@ -94,7 +141,9 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
 
     await run('sync', []);
     let output = '';
+    const registryBefore = registryCpuSeconds(ctx.registryHost);
     cli.push(await measureCommand(process.execPath, duccConvertArgs(wishlistFile, repoRoot), { cwd: REPO_ROOT, env, onOutput: (o) => (output = o) }));
+    registryCpu.push(registryCpuSeconds(ctx.registryHost) - registryBefore);
     if (!new RegExp(`\\b0 converted, ${count} up to date, 0 failed\\b`).test(output))
       throw new Error(`ducc convert (no-op) did not report ${count} up to date:\n${output.slice(-3000)}`);
     log(`reconcile run ${r + 1}/${runs}: in-process ${seconds.toFixed(2)} s, CLI ${cli.at(-1)!.seconds.toFixed(2)} s`);
@@ -110,11 +159,36 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
     await runConversion(parseWishlist(proxied, proxiedFile), proxiedFlags, env, logger);
     proxy.counts.clear();
     await runConversion(parseWishlist(proxied, proxiedFile), proxiedFlags, env, logger);
-    return { wishes: count, pushSeconds, initialSeconds, inProcess, cli, requests: Object.fromEntries([...proxy.counts].sort()) };
+    return { wishes: count, repositories, pushSeconds, initialSeconds, inProcess, cli, registryCpu, requests: Object.fromEntries([...proxy.counts].sort()) };
   } finally {
     await proxy.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * CPU seconds (user + system) used so far by the docker-registry child of this process that listens on
+ * `host`'s port (NaN if it cannot be found): the registry runs on the same 2 cores as ducc.
+ */
+function registryCpuSeconds(host: string): number {
+  const port = host.split(':').at(-1);
+  for (const task of readdirSync('/proc/self/task')) {
+    const children = readFileSync(`/proc/self/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    for (const pid of children) {
+      try {
+        if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('docker-registry')) continue;
+        const config = readFileSync(`/proc/${pid}/cmdline`, 'latin1')
+          .split('\0')
+          .find((arg) => arg.endsWith('.yml'));
+        if (config !== undefined && !readFileSync(config, 'utf8').includes(`:${port}`)) continue;
+        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return Number.NaN;
 }
 
 /** A plain HTTP proxy in front of the registry that counts requests by method and kind. */

@@ -4,7 +4,11 @@
  * - `ducc`:          node bin/ducc.js convert (layers + flat tree, directory publisher, --skip-thin-image)
  * - `ducc-layers`:   the same with --skip-flat (layers only)
  * - `skopeo-umoci`:  skopeo copy docker://… oci:DIR:TAG, then umoci unpack --image DIR:TAG BUNDLE
- * - `floor`:         for each layer blob (already on disk): gzip -dc BLOB | tar -x -C DIR (zstd -dc for zstd)
+ * - `floor-verified`: for each layer blob (already on disk), one pipeline of C tools: the blob through `tee`
+ *                    into `openssl dgst -sha256` and `gzip -dc` (zstd -dc for zstd), whose output goes through
+ *                    `tee` into a second `openssl dgst -sha256` and `tar -x -C DIR`; both digests are checked
+ *                    against the image's (the floor a converter that verifies is compared with)
+ * - `floor`:         the same without the digests: gzip -dc BLOB | tar -x -C DIR (for information)
  *
  * and, for information, `node-verify` (node-verify.js): Node reading the same blobs, checking both
  * digests and decompressing, writing nothing — the least a converter in Node that verifies must spend.
@@ -12,21 +16,23 @@
  * Every measurement starts with the page cache's dirty pages flushed (`sync`, not timed) and a fresh,
  * empty output directory, which is removed afterwards (not timed).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BenchImage } from './images.ts';
-import { measureCommand, measurePipeline, type Measurement } from './measure.ts';
+import { measureCommand, measurePipeline, measureVerifiedPipeline, type Measurement } from './measure.ts';
 import { REPO_ROOT, run } from './util.ts';
 
-export type ToolKey = 'ducc' | 'ducc-layers' | 'skopeo-umoci' | 'floor' | 'node-verify';
-export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'skopeo-umoci', 'floor', 'node-verify'];
+export type ToolKey = 'ducc' | 'ducc-layers' | 'ducc-disk' | 'skopeo-umoci' | 'floor-verified' | 'floor' | 'node-verify';
+export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'ducc-disk', 'skopeo-umoci', 'floor-verified', 'floor', 'node-verify'];
 
 export const TOOL_TITLES: Record<ToolKey, string> = {
   ducc: 'ducc convert (layers + flat)',
   'ducc-layers': 'ducc convert --skip-flat (layers only)',
+  'ducc-disk': 'ducc convert (layers + flat), outputs on disk',
   'skopeo-umoci': 'skopeo copy + umoci unpack',
-  floor: 'decompress | tar -x (floor)',
+  'floor-verified': 'sha256 + decompress | tar -x (verified floor)',
+  floor: 'decompress | tar -x (unverified)',
   'node-verify': 'Node: read + verify + decompress only',
 };
 
@@ -35,8 +41,10 @@ export class UnsupportedError extends Error {}
 
 export interface ToolContext {
   registryHost: string;
-  /** Scratch directory for outputs (same filesystem as the registry's storage). */
+  /** Scratch directory for outputs (a tmpfs by default, see README). */
   workDir: string;
+  /** A directory on a disk-backed filesystem, for the `ducc-disk` row (peak RSS into a disk, issue 19). */
+  diskDir: string;
   /** An empty DOCKER_CONFIG so that no personal registry credentials are read. */
   dockerConfigDir: string;
 }
@@ -57,7 +65,18 @@ export function imageUrl(registryHost: string, image: { repository: string; tag:
  */
 export function duccConvertArgs(wishlist: string, repoRoot: string, extra: string[] = [], perModule = false): string[] {
   const entry = perModule ? join(REPO_ROOT, 'bench/lib/run-modules.js') : join(REPO_ROOT, 'bin/ducc.js');
-  return ['--disable-warning=ExperimentalWarning', entry, 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+  return [...duccNodeFlags(), entry, 'convert', wishlist, '--repo-root', repoRoot, '--skip-thin-image', ...extra];
+}
+
+/**
+ * Node's flags on bin/ducc.js's first line (`#!/usr/bin/env -S node FLAGS`): the bench runs
+ * `node FLAGS bin/ducc.js`, as the program runs when started by its name (npm bin link, systemd units).
+ */
+export function duccNodeFlags(): string[] {
+  const first = readFileSync(join(REPO_ROOT, 'bin/ducc.js'), 'utf8').split('\n', 1)[0] ?? '';
+  const match = /^#!\/usr\/bin\/env -S node((?: --?[\w-]+(?:=\S+)?)*)\s*$/.exec(first);
+  if (match === null) throw new Error(`bin/ducc.js: cannot read Node's flags from its first line '${first}'`);
+  return match[1]!.trim().split(/\s+/).filter(Boolean);
 }
 
 export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {
@@ -67,7 +86,7 @@ export function duccEnv(ctx: ToolContext): NodeJS.ProcessEnv {
 }
 
 export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolContext): Promise<Measurement> {
-  const out = join(ctx.workDir, `${tool}-${image.key}`);
+  const out = join(tool === 'ducc-disk' ? ctx.diskDir : ctx.workDir, `${tool}-${image.key}`);
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   await run('sync', []);
@@ -75,9 +94,12 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
     switch (tool) {
       case 'ducc':
       case 'ducc-layers':
+      case 'ducc-disk':
         return await measureDucc(tool, image, ctx, out);
       case 'skopeo-umoci':
         return await measureSkopeoUmoci(image, ctx, out);
+      case 'floor-verified':
+        return await measureVerifiedFloor(image, out);
       case 'floor':
         return await measureFloor(image, out);
       case 'node-verify':
@@ -88,7 +110,7 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
   }
 }
 
-async function measureDucc(tool: 'ducc' | 'ducc-layers', image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
+async function measureDucc(tool: 'ducc' | 'ducc-layers' | 'ducc-disk', image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
   const wishlist = join(out, 'wishlist.yaml');
   await writeFile(wishlist, wishlistYaml([imageUrl(ctx.registryHost, image)]));
   const repoRoot = join(out, 'cvmfs');
@@ -101,7 +123,7 @@ async function measureDucc(tool: 'ducc' | 'ducc-layers', image: BenchImage, ctx:
   if (!/\b1 converted, 0 up to date, 0 failed\b/.test(output)) throw new Error(`ducc convert did not report one conversion:\n${output.slice(-4000)}`);
   // Sanity: the public symlink (full conversion) or the layer directories (layers only) are there.
   const repo = join(repoRoot, CVMFS_REPO);
-  if (tool === 'ducc') {
+  if (tool !== 'ducc-layers') {
     const link = await lstat(join(repo, ctx.registryHost, `${image.repository}:${image.tag}`));
     if (!link.isSymbolicLink()) throw new Error('ducc convert left no public symlink');
   } else {
@@ -154,6 +176,25 @@ async function measureFloor(image: BenchImage, out: string): Promise<Measurement
     const decompressor = layer.compression === 'gzip' ? ['gzip', '-dc', layer.blobPath] : ['zstd', '-dcq', layer.blobPath];
     const step = await measurePipeline(decompressor, ['-x', '-f', '-', '-C', dir]);
     steps.push({ name: `layer ${index + 1}`, ...step });
+  }
+  return {
+    seconds: steps.reduce((s, x) => s + x.seconds, 0),
+    maxRssKiB: Math.max(...steps.map((s) => s.maxRssKiB)),
+    cpuSeconds: steps.reduce((s, x) => s + x.cpuSeconds, 0),
+    steps,
+  };
+}
+
+async function measureVerifiedFloor(image: BenchImage, out: string): Promise<Measurement> {
+  const steps: NonNullable<Measurement['steps']> = [];
+  for (const [index, layer] of image.layout.layers.entries()) {
+    const dir = join(out, `layer-${index + 1}`);
+    await mkdir(dir);
+    const decompressor = layer.compression === 'gzip' ? ['gzip', '-dc'] : ['zstd', '-dcq'];
+    const step = await measureVerifiedPipeline(layer.blobPath, decompressor, ['-x', '-f', '-', '-C', dir]);
+    if (step.blobDigest !== layer.digest) throw new Error(`layer ${index + 1}: openssl gave ${step.blobDigest}, the image says ${layer.digest}`);
+    if (step.tarDigest !== layer.diffId) throw new Error(`layer ${index + 1}: openssl gave ${step.tarDigest} for the tar, the image says ${layer.diffId}`);
+    steps.push({ name: `layer ${index + 1}`, seconds: step.seconds, maxRssKiB: step.maxRssKiB, cpuSeconds: step.cpuSeconds });
   }
   return {
     seconds: steps.reduce((s, x) => s + x.seconds, 0),

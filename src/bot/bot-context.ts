@@ -25,6 +25,7 @@ import { thinPusher } from '../thin/thin-pusher.ts';
 import { DuccError, errorMessage, isTemporary } from '../util/errors.ts';
 import { wholeName, type ImageReference } from '../wishlist/image-reference.ts';
 import { parseWishlist, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
+import type { ConversionRequest, ConversionThread } from './conversion-thread.ts';
 import type { PublishOutcomeLine } from './report.ts';
 import { WishlistRepository } from './wishlist-repo.ts';
 
@@ -42,6 +43,8 @@ export interface BotDeps {
   /** Where gc jobs record their result (for /metrics and the status page). */
   gcRuns?: GcRunLog;
   now?: () => number;
+  /** Where conversions run: on this thread of their own (`ducc serve`), or, without it, in this thread. */
+  conversionThread?: ConversionThread;
 }
 
 /** One job of one kind, run by the bot's worker (see job-runners.ts). */
@@ -67,6 +70,8 @@ export class BotContext {
   readonly #repos = new Map<string, WishlistRepository>();
   readonly #publishers = new Map<string, Publisher>();
   #sources: Sources | undefined;
+  /** What the conversion thread needs of the wish list a ConvertContext was made for. */
+  readonly #threadSpecs = new WeakMap<ConvertContext, Pick<ConversionRequest, 'thin'>>();
 
   constructor(deps: BotDeps) {
     this.deps = deps;
@@ -79,10 +84,15 @@ export class BotContext {
       settings: registrySettingsFromEnv(this.deps.env),
       dogestryRemotes: this.config.dogestryRemotes ?? [],
       env: this.deps.env,
-      cacheDir: join(this.config.cacheDir, 'sources'),
+      cacheDir: this.sourcesCacheDir,
       logger: this.deps.logger,
     });
     return this.#sources;
+  }
+
+  /** The source cache (src/sources/cache.ts), shared with the conversion thread: its writes are atomic. */
+  get sourcesCacheDir(): string {
+    return join(this.config.cacheDir, 'sources');
   }
 
   get config(): BotConfig {
@@ -142,7 +152,7 @@ export class BotContext {
   async convertContext(list: Wishlist): Promise<ConvertContext> {
     const options = this.convertOptions();
     const pushThin = options.skipThinImage || list.wishes.length === 0 ? undefined : thinPusher(list, this.deps.env, this.deps.logger, this.sources.sinks);
-    return {
+    const ctx: ConvertContext = {
       sources: this.sources,
       publisher: await this.publisherFor(list.cvmfsRepo!),
       cvmfsRepo: list.cvmfsRepo!,
@@ -150,6 +160,19 @@ export class BotContext {
       logger: this.deps.logger,
       ...(pushThin ?? {}),
     };
+    const thin = pushThin === undefined ? undefined : { user: list.user, outputFormat: list.outputFormat, wishes: list.wishes };
+    this.#threadSpecs.set(ctx, { thin });
+    return ctx;
+  }
+
+  /** Converts one image, on the conversion thread when there is one. */
+  async #convert(ctx: ConvertContext, image: ImageReference, options: ConvertOptions, log: Logger): Promise<ImageOutcome[]> {
+    const spec = this.#threadSpecs.get(ctx);
+    if (this.deps.conversionThread !== undefined && spec !== undefined) {
+      const sources = { dogestryRemotes: this.config.dogestryRemotes ?? [], cacheDir: this.sourcesCacheDir };
+      return this.deps.conversionThread.convert({ publisher: this.config.publisher, cvmfsRepo: ctx.cvmfsRepo, sources, thin: spec.thin, image, options }, log);
+    }
+    return options.multiArch ? convertMultiArch(ctx, image, options) : [await convertImage(ctx, image, options)];
   }
 
   convertOptions(): ConvertOptions {
@@ -182,7 +205,7 @@ export class BotContext {
     for (const image of images) {
       const name = wholeName(image);
       try {
-        const outcomes: ImageOutcome[] = options.multiArch ? await convertMultiArch(ctx, image, options) : [await convertImage(ctx, image, options)];
+        const outcomes = await this.#convert(ctx, image, options, log);
         const main = outcomes[0]!;
         await this.store.upsertPublished({
           wishlist: wishlist.name,

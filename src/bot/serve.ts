@@ -20,6 +20,7 @@ import { secretFromEnv } from '../util/secrets.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
 import { Bot } from './bot.ts';
 import { GcRunLog } from '../gc/run-log.ts';
+import { ConversionThread } from './conversion-thread.ts';
 
 /** Delivery ids are kept this long to recognise redeliveries (GitHub and GitLab retry for up to days). */
 const DELIVERY_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -34,6 +35,8 @@ export interface StartServerOptions {
   settings?: Settings;
   /** Attempts at a job that fails temporarily before it fails for good (JobWorker's maxAttempts; default 8). */
   jobAttempts?: number;
+  /** Where conversions run: on a thread of their own (default; conversion-thread.ts), or on the main thread (the bench compares both). */
+  conversions?: 'worker-thread' | 'main-thread';
 }
 
 export interface RunningServer {
@@ -89,6 +92,7 @@ export async function startServer(
     // The bot pokes the worker, and the worker runs the bot's jobs: the worker is made second.
     const workerRef: { current?: JobWorker } = {};
     const gcRuns = new GcRunLog();
+    const conversionThread = options.conversions === 'main-thread' ? undefined : new ConversionThread({ env, logger });
     const bot = new Bot({
       config,
       env,
@@ -98,6 +102,7 @@ export async function startServer(
       logger,
       onEnqueued: () => workerRef.current?.poke(),
       gcRuns,
+      ...(conversionThread === undefined ? {} : { conversionThread }),
     });
     const jobs = new JobWorker({
       store,
@@ -130,9 +135,20 @@ export async function startServer(
     const server = await listenOn(app, config, options.timeouts);
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.listen.port;
+    conversionThread?.yieldTo(server);
     jobs.start();
     logger.info({ host: config.listen.host, port, wishlists: config.wishlists.map((w) => w.name) }, 'ducc serve listening');
-    return running({ config, store, server, bot, worker: jobs, logger, isShuttingDown: () => shuttingDown, shutDown: () => (shuttingDown = true) });
+    return running({
+      config,
+      store,
+      server,
+      bot,
+      worker: jobs,
+      conversionThread,
+      logger,
+      isShuttingDown: () => shuttingDown,
+      shutDown: () => (shuttingDown = true),
+    });
   } catch (error) {
     await store.close();
     throw error;
@@ -146,6 +162,7 @@ function running(parts: {
   server: Server;
   bot: Bot;
   worker: JobWorker;
+  conversionThread: ConversionThread | undefined;
   logger: Logger;
   isShuttingDown: () => boolean;
   shutDown: () => void;
@@ -189,6 +206,7 @@ function running(parts: {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await worker.stop(deadlineMs);
+      await parts.conversionThread?.close();
       // Keep-alive connections (a browser showing the status page, which reloads itself) would hold the
       // server open: idle ones are closed now, and whatever is left a second later.
       server.closeIdleConnections();

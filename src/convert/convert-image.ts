@@ -125,26 +125,14 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   const log = ctx.logger.child({ image: name, ...(target.platformDir ? { platform: target.platformDir } : {}) });
   const manifestInfo = target.resolved ?? (await source.resolveManifest(manifestReference(image), options.platform ? { platform: options.platform } : {}));
   const manifest = manifestInfo.manifest;
-  const configDigest = manifest.config.digest;
-  const publicName = target.platformDir ? multiarchPublicPath(target.platformDir, image) : publicPath(image);
-  const flat = flatDir(configDigest);
-  const manifestPath = `${target.platformDir ? multiarchMetadataDir(target.platformDir, image) : metadataDir(image)}/manifest.json`;
-  const layers = manifest.layers.filter((layer) => !isForeignLayer(layer.mediaType));
-  const distinct = layers.filter((layer, index) => layers.findIndex((other) => other.digest === layer.digest) === index);
-  const base = {
-    image: name,
-    manifestDigest: manifestInfo.manifestDigest,
-    configDigest,
-    publicPath: publicName,
-    flatDir: flat,
-    layers: distinct.length,
-    layerBytes: distinct.reduce((sum, layer) => sum + layer.size, 0),
-  };
-
-  const existing = parseDuccManifest((await ctx.publisher.readFile(manifestPath)) ?? Buffer.alloc(0));
-  const wantsThin = ctx.pushThinImage !== undefined && !options.skipThinImage;
-  const published = !options.convertAgain && existing?.configDigest === configDigest && (await isComplete(ctx.publisher, layers, flat, publicName, options));
-  if (published && (!wantsThin || !ctx.thinImageExists || (await ctx.thinImageExists(image)))) {
+  const { existing, published, upToDate, configDigest, publicName, flat, manifestPath, layers, base } = await publishedState(
+    ctx,
+    image,
+    options,
+    manifestInfo,
+    target,
+  );
+  if (upToDate) {
     log.debug('already converted');
     return { status: 'up-to-date', ...base, newLayers: 0, newLayerBytes: 0, warnings: [] };
   }
@@ -327,6 +315,71 @@ export async function convertImage(ctx: ConvertContext, image: ImageReference, o
   return outcome;
 }
 
+/**
+ * What is published of an image whose manifest is known: its DUCC manifest.json, whether everything the
+ * manifest implies is in place (`published`), and whether that makes it up to date (its thin image too,
+ * when one is wanted). Reads only. With `cache` (one conversion run, see checkImage), the presence of
+ * layers and flat trees is looked at once per digest.
+ */
+async function publishedState(
+  ctx: ConvertContext,
+  image: ImageReference,
+  options: ConvertOptions,
+  manifestInfo: SourceManifest,
+  target: ConvertTarget,
+  cache?: PublishedStateCache,
+) {
+  const manifest = manifestInfo.manifest;
+  const configDigest = manifest.config.digest;
+  const publicName = target.platformDir ? multiarchPublicPath(target.platformDir, image) : publicPath(image);
+  const flat = flatDir(configDigest);
+  const manifestPath = `${target.platformDir ? multiarchMetadataDir(target.platformDir, image) : metadataDir(image)}/manifest.json`;
+  const layers = manifest.layers.filter((layer) => !isForeignLayer(layer.mediaType));
+  const distinct = layers.filter((layer, index) => layers.findIndex((other) => other.digest === layer.digest) === index);
+  const base = {
+    image: wholeName(image),
+    manifestDigest: manifestInfo.manifestDigest,
+    configDigest,
+    publicPath: publicName,
+    flatDir: flat,
+    layers: distinct.length,
+    layerBytes: distinct.reduce((sum, layer) => sum + layer.size, 0),
+  };
+  const existing = parseDuccManifest((await ctx.publisher.readFile(manifestPath)) ?? Buffer.alloc(0));
+  const wantsThin = ctx.pushThinImage !== undefined && !options.skipThinImage;
+  const published =
+    !options.convertAgain && existing?.configDigest === configDigest && (await isComplete(ctx.publisher, layers, flat, publicName, options, cache));
+  const upToDate = published && (!wantsThin || !ctx.thinImageExists || (await ctx.thinImageExists(image)));
+  return { existing, published, upToDate, configDigest, publicName, flat, manifestPath, layers, base };
+}
+
+/**
+ * Presence of layers and flat trees found during one conversion run, by digest: a reconcile of many tags
+ * of few images looks at each once. Only a conversion run's first look (checkImage) uses it; convertImage
+ * looks again for itself before it converts anything.
+ */
+export class PublishedStateCache {
+  readonly layers = new Map<string, Promise<boolean>>();
+  readonly flats = new Map<string, Promise<boolean>>();
+}
+
+/**
+ * The first, read-only step of convertImage, which a conversion run can take for many images at once:
+ * resolves the manifest and looks at what is published. Returns the image's outcome when it is up to
+ * date, else its manifest, to be passed to convertImage as `target.resolved`.
+ */
+export async function checkImage(
+  ctx: ConvertContext,
+  image: ImageReference,
+  options: ConvertOptions,
+  cache: PublishedStateCache,
+): Promise<{ upToDate: ImageOutcome } | { resolved: SourceManifest }> {
+  const resolved = await ctx.sources.forImage(image).resolveManifest(manifestReference(image), options.platform ? { platform: options.platform } : {});
+  const state = await publishedState(ctx, image, options, resolved, {}, cache);
+  if (!state.upToDate) return { resolved };
+  return { upToDate: { status: 'up-to-date', ...state.base, newLayers: 0, newLayerBytes: 0, warnings: [] } };
+}
+
 /** For `--multi-arch`: an already resolved platform manifest, published under `.multiarch/<platformDir>/`. */
 export interface ConvertTarget {
   resolved?: SourceManifest;
@@ -455,12 +508,32 @@ async function unpackLayer(
 }
 
 /** Everything an up-to-date image implies is present: its layers, its flat tree (Apptainer files included) and its public symlink. */
-async function isComplete(publisher: Publisher, layers: Descriptor[], flat: string, publicName: string, options: ConvertOptions): Promise<boolean> {
+async function isComplete(
+  publisher: Publisher,
+  layers: Descriptor[],
+  flat: string,
+  publicName: string,
+  options: ConvertOptions,
+  cache?: PublishedStateCache,
+): Promise<boolean> {
+  const remembered = (map: Map<string, Promise<boolean>> | undefined, key: string, look: () => Promise<boolean>): Promise<boolean> => {
+    if (map === undefined) return look();
+    let found = map.get(key);
+    if (found === undefined) {
+      found = look();
+      map.set(key, found);
+      found.catch(() => map.delete(key));
+    }
+    return found;
+  };
   if (!options.skipLayers) {
-    for (const layer of layers) if (!(await publisher.lstat(`${layerDir(layer.digest)}/layerfs`))) return false;
+    for (const layer of layers) {
+      const dir = `${layerDir(layer.digest)}/layerfs`;
+      if (!(await remembered(cache?.layers, dir, async () => (await publisher.lstat(dir)) !== undefined))) return false;
+    }
   }
   if (!options.skipFlat) {
-    if (!(await hasFlatTree(publisher, flat))) return false;
+    if (!(await remembered(cache?.flats, flat, () => hasFlatTree(publisher, flat)))) return false;
     const link = await publisher.lstat(publicName);
     if (!link?.isSymbolicLink()) return false;
   }

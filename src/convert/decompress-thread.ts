@@ -20,6 +20,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { DuccError } from '../util/errors.ts';
+import { yieldGateBuffer } from '../util/yield-gate.ts';
 
 const DECOMPRESS_THREAD_VARIABLE = 'DUCC_DECOMPRESS_THREAD_MIN_BYTES';
 const DEFAULT_MIN_BYTES = 128 * 1024 * 1024;
@@ -49,6 +50,11 @@ const zlib = require('node:zlib');
 const { Writable } = require('node:stream');
 const chunkSize = 1024 * 1024;
 const decompressor = workerData.compression === 'gzip' ? zlib.createGunzip({ chunkSize }) : zlib.createZstdDecompress({ chunkSize });
+// In \`ducc serve\`'s conversion thread: step aside while webhooks are answered (src/util/yield-gate.ts).
+const gate = workerData.gate === undefined ? undefined : new Int32Array(workerData.gate);
+const stepAside = () => {
+  if (gate !== undefined && Atomics.load(gate, 0) !== 0) Atomics.wait(gate, 0, 1, 100);
+};
 let credit = ${OUTPUT_IN_FLIGHT};
 let blocked;
 parentPort.on('message', (message) => {
@@ -60,6 +66,7 @@ parentPort.on('message', (message) => {
   } else if (message === 'end') {
     decompressor.end();
   } else {
+    stepAside();
     decompressor.write(Buffer.from(message), () => parentPort.postMessage('consumed'));
   }
 });
@@ -100,7 +107,7 @@ export class ThreadedDecompressor extends Transform {
   constructor(compression: 'gzip' | 'zstd', label: string) {
     super();
     this.#label = label;
-    this.#worker = new Worker(THREAD, { eval: true, workerData: { compression } });
+    this.#worker = new Worker(THREAD, { eval: true, workerData: { compression, gate: yieldGateBuffer() } });
     decompressThreadStats.started++;
     decompressThreadStats.running++;
     this.#worker.on('exit', () => {

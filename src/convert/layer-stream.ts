@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { DuccError } from '../util/errors.ts';
+import { stepAside } from '../util/yield-gate.ts';
 import { EXTRACT_LIMIT_VARIABLES, extractLimits } from '../unpack/entry-path.ts';
 import { ThreadedDecompressor } from './decompress-thread.ts';
 
@@ -160,6 +161,8 @@ export class DigestingStream extends Transform {
   }
 
   #hashAndPass(chunk: Buffer, callback: TransformCallback): void {
+    // In `ducc serve`'s conversion thread: wait while the main thread answers webhooks (yield-gate.ts).
+    stepAside();
     this.bytes += chunk.length;
     if (this.bytes > this.maxBytes) {
       callback(

@@ -1,3 +1,5 @@
+// Over 500 lines on purpose: one class, one method per tar entry type, sharing the per-layer state of the hot
+// path (see the class comment); split up, each entry would pay for the indirection.
 import { constants as fsConstants } from 'node:fs';
 import {
   chmodSync,
@@ -20,6 +22,7 @@ import {
 } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { finished as streamFinished, type Readable } from 'node:stream';
+import { isMainThread } from 'node:worker_threads';
 import { DuccError } from '../util/errors.ts';
 import type { LayerUnpackResult } from './tree-types.ts';
 import { checkNoWhiteoutDirectory, checkWhiteoutName, entryComponents, plainEntryName, unsafe, WHITEOUT_PREFIX } from './entry-path.ts';
@@ -83,6 +86,8 @@ const PROCESS_GID = process.getgid?.() ?? -1;
 const UMASK = readUmask();
 
 function readUmask(): number {
+  // Worker threads (the conversion thread of `ducc serve`) may not set it, only read it.
+  if (!isMainThread) return process.umask();
   // process.umask() without an argument is only documentation-deprecated (a race when threads change
   // it); setting and restoring is the race-free alternative and reads the same value.
   const current = process.umask(0o022);

@@ -7,9 +7,13 @@
  * of a flat tree that the directory publisher hands over (link(2) never follows or replaces the new name).
  */
 import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { parentPort, type MessagePort } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { unpackJob, type BatchDone, type FileJob, type LinkBatch, type WriteBatch, type WriterMessage } from './file-writer-protocol.ts';
 import { linkOrCopy } from './link-file.ts';
+import { installYieldGate, stepAside } from '../util/yield-gate.ts';
+
+// Started by `ducc serve`'s conversion thread: steps aside with it while webhooks are answered.
+installYieldGate((workerData as { gate?: SharedArrayBuffer } | null)?.gate);
 
 interface Session {
   port: MessagePort;
@@ -54,9 +58,13 @@ function answer(session: Session, done: BatchDone, transfer: ArrayBuffer[]): voi
   Atomics.notify(session.progress, 0);
 }
 
+/** Files or links between two looks at the yield gate (a batch of 256 small files is ~10-20 ms of work). */
+const STEP_ASIDE_EVERY = 16;
+
 function writeBatch(batch: WriteBatch): BatchDone['failure'] {
   const buffer = Buffer.from(batch.buffer);
   for (let index = 0; index < batch.paths.length; index++) {
+    if (index % STEP_ASIDE_EVERY === 0) stepAside();
     try {
       writeFile(buffer, unpackJob(batch, index));
     } catch (error) {
@@ -68,6 +76,7 @@ function writeBatch(batch: WriteBatch): BatchDone['failure'] {
 
 function linkBatch(batch: LinkBatch): BatchDone['failure'] {
   for (let index = 0; index < batch.paths.length; index++) {
+    if (index % STEP_ASIDE_EVERY === 0) stepAside();
     try {
       linkOrCopy(batch.sources[index]!, batch.paths[index]!);
     } catch (error) {

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { TreeEntry } from './tree-types.ts';
 import { DuccError } from '../util/errors.ts';
 import { classifyName, isWhiteoutName } from './entry-path.ts';
+import { stepAside } from '../util/yield-gate.ts';
 
 /** One unpacked layer as input to {@link buildFlatTree}, base layer first. */
 export interface FlatLayerInput {
@@ -95,6 +96,7 @@ export class FlatTree {
    * tree took 0.39 s instead of 0.52 s alone (median of 12), 0.31 s instead of 0.39 s within a conversion.
    */
   private mergeDirectory(dir: string, merged: DirNode, prefix: string, implicit: ReadonlySet<string>, mergedPath: readonly string[]): void {
+    stepAside();
     const dirents = readdirSync(dir, { withFileTypes: true }).sort(byName);
     const names = dirents.map((dirent) => dirent.name);
     const kinds = names.map(classifyName);

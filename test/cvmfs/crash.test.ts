@@ -89,13 +89,17 @@ describe('cvmfs publisher on a real stratum 0: crashes', () => {
     // Frozen: the ingest goes on reading what is already in the pipes, and opens its transaction.
     await sharedWaitFor(inTransaction, 30_000, 'the ingest holding its transaction while ducc is frozen', { detail: () => running.output() });
     await kill(running);
-    await sharedWaitFor(async () => !(await guardRunning()), 30_000, 'the guard gone');
+    await sharedWaitFor(async () => !(await guardRunning(repo.name)), 30_000, 'the guard gone');
   };
 
   it('SIGKILL in the middle of a layer ingest: the guard kills the ingest, nothing is published, the next run completes', async (t) => {
     const args = await convertArgs('one');
-    // Frozen while the ingest reads the 500th of 600 staged files: the tar is cut in the middle of the layers.
-    await killAt(t, args, stallAt({ module: 'fs', fn: 'readFileSync', arg: 0, match: /\/staging\/.*\/layerfs\//, nth: 500 }, 'layer-ingest'));
+    // Frozen while the ingest opens the 500th of 600 staged files for reading: the tar is cut in the middle of the layers.
+    await killAt(
+      t,
+      args,
+      stallAt({ module: 'fs', fn: 'openSync', arg: 0, match: /\/staging\/.*\/layerfs\//, also: { arg: 1, match: '^r$' }, nth: 500 }, 'layer-ingest'),
+    );
 
     assert.equal(await inTransaction(), true, 'the killed ingest left its transaction open');
     assert.deepEqual(await readdir(join(repo.mount, '.layers')).catch(() => []), [], 'no layer published from a cut tar');
@@ -159,13 +163,18 @@ describe('cvmfs publisher on a real stratum 0: crashes', () => {
   });
 });
 
-/** Whether an ingest guard runs (node -e GUARD_SOURCE -- cvmfs_server ingest ...). */
-async function guardRunning(): Promise<boolean> {
+/**
+ * Whether an ingest guard of `repository` runs (node -e GUARD_SOURCE -- cvmfs_server ingest ... REPO). Only
+ * this repository's: test suites of other checkouts on the machine run guards of their own meanwhile.
+ */
+async function guardRunning(repository: string): Promise<boolean> {
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
-      if (cmdline.includes('cvmfs_server') && cmdline.includes('ingest') && cmdline.includes('createReadStream')) return true;
+      const argv = cmdline.split('\0');
+      if (argv.some((arg) => arg.endsWith('cvmfs_server')) && argv.includes('ingest') && argv.at(-2) === repository && cmdline.includes('createReadStream'))
+        return true;
     } catch {
       // gone meanwhile
     }

@@ -195,7 +195,7 @@ describe('publishing through the repository gateway', () => {
     const wishlist = await wishlistFile('late', [`http://${registry.host}/shard/image:late`]);
     const two = repo.nodes[1]!;
     const marker = join(work, 'late.stalled');
-    const stall = { module: 'fs', fn: 'readFileSync', arg: 0, match: '/staging2/.*/layerfs/', nth: 500, marker };
+    const stall = { module: 'fs', fn: 'openSync', arg: 0, match: '/staging2/.*/layerfs/', also: { arg: 1, match: '^r$' }, nth: 500, marker };
     const doomed = cliOn(two, convertArgs(two, wishlist), { DUCC_TEST_STALL: JSON.stringify(stall) }, ['--import', STALL_HOOK]);
     t.after(() => doomed.child.kill('SIGKILL'));
     await waitFor(

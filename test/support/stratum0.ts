@@ -64,16 +64,20 @@ export async function createRepository(t: Pick<TestContext, 'after'>, label: str
   return repository;
 }
 
-/** A fresh repository (see createRepository) and the function that removes it (`rmfs -f`); the caller decides when. */
+/**
+ * A fresh repository and the function that removes it (`rmfs -f`); the caller decides when. Its name is
+ * `<label>-<pid>-<hex>.<domain>`; `domain` defaults to `ducc.test`, the names scripts/test-cvmfs.ts
+ * cleans up (the bench uses `ducc.bench`, which it cleans up itself).
+ */
 export async function makeRepository(
   label: string,
-  options: { garbageCollection?: boolean } = {},
+  options: { garbageCollection?: boolean; domain?: string } = {},
 ): Promise<{ repository: TestRepository; remove: () => Promise<void> }> {
   const reason = await stratum0Unavailable();
   if (reason !== undefined) throw new Error(`cannot make a CernVM-FS stratum 0 here: ${reason}`);
   // The pid in the name tells scripts/test-cvmfs.ts whether the repository's test process is gone
   // (suites of several checkouts may run on one machine at once).
-  const name = `${label}-${process.pid}-${randomBytes(3).toString('hex')}.ducc.test`;
+  const name = `${label}-${process.pid}-${randomBytes(3).toString('hex')}.${options.domain ?? 'ducc.test'}`;
   await withGlobalLock(async () => {
     await startApache();
     await run('cvmfs_server', ['mkfs', '-o', 'root', '-f', 'overlayfs', ...(options.garbageCollection ? ['-z', '-g'] : []), name], { maxBuffer: 16 << 20 });

@@ -1,11 +1,10 @@
 import type { Stats } from 'node:fs';
-import { chown, lstat, mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { catalogParents } from '../../layout/paths.ts';
-import type { TreeEntry } from '../../unpack/tree-types.ts';
 import { DuccError, errorMessage } from '../../util/errors.ts';
 import type { DirectoryEntry, LayerBatch, Publisher, Transaction } from '../publisher.ts';
 import { CvmfsCommandError, CvmfsServer, DEFAULT_LOCK_WAIT_MS } from './cvmfs-server.ts';
@@ -24,6 +23,7 @@ import {
   readLinkIfAny,
 } from './paths.ts';
 import { writeTree } from './tree-tar.ts';
+import { units, visibleAfter, type Expectation, type Operation, type Unit } from './gateway-units.ts';
 import type { CvmfsServerPublisherOptions } from './cvmfs-publisher.ts';
 
 const REPOSITORY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -36,13 +36,6 @@ const REFRESH_LEASE = '.ducc-gitops-refresh';
 const VISIBLE_WAIT_MS = 120_000;
 /** Publishes retried after a lease was lost (expired, or the gateway restarted) before giving up. */
 const LOST_LEASE_ATTEMPTS = 3;
-
-type Operation =
-  | { kind: 'file'; path: string; data: Buffer; mode: number }
-  | { kind: 'symlink'; path: string; target: string }
-  | { kind: 'mkdir'; path: string }
-  | { kind: 'remove'; path: string }
-  | { kind: 'tree'; path: string; entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry> };
 
 /**
  * Publishes into a CernVM-FS repository through its **repository gateway**, from one publisher node of
@@ -484,75 +477,4 @@ export class CvmfsGatewayPublisher implements Publisher {
     const rel = normalizeRelativePath(relPath, 'BOT_ERR_PUBLISH');
     return rel === '' ? this.readRoot : path.join(this.readRoot, rel);
   }
-}
-
-/** The publishes of one transaction through a gateway, in the order of the transaction's writes. */
-type Unit =
-  | { kind: 'tree'; path: string; entries: Iterable<TreeEntry> | AsyncIterable<TreeEntry> }
-  | { kind: 'directory'; path: string; writes: Extract<Operation, { kind: 'file' | 'symlink' }>[] }
-  | { kind: 'remove'; path: string };
-
-/** A path that must show, and how (beyond existing), once a publish is visible. */
-interface Expectation {
-  path: string;
-  check?: (found: Stats, absolute: string) => Promise<boolean>;
-}
-
-/** What shows once a unit is visible: trees and directories exist, files have their bytes, symlinks their target. */
-function visibleAfter(unit: Unit): Expectation[] {
-  switch (unit.kind) {
-    case 'tree':
-      return [{ path: unit.path }];
-    case 'remove':
-      return [];
-    case 'directory':
-      return [
-        { path: unit.path },
-        ...unit.writes.map((write): Expectation =>
-          write.kind === 'file'
-            ? {
-                path: write.path,
-                check: async (found, absolute) => found.isFile() && found.size === write.data.length && (await readFile(absolute)).equals(write.data),
-              }
-            : { path: write.path, check: async (found, absolute) => found.isSymbolicLink() && (await readlink(absolute)) === write.target },
-        ),
-      ];
-  }
-}
-
-/** Groups a transaction's writes: files and symlinks by their directory, each tree and removal on its own. */
-function units(operations: Operation[]): Unit[] {
-  const result: Unit[] = [];
-  const byDirectory = new Map<string, Extract<Unit, { kind: 'directory' }>>();
-  for (const operation of operations) {
-    switch (operation.kind) {
-      case 'tree':
-        result.push({ kind: 'tree', path: operation.path, entries: operation.entries });
-        break;
-      case 'remove':
-        result.push({ kind: 'remove', path: operation.path });
-        break;
-      case 'mkdir': {
-        if (!byDirectory.has(operation.path)) {
-          const unit = { kind: 'directory' as const, path: operation.path, writes: [] };
-          byDirectory.set(operation.path, unit);
-          result.push(unit);
-        }
-        break;
-      }
-      case 'file':
-      case 'symlink': {
-        const dir = parentOf(operation.path);
-        let unit = byDirectory.get(dir);
-        if (unit === undefined) {
-          unit = { kind: 'directory', path: dir, writes: [] };
-          byDirectory.set(dir, unit);
-          result.push(unit);
-        }
-        unit.writes.push(operation);
-        break;
-      }
-    }
-  }
-  return result;
 }

@@ -1,3 +1,5 @@
+// About 500 lines: the Publisher interface for a local stratum 0; commands, tars, staging and paths live in
+// the files beside it (cvmfs-server.ts, ingest-tar.ts, layer-staging.ts, paths.ts).
 import type { Stats } from 'node:fs';
 import { chown, lstat, mkdir, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -5,6 +7,7 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { catalogParents } from '../../layout/paths.ts';
 import type { TreeEntry } from '../../unpack/tree-types.ts';
+import { collectGarbage } from '../../util/collect-garbage.ts';
 import { DuccError } from '../../util/errors.ts';
 import type { DirectoryEntry, LayerBatch, Publisher, Transaction } from '../publisher.ts';
 import { CvmfsServer } from './cvmfs-server.ts';
@@ -256,6 +259,8 @@ export class CvmfsServerPublisher implements Publisher {
     } finally {
       session.open = false;
     }
+    // What built the operations (a flat tree's building) is garbage now; the ingest comes on top.
+    if (operations.some((operation) => operation.kind === 'tree')) collectGarbage();
     if (operations.length > 0) {
       await this.#server.exclusive(async () => {
         await checkRequirements(this, requirements);

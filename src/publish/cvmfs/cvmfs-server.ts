@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { access, constants as fsConstants, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -162,11 +162,12 @@ export class CvmfsServer {
    * killed before it sees an end of input, its transaction aborted, and `produce`'s error thrown.
    */
   async ingest(spec: IngestSpec, produce: (tar: IngestTar) => Promise<void>): Promise<void> {
-    const tar = new IngestTar();
-    return this.#ingest(spec, tar.output, async () => {
+    return this.#ingest(spec, async (stdin) => {
+      // A socket: each write calls back once its bytes are in the kernel, as IngestTar needs.
+      const tar = new IngestTar(stdin);
       try {
         await produce(tar);
-        tar.finish();
+        await tar.finish();
       } catch (error) {
         tar.destroy(error);
         throw error;
@@ -180,27 +181,25 @@ export class CvmfsServer {
    * starts its transaction — reading from it while the ingest starts would wait for each other.
    */
   async ingestFile(spec: IngestSpec, file: string): Promise<void> {
-    return this.#ingest(spec, createReadStream(file), async () => {});
+    return this.#ingest(spec, (stdin) => pipeline(createReadStream(file), stdin));
   }
 
-  async #ingest(spec: IngestSpec, input: Readable, produce: () => Promise<void>): Promise<void> {
+  /** Runs the ingest with `feed` writing its tar to the ingest's standard input (and ending it). */
+  async #ingest(spec: IngestSpec, feed: (stdin: Writable) => Promise<void>): Promise<void> {
     const args = ['ingest', '-t', '-', '-b', spec.base, '-k', ...spec.deletes.flatMap((dir) => ['-d', dir]), this.repository];
     this.#log.debug({ argv: [this.command, ...args] }, 'executing through the ingest guard');
     const { child, result } = this.#start(process.execPath, ['-e', GUARD_SOURCE, '--', this.command, ...args], true);
     const stdin = child.stdin!;
     const control = child.stdio[3] as Writable;
     control.on('error', () => {}); // the guard may be gone; its exit status says why
-    const fed = pipeline(input, stdin);
     let produced: unknown;
     let ok = false;
     try {
-      await produce();
-      await fed;
+      await feed(stdin);
       ok = true;
     } catch (error) {
       produced = error;
-      input.destroy();
-      fed.catch(() => {});
+      stdin.destroy();
     }
     if (ok) control.end('commit\n');
     else control.destroy();

@@ -2,6 +2,8 @@ import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../../unpack/extract-layer.ts';
+import { releaseIdleWriters } from '../../unpack/file-writer.ts';
+import { collectGarbage } from '../../util/collect-garbage.ts';
 import type { LayerUnpackResult } from '../../unpack/tree-types.ts';
 import { DuccError } from '../../util/errors.ts';
 import type { LayerBatch, LayerMetadata } from '../publisher.ts';
@@ -75,6 +77,10 @@ export class LayerStaging {
       } catch (error) {
         outcome = { error };
       }
+      // The writer threads of the unpacking are not needed by the ingests and the flat tree that follow,
+      // nor the unpacking's garbage: the ingests and the flat tree come on top (see collect-garbage.ts).
+      await releaseIdleWriters();
+      collectGarbage();
       if (staged.length > 0) await publish(staged);
       if ('error' in outcome) throw outcome.error;
       return outcome.value;

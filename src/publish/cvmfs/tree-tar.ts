@@ -23,33 +23,47 @@ export async function writeTree(
     await tar.directory(prefix, meta);
     await tar.file(name(CATALOG_MARKER), { ...owner, mode: 0o644, mtime: meta.mtime }, Buffer.alloc(0));
   };
-  for await (const entry of entries) {
+  /** One entry; a promise only when the tar had to wait (nearly never: see IngestTar), else undefined. */
+  const write = (entry: TreeEntry): Promise<void> | undefined => {
     if (entry.path === '' && entry.type !== 'directory') throw new DuccError('BOT_ERR_UNSAFE_ENTRY', `tree ${entry.type} entry with an empty path`);
-    if (entry.path === CATALOG_MARKER) continue; // the tree gets its own marker
-    if (!rootWritten) await writeRoot(entry.path === '' && entry.type === 'directory' ? entry : { ...owner, mode: 0o755, mtime: new Date() });
-    if (entry.path === '') continue;
+    if (entry.path === CATALOG_MARKER) return undefined; // the tree gets its own marker
+    if (!rootWritten) {
+      const root = writeRoot(entry.path === '' && entry.type === 'directory' ? entry : { ...owner, mode: 0o755, mtime: new Date() });
+      return entry.path === '' ? root : root.then(() => write(entry));
+    }
+    if (entry.path === '') return undefined;
     const entryName = name(normalizeRelativePath(entry.path, 'BOT_ERR_UNSAFE_ENTRY'));
+    let written: Promise<void>;
     switch (entry.type) {
       case 'directory':
-        await tar.directory(entryName, entry);
+        written = tar.directory(entryName, entry);
         break;
       case 'symlink':
-        await tar.symlink(entryName, entry.target, entry);
+        written = tar.symlink(entryName, entry.target, entry);
         break;
       case 'file':
-        if (entry.content !== undefined) await tar.file(entryName, entry, entry.content);
-        else if (entry.source !== undefined) await tar.fileFrom(entryName, entry, entry.source, entry.size);
+        if (entry.content !== undefined) written = tar.file(entryName, entry, entry.content);
+        else if (entry.source !== undefined) written = tar.fileFrom(entryName, entry, entry.source, entry.size);
         else throw new DuccError('BOT_ERR_PUBLISH', `tree file entry ${entry.path} has neither content nor source`);
         break;
       case 'hardlink':
-        await tar.hardlink(entryName, name(normalizeRelativePath(entry.target, 'BOT_ERR_UNSAFE_ENTRY')));
+        written = tar.hardlink(entryName, name(normalizeRelativePath(entry.target, 'BOT_ERR_UNSAFE_ENTRY')));
         break;
       case 'link':
         if (linkTarget === undefined) throw new DuccError('BOT_ERR_PUBLISH', `tree entry ${entry.path}: a 'link' entry, but this publisher needs file entries`);
         // A catalog clone of the published layer file: same content, mode, owner and mtime.
-        await tar.hardlink(entryName, linkTarget(entry.source, entry.path));
+        written = tar.hardlink(entryName, linkTarget(entry.source, entry.path));
         break;
     }
-  }
+    return tar.waited(written) ? written : undefined;
+  };
+  // A plain loop over a plain iterable (a FlatTree's entries), awaiting only what had to wait: for-await,
+  // or an await per entry, would make promises for each of tens of thousands of entries.
+  if (Symbol.iterator in entries) {
+    for (const entry of entries) {
+      const waiting = write(entry);
+      if (waiting !== undefined) await waiting;
+    }
+  } else for await (const entry of entries) await write(entry);
   if (!rootWritten) await writeRoot({ ...owner, mode: 0o755, mtime: new Date() });
 }

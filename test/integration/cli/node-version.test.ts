@@ -34,8 +34,32 @@ it('on an older Node.js, every command says which Node it needs and how to get i
   }
 });
 
-it('the shebang passes no option to node (an old node would stop at an option it does not know)', () => {
-  const firstLine = readFileSync(CLI, 'utf8').split('\n')[0];
+/** Node's options on bin/ducc.js's first line. */
+function shebangFlags(): string[] {
+  const firstLine = readFileSync(CLI, 'utf8').split('\n')[0]!;
+  const match = /^#!\/usr\/bin\/env(?: -S)? node((?: --[\w-]+(?:=\S+)?)*)$/.exec(firstLine);
+  assert.ok(match, `first line: ${firstLine}`);
+  return match[1]!.trim().split(' ').filter(Boolean);
+}
 
-  assert.equal(firstLine, '#!/usr/bin/env node');
+it('the shebang passes only options an old node knows too (else it would stop before saying which Node it needs)', () => {
+  const flags = shebangFlags();
+  const result = spawnSync(OLD_NODE, [...flags, '-e', 'process.exit(0)'], { encoding: 'utf8' });
+
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(result.stderr, '');
+});
+
+it('the systemd units and the Dockerfile start node with the options of the shebang', () => {
+  const flags = shebangFlags().join(' ');
+  const repo = new URL('../../../', import.meta.url);
+  for (const unit of ['ducc-serve.service', 'ducc-loop.service', 'ducc-convert.service']) {
+    const execStart = /^ExecStart=(\S+) (.*?)\s*\S*bin\/ducc\.js /m.exec(readFileSync(new URL(`systemd/${unit}`, repo), 'utf8'));
+    assert.ok(execStart, unit);
+    assert.equal(execStart[2], flags, unit);
+  }
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(new URL('Dockerfile', repo), 'utf8'));
+  assert.ok(entrypoint);
+  const args = JSON.parse(entrypoint[1]!) as string[];
+  assert.deepEqual(args.slice(1, -1), flags.split(' ').filter(Boolean));
 });

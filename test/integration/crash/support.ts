@@ -29,6 +29,8 @@ export interface StallSpec {
   /** Index of the argument matched (rename and link: 1, the new name). */
   arg: number;
   match: RegExp;
+  /** A second argument that must match too (e.g. openSync's flags, argument 1, `^r$`). */
+  also?: { arg: number; match: string };
   nth?: number;
   marker: string;
 }

@@ -120,7 +120,7 @@ describe('the systemd units', () => {
       const unit = await readUnit(name);
       const execStart = unit.service.find(([key]) => key === 'ExecStart')![1];
 
-      assert.match(execStart, new RegExp(`^${INSTALL_DIR}/\\.node/bin/node ${INSTALL_DIR}/bin/ducc\\.js `));
+      assert.match(execStart, new RegExp(`^${INSTALL_DIR}/\\.node/bin/node (--[\\w-]+=\\S+ )*${INSTALL_DIR}/bin/ducc\\.js `));
       for (const [key, value] of unit.service) {
         if (key === 'Environment') assert.doesNotMatch(value, /^\w*(PASS|TOKEN|SECRET)=(?!%d\/)/, `${name} puts a secret in the unit`);
       }

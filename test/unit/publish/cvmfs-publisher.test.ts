@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { link, mkdir, mkdtemp, rm, symlink, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buffer } from 'node:stream/consumers';
+import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import tarStream from 'tar-stream';
 import type { Header } from 'tar-stream';
@@ -31,13 +31,26 @@ async function readTar(bytes: Buffer): Promise<{ header: Header; body: Buffer }[
   return done;
 }
 
+/** A sink that copies what it is given (IngestTar uses a chunk again once the write called back). */
+function collector(): { sink: Writable; bytes(): Buffer } {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      // Later, as a pipe would: the writer must wait for it.
+      setImmediate(callback);
+    },
+  });
+  return { sink, bytes: () => Buffer.concat(chunks) };
+}
+
 /** Runs `write` against a fresh IngestTar and returns the entries of the finished archive. */
 async function tarOf(write: (tar: IngestTar) => Promise<void>): Promise<{ header: Header; body: Buffer }[]> {
-  const tar = new IngestTar();
-  const bytes = buffer(tar.output);
+  const { sink, bytes } = collector();
+  const tar = new IngestTar(sink);
   await write(tar);
-  tar.finish();
-  return readTar(await bytes);
+  await tar.finish();
+  return readTar(bytes());
 }
 
 async function scratch(t: TestContext): Promise<string> {
@@ -110,13 +123,64 @@ describe('IngestTar', () => {
     assert.deepEqual(entries[0]!.body, big);
     assert.deepEqual([entries[0]!.header.uid, entries[0]!.header.gid], [1, 2]);
 
-    const tar = new IngestTar();
-    buffer(tar.output).catch(() => {});
+    const tar = new IngestTar(collector().sink);
     await assert.rejects(
       tar.fileFrom('big', meta, join(dir, 'big'), big.length + 10),
       (error) => error instanceof DuccError && /big: 3145728 bytes instead of the announced 3145738/.test(error.message),
     );
     tar.destroy(new Error('done'));
+  });
+
+  it('writes names, link targets and owners that do not fit a ustar header in PAX records', async () => {
+    const long = `${'a'.repeat(80)}/${'b'.repeat(90)}/${'c'.repeat(99)}`;
+    const meta = { mode: 0o4755, uid: 3_000_000, gid: 12, mtime: DEFAULT_MTIME };
+    const entries = await tarOf(async (tar) => {
+      await tar.file(long, meta, Buffer.from('split into prefix and name'));
+      await tar.file('x'.repeat(300), meta, Buffer.from('path record'));
+      await tar.file('ünïcode/fïle', meta, Buffer.from('u'));
+      await tar.symlink('sym', 'l'.repeat(150), meta);
+      await tar.hardlink('hl', long);
+    });
+    assert.deepEqual(
+      // tar-stream applies a PAX path and linkpath itself, and leaves the other records in `pax`.
+      entries.map((e) => [
+        e.header.name,
+        e.header.linkname ?? null,
+        Number((e.header.pax as Record<string, string> | undefined)?.['uid'] ?? e.header.uid),
+        e.body.toString(),
+      ]),
+      [
+        [long, null, 3_000_000, 'split into prefix and name'],
+        ['x'.repeat(300), null, 3_000_000, 'path record'],
+        ['ünïcode/fïle', null, 3_000_000, 'u'],
+        ['sym', 'l'.repeat(150), 3_000_000, ''],
+        ['hl', long, 0, ''],
+      ],
+    );
+  });
+
+  it('writes through a few reused chunks: at most four wait in a slow sink, whatever the number of entries', async () => {
+    let waiting = 0;
+    let most = 0;
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk));
+        most = Math.max(most, ++waiting);
+        setTimeout(() => {
+          waiting--;
+          callback();
+        }, 1);
+      },
+    });
+    const tar = new IngestTar(sink);
+    const meta = { mode: 0o644, uid: 0, gid: 0, mtime: DEFAULT_MTIME };
+    for (let i = 0; i < 20_000; i++) await tar.file(`d/${'n'.repeat(120)}${i}`, meta, Buffer.from(`file ${i}\n`));
+    await tar.finish();
+    assert.ok(most <= 4, `${most} writes waited in the sink at once`);
+    const entries = await readTar(Buffer.concat(chunks));
+    assert.equal(entries.length, 20_000);
+    assert.equal(entries[12_345]!.body.toString(), 'file 12345\n');
   });
 
   it('writes the repository root as ./, and symlinks with mode 0777', async () => {

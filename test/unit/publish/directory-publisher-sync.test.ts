@@ -5,7 +5,8 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, statfsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DirectoryPublisher } from '../../../src/publish/directory-publisher.ts';
@@ -49,9 +50,13 @@ async function layerTar(): Promise<Buffer> {
   ]);
 }
 
+/** tmpfs and ramfs: nothing to flush there. */
+const inMemory = (path: string): boolean => [0x01021994, 0x858458f6].includes(statfsSync(path).type);
+
 describe('DirectoryPublisher durability', () => {
   it('flushes a staged layer and a staged tree before renaming them into place', async (t) => {
     const dir = await tempDir(t, 'ducc-sync-');
+    if (inMemory(dir)) return t.skip(`${dir} is in memory (tmpfs): nothing is flushed there`);
     const sync = await standInSync(t, dir);
     const publisher = new DirectoryPublisher({ root: join(dir, 'cvmfs'), repository: 'repo.example.org' });
     await publisher.recover();
@@ -76,6 +81,7 @@ describe('DirectoryPublisher durability', () => {
 
   it('a failed flush publishes nothing and says how to turn flushing off', async (t) => {
     const dir = await tempDir(t, 'ducc-sync-');
+    if (inMemory(dir)) return t.skip(`${dir} is in memory (tmpfs): nothing is flushed there`);
     await standInSync(t, dir, { fail: true });
     const publisher = new DirectoryPublisher({ root: join(dir, 'cvmfs'), repository: 'repo.example.org' });
     await publisher.recover();
@@ -98,6 +104,18 @@ describe('DirectoryPublisher durability', () => {
     await publisher.transaction(async (tx) => tx.writeFile('.metadata/x/manifest.json', '{}'));
     assert.equal(await readFile(sync.log, 'utf8'), '');
     assert.equal(await readFile(join(publisher.readRoot, '.metadata/x/manifest.json'), 'utf8'), '{}');
+  });
+
+  it('on a filesystem in memory (tmpfs) nothing is flushed: there is nothing to flush', async (t) => {
+    if (!existsSync('/dev/shm') || !inMemory('/dev/shm')) return t.skip('no tmpfs at /dev/shm');
+    const dir = await mkdtemp(join('/dev/shm', 'ducc-sync-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const sync = await standInSync(t, dir);
+    const publisher = new DirectoryPublisher({ root: join(dir, 'cvmfs'), repository: 'repo.example.org' });
+    await publisher.recover();
+    await publisher.publishLayer(LAYER, Readable.from([await layerTar()]), () => ({}));
+    assert.equal(await readFile(sync.log, 'utf8'), '');
+    assert.equal(await readFile(join(publisher.readRoot, LAYER, 'layerfs/etc/hostname'), 'utf8'), 'box\n');
   });
 
   it("the system's own sync --file-system works here", async (t) => {

@@ -57,7 +57,14 @@ it('a writer module that cannot be loaded fails the files handed over within a s
   await mkdir(join(root, 'util'), { recursive: true });
   await mkdir(join(root, 'registry'), { recursive: true });
   const source = new URL('../../../src/', import.meta.url);
-  for (const file of ['unpack/file-writer.ts', 'unpack/file-writer-protocol.ts', 'unpack/settings.ts', 'registry/limits.ts', 'util/errors.ts'])
+  for (const file of [
+    'unpack/file-writer.ts',
+    'unpack/file-writer-protocol.ts',
+    'unpack/settings.ts',
+    'registry/limits.ts',
+    'util/errors.ts',
+    'util/yield-gate.ts',
+  ])
     await copyFile(new URL(file, source), join(root, file));
   const copied = (await import(pathToFileURL(join(root, 'unpack/file-writer.ts')).href)) as typeof import('../../../src/unpack/file-writer.ts');
   const session = copied.FileWriterSession.open();
