@@ -239,7 +239,7 @@ async function main(): Promise<number> {
       !skip.has('conversion') ||
       !skip.has('cvmfs') ||
       (!skip.has('webhooks') && imageKeys.some((key) => ['small-files', 'bigfile', 'debian-gzip'].includes(key))) ||
-      (!skip.has('profile') && (imageKeys.includes('small-files') || imageKeys.includes('bigfile')));
+      (!skip.has('profile') && (imageKeys.includes('small-files') || imageKeys.includes('bigfile') || imageKeys.includes('debian-zstd')));
     const allImageKeys = [...new Set([...imageKeys, ...(skip.has('cvmfs') ? [] : cvmfsImageKeys)])];
     await ensureDependencies({ needDebootstrap: needImages && (await needsDebootstrap(allImageKeys)) });
     const workParent = values['work-dir'] ?? (values['on-disk'] ? join(CACHE_DIR, 'work') : await defaultWorkParent(quick));
@@ -373,6 +373,7 @@ async function main(): Promise<number> {
       for (const [key, threadPoolSizes] of [
         ['small-files', [16, 64]],
         ['bigfile', []],
+        ['debian-zstd', []],
       ] as const) {
         const image = images.find((i) => i.key === key);
         if (!image) continue;

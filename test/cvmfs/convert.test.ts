@@ -169,4 +169,55 @@ describe('cvmfs publisher on a real stratum 0: conversion', () => {
     );
     assert.ok(unreadable.length > 0, 'the image does have a 0750 directory (home/user), which nobody must not read');
   });
+  it('both publishers unpack with one set of entry rules: the same limits refuse the same layer with the same error (issue 16 point 8)', async (t) => {
+    // 10 entries, 6 directories deep: over DUCC_LIMIT_LAYER_ENTRIES=5 and DUCC_LIMIT_PATH_DEPTH=3.
+    const layout = join(work, 'layout-limits');
+    const deep = 'a/b/c/d/e/f/';
+    const entries = [
+      ...deep
+        .split('/')
+        .filter(Boolean)
+        .map((_, i, parts) => ({ name: `${parts.slice(0, i + 1).join('/')}/`, type: 'directory' as const })),
+      ...Array.from({ length: 4 }, (_, i) => ({ name: `${deep}file${i}`, content: `file ${i}\n` })),
+    ];
+    assert.equal(entries.length, 10);
+    await writeOciLayout(layout, 'limits', [{ layers: [await buildTar(entries)] }]);
+    await pushOciLayout(layout, 'limits', { host: registry.host, repository: 'test/limits', tag: '1' });
+    const list = (cvmfsRepo: string) =>
+      parseWishlist(['version: 1', `cvmfs_repo: '${cvmfsRepo}'`, 'input:', `  - 'http://${registry.host}/test/limits:1'`, ''].join('\n'), 'wishlist.yaml');
+    const config = await cvmfsConfig();
+    const saved = { entries: process.env['DUCC_LIMIT_LAYER_ENTRIES'], depth: process.env['DUCC_LIMIT_PATH_DEPTH'] };
+    t.after(() => {
+      for (const [name, value] of [
+        ['DUCC_LIMIT_LAYER_ENTRIES', saved.entries],
+        ['DUCC_LIMIT_PATH_DEPTH', saved.depth],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    });
+    const failures: string[][] = [];
+    for (const limits of [{ entries: '5' }, { depth: '3' }]) {
+      delete process.env['DUCC_LIMIT_LAYER_ENTRIES'];
+      delete process.env['DUCC_LIMIT_PATH_DEPTH'];
+      if (limits.entries) process.env['DUCC_LIMIT_LAYER_ENTRIES'] = limits.entries;
+      if (limits.depth) process.env['DUCC_LIMIT_PATH_DEPTH'] = limits.depth;
+      const calls = (await server.calls()).length;
+
+      const directory = await runConversion(list('limits.example.org'), { repoRoot: join(work, 'dir-limits'), skipThinImage: true }, {}, quiet);
+      const cvmfs = await runConversion(list(repo.name), { config, skipThinImage: true }, {}, quiet);
+
+      assert.equal(directory.failed, 1);
+      assert.equal(cvmfs.failed, 1);
+      const messages = [directory, cvmfs].map((summary) => summary.failures[0]!.message);
+      assert.match(messages[0]!, limits.entries ? /: more than 5 entries/ : /deeper than 3 directories/);
+      assert.equal(messages[1], messages[0], 'the publishers disagree on the same layer');
+      failures.push(messages);
+      // Nothing of the refused image was published on the stratum 0.
+      const published = (await server.calls()).slice(calls).filter(([command]) => command === 'ingest' || command === 'publish');
+      assert.deepEqual(published, [], 'the refused layer must not reach cvmfs_server');
+    }
+    assert.notEqual(failures[0]![0], failures[1]![0]);
+    await repo.check();
+  });
 });
