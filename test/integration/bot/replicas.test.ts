@@ -132,7 +132,13 @@ it('two replicas on one PostgreSQL process each delivery once, and finish the jo
   assert.ok((await lstat(join(root, 'cvmfs/unpacked.example.org', registry.host, 'sci/big:1'))).isSymbolicLink());
   assert.match(logs.get(survivor) ?? '', /"attempt":2/);
 
-  // Exactly one job per delivery, each done; only the one taken over took two attempts.
+  // Exactly one job per delivery, each done; only the one taken over took two attempts. (The final status
+  // is set before the job is recorded done.)
+  await waitFor(
+    async () => (await db.query<{ n: string }>(`SELECT count(*) AS n FROM jobs WHERE status <> 'done'`)).rows[0]!.n === '0',
+    10_000,
+    'every job recorded done',
+  );
   const jobs = (await db.query<{ payload: string; status: string; attempts: number }>('SELECT payload, status, attempts FROM jobs ORDER BY id')).rows;
   assert.deepEqual(
     jobs.map((job) => [(JSON.parse(job.payload) as { sha: string }).sha, job.status, job.attempts]).sort(),
