@@ -198,7 +198,7 @@ export class BotContext {
       const failed: PublishOutcomeLine[] = [
         { image: wish.input, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}`, temporary: isTemporary(error) },
       ];
-      this.#count(wishlist, failed);
+      await this.#count(wishlist, failed);
       return failed;
     }
     const options: ConvertOptions = { ...this.convertOptions(), ...(force ? { convertAgain: true } : {}) };
@@ -207,7 +207,7 @@ export class BotContext {
       try {
         const outcomes = await this.#convert(ctx, image, options, log);
         const main = outcomes[0]!;
-        this.store.upsertPublished({
+        await this.store.upsertPublished({
           wishlist: wishlist.name,
           cvmfsRepo: wish.cvmfsRepo,
           input: wish.input,
@@ -242,19 +242,19 @@ export class BotContext {
         });
       } catch (error) {
         log.error({ image: name, err: errorMessage(error) }, 'conversion failed');
-        const previous = this.store.listPublished(wishlist.name).find((record) => record.image === name);
-        if (previous) this.store.upsertPublished({ ...previous, updatedAt: this.now(), lastResult: 'error', lastError: errorMessage(error) });
+        const previous = (await this.store.listPublished(wishlist.name)).find((record) => record.image === name);
+        if (previous) await this.store.upsertPublished({ ...previous, updatedAt: this.now(), lastResult: 'error', lastError: errorMessage(error) });
         results.push({ image: name, status: 'failed', detail: `line ${wish.source.line}: ${errorMessage(error)}`, temporary: isTemporary(error) });
       }
     }
-    this.#count(wishlist, results);
+    await this.#count(wishlist, results);
     return results;
   }
 
   /** Adds a wish's outcomes to the wish list's counters (/metrics, the status page). */
-  #count(wishlist: WishlistRepoConfig, results: PublishOutcomeLine[]): void {
+  async #count(wishlist: WishlistRepoConfig, results: PublishOutcomeLine[]): Promise<void> {
     const count = (status: PublishOutcomeLine['status']) => results.filter((r) => r.status === status).length;
-    this.store.countConversions(wishlist.name, { converted: count('converted'), upToDate: count('up-to-date'), failed: count('failed') });
+    await this.store.countConversions(wishlist.name, { converted: count('converted'), upToDate: count('up-to-date'), failed: count('failed') });
   }
 
   /** Sets a commit status and records it as owned by `job` (so a failed job leaves none pending). */
@@ -262,7 +262,7 @@ export class BotContext {
     const forge = this.forgeFor(wishlist);
     const targetUrl = this.config.publicUrl ? `${this.config.publicUrl.replace(/\/$/, '')}/jobs/${job.id}` : undefined;
     await forge.setCommitStatus(wishlist.project, sha, { state, context, description, ...(targetUrl ? { targetUrl } : {}) });
-    this.store.recordStatus({ jobId: job.id, forge: wishlist.forge, project: wishlist.project, sha, context, state });
+    await this.store.recordStatus({ jobId: job.id, forge: wishlist.forge, project: wishlist.project, sha, context, state });
   }
 }
 

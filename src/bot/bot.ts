@@ -1,7 +1,7 @@
 import type { BotEvent, Delivery } from '../forge/events.ts';
 import { parseCommand } from '../forge/command.ts';
 import type { Intake, IntakeResult } from '../jobs/intake.ts';
-import type { Job, JobPayload } from '../state/types.ts';
+import type { Job, JobPayload, StateStore } from '../state/types.ts';
 import { DuccError, errorMessage } from '../util/errors.ts';
 import { BotContext, type BotDeps, type JobRunner } from './bot-context.ts';
 import { JOB_RUNNERS } from './job-runners.ts';
@@ -29,53 +29,57 @@ export class Bot implements Intake {
   // Intake: fast, no network.
   // ---------------------------------------------------------------------------------------------------
 
-  accept(delivery: Delivery): IntakeResult {
+  async accept(delivery: Delivery): Promise<IntakeResult> {
     // One transaction: the delivery id is recorded together with the jobs it queues or not at all, so a
     // failure half-way loses nothing (the sender's retry is not taken for a duplicate), and the answer
-    // waits for one commit instead of several.
-    const result = this.deps.store.atomically(() => this.decide(delivery));
+    // waits for one commit instead of several. With several replicas on one PostgreSQL, a delivery id
+    // reaching two of them at once is decided by one, then the other (see recordDelivery).
+    const result = await this.deps.store.atomically((tx) => this.decide(tx, delivery));
     if (result.outcome === 'queued') this.deps.onEnqueued?.();
     return result;
   }
 
-  private decide(delivery: Delivery): IntakeResult {
-    const { store, config } = this.deps;
+  private async decide(store: StateStore, delivery: Delivery): Promise<IntakeResult> {
+    const { config } = this.deps;
     // Overload is checked before the delivery id is recorded, so the sender's retry is not taken for a duplicate.
-    if (store.queuedCount() + delivery.events.length > config.maxQueuedJobs) return { outcome: 'overloaded' };
+    if ((await store.queuedCount()) + delivery.events.length > config.maxQueuedJobs) return { outcome: 'overloaded' };
     // A delivery id is done once its jobs succeeded: the same id again (the forge's "Redeliver", a
     // sender's retry) is a duplicate while they are queued or running or after they succeeded, and runs
     // again when one of them failed for good (GitHub: redeliver failed deliveries; docs/security.md).
-    if (!this.#mayRun(delivery.id)) return { outcome: 'duplicate' };
+    if (!(await this.#mayRun(store, delivery.id))) return { outcome: 'duplicate' };
     const payloads: { payload: JobPayload; dedupKey: string; notBefore?: number; key?: string }[] = [];
     const reasons: string[] = [];
     for (const event of delivery.events) {
-      const job = this.jobFor(event);
+      const job = await this.jobFor(store, event);
       if (typeof job === 'string') reasons.push(job);
       else payloads.push(job);
     }
     if (payloads.length === 0) {
-      store.linkDelivery(delivery.id, []);
+      await store.linkDelivery(delivery.id, []);
       return { outcome: 'ignored', reason: reasons.join('; ') || 'no events' };
     }
-    const ids = payloads.map(({ payload, dedupKey, notBefore, key }) => {
-      const id = store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now }).job.id;
-      if (key !== undefined) store.linkDelivery(key, [id]);
-      return id;
-    });
-    store.linkDelivery(delivery.id, ids);
+    const ids: number[] = [];
+    for (const { payload, dedupKey, notBefore, key } of payloads) {
+      const id = (await store.enqueue(payload, { dedupKey, ...(notBefore === undefined ? {} : { notBefore }), now: this.now })).job.id;
+      if (key !== undefined) await store.linkDelivery(key, [id]);
+      ids.push(id);
+    }
+    await store.linkDelivery(delivery.id, ids);
     return { outcome: 'queued', jobs: ids };
   }
 
-  /** Records `key` (a delivery id, a comment) and says whether its work is to be done (again). */
-  #mayRun(key: string): boolean {
-    const state = this.deps.store.deliveryState(key);
-    if (state === 'pending' || state === 'done') return false;
-    this.deps.store.recordDelivery(key, this.now);
-    return true;
+  /**
+   * Records `key` (a delivery id, a comment) and says whether its work is to be done (again): when it is
+   * new, or when what it queued before failed for good. Recorded first, so that a replica deciding on
+   * the same key at the same time waits for this transaction (see StateStore.recordDelivery).
+   */
+  async #mayRun(store: StateStore, key: string): Promise<boolean> {
+    if (await store.recordDelivery(key, this.now)) return true;
+    return (await store.deliveryState(key)) === 'failed';
   }
 
   /** The job an event asks for, or why it is ignored. */
-  private jobFor(event: BotEvent): { payload: JobPayload; dedupKey: string; notBefore?: number; key?: string } | string {
+  private async jobFor(store: StateStore, event: BotEvent): Promise<{ payload: JobPayload; dedupKey: string; notBefore?: number; key?: string } | string> {
     if (event.kind === 'registry-push') {
       const tag = event.tag;
       return {
@@ -105,7 +109,7 @@ export class Bot implements Intake {
         // The same comment delivered again under a new delivery id is still one command (run again only
         // if its job failed for good).
         const key = `comment:${wishlist.name}:${event.commentId}`;
-        if (!this.#mayRun(key)) return 'command already seen';
+        if (!(await this.#mayRun(store, key))) return 'command already seen';
         const author = { login: event.author.login, ...(event.author.id === undefined ? {} : { id: event.author.id }) };
         return {
           payload: {
@@ -125,19 +129,20 @@ export class Bot implements Intake {
   }
 
   /** Queues a reconcile of every wish list (the periodic safety net). */
-  scheduleReconcile(): void {
+  async scheduleReconcile(): Promise<void> {
     for (const wishlist of this.deps.config.wishlists) {
-      this.deps.store.enqueue({ kind: 'reconcile', wishlist: wishlist.name }, { dedupKey: `reconcile:${wishlist.name}`, now: this.now });
+      await this.deps.store.enqueue({ kind: 'reconcile', wishlist: wishlist.name }, { dedupKey: `reconcile:${wishlist.name}`, now: this.now });
     }
     this.deps.onEnqueued?.();
   }
 
   /** Queues a garbage collection of every repository the bot has published into (config `gc:`). */
-  scheduleGc(): void {
-    const repositories = new Set(
-      this.deps.config.wishlists.flatMap((wishlist) => this.deps.store.listPublished(wishlist.name).map((image) => image.cvmfsRepo)),
-    );
-    for (const cvmfsRepo of repositories) this.deps.store.enqueue({ kind: 'gc', cvmfsRepo }, { dedupKey: `gc:${cvmfsRepo}`, now: this.now });
+  async scheduleGc(): Promise<void> {
+    const repositories = new Set<string>();
+    for (const wishlist of this.deps.config.wishlists) {
+      for (const image of await this.deps.store.listPublished(wishlist.name)) repositories.add(image.cvmfsRepo);
+    }
+    for (const cvmfsRepo of repositories) await this.deps.store.enqueue({ kind: 'gc', cvmfsRepo }, { dedupKey: `gc:${cvmfsRepo}`, now: this.now });
     this.deps.onEnqueued?.();
   }
 
@@ -156,7 +161,7 @@ export class Bot implements Intake {
    * nothing stays pending forever (the worker calls this; it also runs after crashes and restarts).
    */
   async finalizeStatuses(job: Job, error: unknown): Promise<void> {
-    for (const status of this.deps.store.pendingStatuses(job.id)) {
+    for (const status of await this.deps.store.pendingStatuses(job.id)) {
       const wishlist = this.deps.config.wishlists.find((w) => w.forge === status.forge && w.project === status.project);
       if (!wishlist) continue;
       await this.#context

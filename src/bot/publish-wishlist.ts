@@ -62,16 +62,16 @@ export async function publishWishlist(
   }
   // Entries gone from the list lose their public name and metadata (newer DUCC's delete-image); their
   // content stays for a later garbage collection. Only decided once every wish-list file was read.
-  for (const record of bot.store.listPublished(wishlist.name)) {
+  for (const record of await bot.store.listPublished(wishlist.name)) {
     if (listed.has(record.input) || unreadable) continue;
     // Shared with `ducc delete-image` and `ducc prune`: also the image's .multiarch/ names.
     await deleteImages(await bot.publisherFor(record.cvmfsRepo), [nameOf(parseImageReference(record.image))]);
-    bot.store.removePublished(wishlist.name, record.image);
+    await bot.store.removePublished(wishlist.name, record.image);
     removed++;
     lines.push({ image: record.image, status: 'removed', detail: 'no longer in the wish list; content kept for garbage collection' });
   }
-  if (removed > 0) bot.store.countConversions(wishlist.name, { removed });
-  bot.store.recordPublishOutcome(wishlist.name, failed === 0, bot.now());
+  if (removed > 0) await bot.store.countConversions(wishlist.name, { removed });
+  await bot.store.recordPublishOutcome(wishlist.name, failed === 0, bot.now());
   const counts = `${converted} converted, ${upToDate} up to date${removed ? `, ${removed} removed` : ''}, ${failed} failed`;
   run.log.info({ converted, upToDate, removed, failed }, 'wish list published');
   return { failed, temporary: lines.filter((line) => line.status === 'failed' && line.temporary === true).length, counts, lines };

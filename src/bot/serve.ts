@@ -12,6 +12,9 @@ import { listen, type ListenOptions } from '../http/server.ts';
 import { JobWorker } from '../jobs/worker.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { SqliteStateStore } from '../state/sqlite-store.ts';
+import { PostgresStateStore } from '../state/postgres-store.ts';
+import { redactedUrl } from '../config/state-config.ts';
+import type { StateStore } from '../state/types.ts';
 import { DuccError } from '../util/errors.ts';
 import { secretFromEnv } from '../util/secrets.ts';
 import { pullCredentials } from '../registry/pull-credentials.ts';
@@ -61,11 +64,11 @@ export async function startServer(
   // and what was opened is closed again: a fatal start-up error ends `ducc serve` at once (exit 1, so
   // that systemd's Restart=on-failure and container restart policies see it), naming the setting.
   checkPaths(config);
-  const store = openStore(config.statePath);
+  const store = await openStore(config, env, logger);
   try {
-    const interrupted = store.requeueRunning();
-    if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart');
-    prune(store);
+    const interrupted = await store.requeueRunning();
+    if (interrupted.length > 0) logger.warn({ jobs: interrupted.map((job) => job.id) }, 'resuming jobs interrupted by a restart or by a replica that stopped');
+    await prune(store);
 
     const forges = new Map<string, Forge>();
     const forgeFor = (wishlist: WishlistRepoConfig): Forge => {
@@ -109,7 +112,7 @@ export async function startServer(
       onJobFinished: async (job, outcome, error) => {
         if (outcome !== 'failed') return;
         const wishlist = (job.payload as { wishlist?: unknown }).wishlist;
-        if (typeof wishlist === 'string') store.countConversions(wishlist, { failedJobs: 1 });
+        if (typeof wishlist === 'string') await store.countConversions(wishlist, { failedJobs: 1 });
         await bot.finalizeStatuses(job, error);
       },
     });
@@ -147,7 +150,7 @@ export async function startServer(
       shutDown: () => (shuttingDown = true),
     });
   } catch (error) {
-    store.close();
+    await store.close();
     throw error;
   }
 }
@@ -155,7 +158,7 @@ export async function startServer(
 /** What runs once `ducc serve` listens: the reconcile and prune timers, and the graceful stop. */
 function running(parts: {
   config: BotConfig;
-  store: SqliteStateStore;
+  store: StateStore;
   server: Server;
   bot: Bot;
   worker: JobWorker;
@@ -166,13 +169,30 @@ function running(parts: {
 }): RunningServer {
   const { config, store, server, bot, worker, logger } = parts;
   const timers: NodeJS.Timeout[] = [];
+  // Timers run in the background: what fails there (the state database unreachable for a moment) is
+  // logged, and the next tick tries again.
+  const background = (what: string, work: () => Promise<unknown>) => () => {
+    work().catch((error: unknown) => logger.error({ err: error }, `cannot ${what}`));
+  };
+  const scheduleReconcile = background('queue the reconcile', () => bot.scheduleReconcile());
   if (config.reconcileMinutes > 0) {
-    bot.scheduleReconcile();
-    timers.push(setInterval(() => bot.scheduleReconcile(), config.reconcileMinutes * 60_000));
+    scheduleReconcile();
+    timers.push(setInterval(scheduleReconcile, config.reconcileMinutes * 60_000));
   }
-  timers.push(setInterval(() => prune(store), 3600_000));
+  timers.push(
+    setInterval(
+      background('prune the state database', () => prune(store)),
+      3600_000,
+    ),
+  );
   const gcHours = config.gc?.intervalHours ?? 0;
-  if (gcHours > 0) timers.push(setInterval(() => bot.scheduleGc(), gcHours * 3600_000));
+  if (gcHours > 0)
+    timers.push(
+      setInterval(
+        background('queue the garbage collection', () => bot.scheduleGc()),
+        gcHours * 3600_000,
+      ),
+    );
   for (const timer of timers) timer.unref();
 
   return {
@@ -193,25 +213,46 @@ function running(parts: {
       const cut = setTimeout(() => server.closeAllConnections(), 1000);
       await closed;
       clearTimeout(cut);
-      store.close();
+      await store.close();
       logger.info('ducc serve stopped');
     },
   };
 }
 
-function prune(store: SqliteStateStore): void {
-  store.pruneDeliveries(DELIVERY_RETENTION_MS);
-  store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
+async function prune(store: StateStore): Promise<void> {
+  await store.pruneDeliveries(DELIVERY_RETENTION_MS);
+  await store.pruneFinishedJobs(FINISHED_JOB_RETENTION_MS);
 }
 
 /** The directories `ducc serve` writes, checked (and made) at start: each problem names its setting. */
 function checkPaths(config: BotConfig): void {
-  if (config.statePath !== ':memory:' && !config.statePath.startsWith('file:')) ensureWritableDir('statePath', dirname(config.statePath), config.statePath);
+  if (config.state?.kind !== 'postgres' && config.statePath !== ':memory:' && !config.statePath.startsWith('file:'))
+    ensureWritableDir('statePath', dirname(config.statePath), config.statePath);
   ensureWritableDir('cacheDir', config.cacheDir);
   checkPublisherPaths(config.publisher);
 }
 
-function openStore(statePath: string): SqliteStateStore {
+/** The state store the configuration names; a failure to open it names the setting (never a password). */
+async function openStore(config: BotConfig, env: NodeJS.ProcessEnv, logger: Logger): Promise<StateStore> {
+  const state = config.state;
+  if (state?.kind === 'postgres') {
+    const password = secretFromEnv(env, state.passwordEnv);
+    const setting = `state.url ${redactedUrl(state.url)}`;
+    try {
+      const store = await PostgresStateStore.open({
+        url: state.url,
+        ...(password === undefined ? {} : { password }),
+        leaseMs: state.leaseSeconds * 1000,
+        logger,
+      });
+      logger.info({ state: redactedUrl(state.url), leaseSeconds: state.leaseSeconds }, 'state in PostgreSQL: this replica shares its queue with the others');
+      return store;
+    } catch (error) {
+      if (error instanceof DuccError) throw new DuccError(error.code, `${setting}: ${error.message}`, { cause: error });
+      throw new DuccError('BOT_ERR_CONFIG', `${setting}: cannot open the PostgreSQL state database: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  const statePath = config.statePath;
   try {
     return SqliteStateStore.open(statePath);
   } catch (error) {

@@ -175,7 +175,10 @@ export function buildProgram(out: (text: string) => void): Command {
   program
     .command('serve')
     .description('run the GitOps bot: webhooks from GitHub, GitLab and registries, commit statuses, MR reports')
-    .option('--config <file>', 'bot configuration (default $DUCC_CONFIG); see config/ducc.example.yaml')
+    .option(
+      '--config <file>',
+      'bot configuration (default $DUCC_CONFIG); see config/ducc.example.yaml (state: SQLite, or PostgreSQL for several replicas: state.kind postgres, or DUCC_STATE_URL)',
+    )
     .option('--shutdown-deadline <seconds>', 'on SIGTERM, how long the running conversion may take to finish before it is requeued', '600')
     .action(async (flags: { config?: string; shutdownDeadline: string }) => {
       const { loadBotConfig } = await import('../config/load-bot-config.ts');

@@ -2,6 +2,7 @@ import type { ForgeKind } from '../forge/events.ts';
 import type { S3HookRemote } from '../forge/parse-s3.ts';
 import type { PublisherConfig } from './publisher-config.ts';
 import type { DogestryRemote } from '../sources/dogestry-store.ts';
+import type { StateConfig } from './state-config.ts';
 
 /** One wish-list repository the bot watches. */
 export interface WishlistRepoConfig {
@@ -47,8 +48,10 @@ export interface BotConfig {
   listen: { host: string; port: number };
   /** Public base URL of the bot (links in statuses and reports), e.g. `https://ducc.example.org`. */
   publicUrl?: string;
-  /** SQLite database file. */
+  /** SQLite database file (the `sqlite` state). */
   statePath: string;
+  /** Where the state lives: SQLite at statePath (one process; also when absent), or PostgreSQL (several replicas). */
+  state?: StateConfig;
   /** Where wish-list repositories are cloned. */
   cacheDir: string;
   publisher: PublisherConfig;

@@ -6,6 +6,7 @@ import { configError, formatPath, formatProblems, problemsOfIssues, readConfigFi
 import { boolean, checkHttpUrl, describe, envName, httpUrl, isRecord, mapping, matching, nonEmptyString, numberFrom } from './fields.ts';
 import { PublisherSection } from './publisher-config.ts';
 import { DogestryRemotesSection } from './sources-config.ts';
+import { postgresUrlProblem, STATE_DEFAULTS, StateSection } from './state-config.ts';
 import { parseDuration } from '../gc/format.ts';
 
 /** Defaults of `ducc serve`; documented in config/ducc.example.yaml. */
@@ -243,6 +244,7 @@ const BotConfigFile = mapping(
     ).prefault({}),
     publicUrl: httpUrl().optional(),
     statePath: nonEmptyString().default(BOT_DEFAULTS.statePath),
+    state: StateSection.prefault({}),
     cacheDir: nonEmptyString().default(BOT_DEFAULTS.cacheDir),
     publisher: PublisherSection.prefault({}),
     dogestryRemotes: DogestryRemotesSection.optional(),
@@ -263,7 +265,7 @@ const BotConfigFile = mapping(
 /**
  * Loads the configuration of `ducc serve`: the YAML file named by `file` (`--config`) or `DUCC_CONFIG`,
  * then the environment overrides `DUCC_LISTEN` (host:port), `DUCC_PUBLIC_URL`, `DUCC_STATE_PATH`,
- * `DUCC_CACHE_DIR` and `DUCC_RECONCILE_MINUTES`. Without a file, the defaults apply.
+ * `DUCC_STATE_URL` (a PostgreSQL URL: the `postgres` state), `DUCC_CACHE_DIR` and `DUCC_RECONCILE_MINUTES`. Without a file, the defaults apply.
  *
  * Everything is validated and ALL problems are reported together in one DuccError('BOT_ERR_CONFIG'),
  * one `file: key: problem (line, column)` line each. Secrets are refused in the file: a key named like
@@ -291,6 +293,12 @@ export function loadBotConfig(options: { file?: string; env: NodeJS.ProcessEnv }
 
   if (problems.length > 0 || !parsed.success) throw configError(problems);
   const config: BotConfig = { ...parsed.data, registryHooks: s3Hooks!.hooks };
+  if (overrides.stateUrl !== undefined) {
+    // The environment's URL wins; the section's other keys (or their defaults) stay.
+    const { passwordEnv, leaseSeconds } = config.state?.kind === 'postgres' ? config.state : STATE_DEFAULTS;
+    config.state = { kind: 'postgres', url: overrides.stateUrl, passwordEnv, leaseSeconds };
+  }
+  delete overrides.stateUrl;
   return { ...config, ...overrides, listen: { ...config.listen, ...overrides.listen } };
 }
 
@@ -314,7 +322,7 @@ function literalSecrets(value: unknown, path: PropertyKey[]): ConfigProblem[] {
   });
 }
 
-type Overrides = Partial<Omit<BotConfig, 'listen'>> & { listen?: { host?: string; port: number } };
+type Overrides = Partial<Omit<BotConfig, 'listen'>> & { listen?: { host?: string; port: number }; stateUrl?: string };
 
 /** The DUCC_* environment overrides of the file; their problems are added to `problems`. */
 function environmentOverrides(env: NodeJS.ProcessEnv, problems: string[]): Overrides {
@@ -334,6 +342,13 @@ function environmentOverrides(env: NodeJS.ProcessEnv, problems: string[]): Overr
   }
   const statePath = nonEmpty(env['DUCC_STATE_PATH']);
   if (statePath !== undefined) overrides.statePath = statePath;
+  // May carry the password (the environment may hold secrets): never echoed.
+  const stateUrl = nonEmpty(env['DUCC_STATE_URL']);
+  if (stateUrl !== undefined) {
+    const urlProblem = postgresUrlProblem(stateUrl, { passwordAllowed: true });
+    if (urlProblem !== undefined) problem('DUCC_STATE_URL', urlProblem);
+    else overrides.stateUrl = stateUrl;
+  }
   const cacheDir = nonEmpty(env['DUCC_CACHE_DIR']);
   if (cacheDir !== undefined) overrides.cacheDir = cacheDir;
   const reconcile = nonEmpty(env['DUCC_RECONCILE_MINUTES']);

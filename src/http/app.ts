@@ -128,15 +128,21 @@ export function buildApp(deps: AppDeps): RequestListener {
     const ready = (deps.isReady?.() ?? true) && !shuttingDown();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : shuttingDown() ? 'shutting down' : 'not ready' });
   });
-  app.get('/status', (_req, res) => {
+  app.get('/status', async (_req, res) => {
+    const [queue, running, queued, failed] = await Promise.all([
+      store.counts(),
+      store.listJobs({ status: 'running', limit: JOB_LIST_LIMIT }),
+      store.listJobs({ status: 'queued', limit: JOB_LIST_LIMIT }),
+      store.listJobs({ status: 'failed', limit: JOB_LIST_LIMIT }),
+    ]);
     res.json({
       version: deps.version,
       shuttingDown: shuttingDown(),
       ready: deps.isReady?.() ?? true,
-      queue: store.counts(),
-      running: store.listJobs({ status: 'running', limit: JOB_LIST_LIMIT }),
-      queued: store.listJobs({ status: 'queued', limit: JOB_LIST_LIMIT }),
-      failed: store.listJobs({ status: 'failed', limit: JOB_LIST_LIMIT }),
+      queue,
+      running,
+      queued,
+      failed,
       gc: deps.gcRuns?.list() ?? [],
     });
   });
@@ -144,19 +150,26 @@ export function buildApp(deps: AppDeps): RequestListener {
     const body = await metrics.registry.metrics();
     res.set('Content-Type', metrics.registry.contentType).send(body);
   });
-  app.get('/', (req, res) => {
+  app.get('/', async (req, res) => {
     const published = new Map<string, PublishedImage[]>();
-    for (const wishlist of config.wishlists) published.set(wishlist.name, store.listPublished(wishlist.name));
+    for (const wishlist of config.wishlists) published.set(wishlist.name, await store.listPublished(wishlist.name));
+    const [queue, running, queued, failed, stats] = await Promise.all([
+      store.counts(),
+      store.listJobs({ status: 'running', limit: JOB_LIST_LIMIT }),
+      store.listJobs({ status: 'queued', limit: JOB_LIST_LIMIT }),
+      store.listJobs({ status: 'failed', limit: 10 }),
+      store.wishlistStats(),
+    ]);
     const html = renderStatusPage({
       version: deps.version,
       shuttingDown: shuttingDown(),
       config,
-      queue: store.counts(),
-      running: store.listJobs({ status: 'running', limit: JOB_LIST_LIMIT }),
-      queued: store.listJobs({ status: 'queued', limit: JOB_LIST_LIMIT }),
-      failed: store.listJobs({ status: 'failed', limit: 10 }),
+      queue,
+      running,
+      queued,
+      failed,
       published,
-      stats: store.wishlistStats(),
+      stats,
       refreshSeconds: refreshSeconds(req.query['refresh']),
       now: Date.now(),
       gc: deps.gcRuns?.list() ?? [],

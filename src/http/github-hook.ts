@@ -54,7 +54,7 @@ export function githubHook(context: WebhookContext, signature: GitHubSignature):
     }
     const deliveryId = safeDeliveryId(header(req, 'x-github-delivery')) ?? sha256Hex(body);
     const delivery = parseGitHubWebhook(eventName, deliveryId, payload, botLoginFor(context, payload));
-    acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
+    await acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
   };
 }
 

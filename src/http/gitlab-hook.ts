@@ -49,7 +49,7 @@ export function gitlabHook(context: WebhookContext, token: SharedSecret): HookHa
       return;
     }
     const delivery = parseGitLabWebhook(header(req, 'x-gitlab-event') ?? '', deliveryId, payload, botUsernameFor(context, payload));
-    acceptDelivery(context, res, delivery, { queued: 200, other: 200 });
+    await acceptDelivery(context, res, delivery, { queued: 200, other: 200 });
   };
 }
 

@@ -41,8 +41,8 @@ export function createMetrics(options: {
     help: 'Jobs in the state database by status (read on every scrape)',
     labelNames: ['status'] as const,
     registers: [registry],
-    collect() {
-      const counts = options.store.counts();
+    async collect() {
+      const counts = await options.store.counts();
       for (const status of JOB_STATUSES) this.set({ status }, counts[status]);
     },
   });
@@ -57,8 +57,8 @@ export function createMetrics(options: {
   if (options.gcRuns !== undefined) registerGcMetrics(registry, options.gcRuns);
   // Per wish list, from the state database (so they survive restarts): read on every scrape. Every
   // configured wish list is listed, with zeros until it has converted something.
-  const stats = () => {
-    const known = new Map(options.store.wishlistStats().map((row) => [row.wishlist, row]));
+  const stats = async () => {
+    const known = new Map((await options.store.wishlistStats()).map((row) => [row.wishlist, row]));
     for (const name of options.wishlists ?? []) {
       if (!known.has(name)) known.set(name, { wishlist: name, converted: 0, upToDate: 0, failed: 0, removed: 0, failedJobs: 0 });
     }
@@ -69,9 +69,10 @@ export function createMetrics(options: {
     help: 'Images of a wish list by what their conversion came to: converted, up_to_date, failed, removed',
     labelNames: ['wishlist', 'result'] as const,
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await stats();
       this.reset();
-      for (const row of stats()) {
+      for (const row of rows) {
         for (const [result, value] of [
           ['converted', row.converted],
           ['up_to_date', row.upToDate],
@@ -88,9 +89,10 @@ export function createMetrics(options: {
     help: 'Jobs of a wish list that failed for good (after their retries)',
     labelNames: ['wishlist'] as const,
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await stats();
       this.reset();
-      for (const row of stats()) this.inc({ wishlist: row.wishlist }, row.failedJobs);
+      for (const row of rows) this.inc({ wishlist: row.wishlist }, row.failedJobs);
     },
   });
   new Gauge({
@@ -98,9 +100,10 @@ export function createMetrics(options: {
     help: 'When a publish of the whole wish list (a push or a reconcile) last ended with nothing failed; absent before the first',
     labelNames: ['wishlist'] as const,
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await stats();
       this.reset();
-      for (const row of stats()) if (row.lastSuccessAt !== undefined) this.set({ wishlist: row.wishlist }, row.lastSuccessAt / 1000);
+      for (const row of rows) if (row.lastSuccessAt !== undefined) this.set({ wishlist: row.wishlist }, row.lastSuccessAt / 1000);
     },
   });
   new Gauge({
@@ -108,9 +111,10 @@ export function createMetrics(options: {
     help: 'When a publish of the whole wish list last ended with a failed image or file problem; absent before the first',
     labelNames: ['wishlist'] as const,
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await stats();
       this.reset();
-      for (const row of stats()) if (row.lastFailureAt !== undefined) this.set({ wishlist: row.wishlist }, row.lastFailureAt / 1000);
+      for (const row of rows) if (row.lastFailureAt !== undefined) this.set({ wishlist: row.wishlist }, row.lastFailureAt / 1000);
     },
   });
   const info = new Gauge({ name: 'ducc_build_info', help: 'Version of ducc-gitops (always 1)', labelNames: ['version'] as const, registers: [registry] });

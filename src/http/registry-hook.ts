@@ -62,6 +62,6 @@ export function registryHook(context: WebhookContext, hooks: ReadonlyMap<string,
     }
     if (refusedByBodyHeaders(req, res)) return;
     const delivery = PARSERS[hook.config.kind](await readRawBody(req, res, context.settings.webhookBodiesMaxBytes), hook.config);
-    acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
+    await acceptDelivery(context, res, delivery, { queued: 202, other: 200 });
   };
 }

@@ -143,12 +143,17 @@ function lingeringClose(socket: Socket): void {
 }
 
 /** Hands the delivery to the intake and maps its result to the reply. */
-export function acceptDelivery(context: WebhookContext, res: HookResponse, delivery: Delivery, statuses: { queued: number; other: number }): void {
+export async function acceptDelivery(
+  context: WebhookContext,
+  res: HookResponse,
+  delivery: Delivery,
+  statuses: { queued: number; other: number },
+): Promise<void> {
   const state = locals(res);
   state.deliveryId = delivery.id;
   let result: IntakeResult;
   try {
-    result = context.intake.accept(delivery);
+    result = await context.intake.accept(delivery);
   } catch (error) {
     state.outcome = 'error';
     context.logger.error({ err: error, deliveryId: delivery.id, source: state.source }, 'intake failed');

@@ -13,9 +13,9 @@ export type IntakeResult =
 
 /**
  * The front door of the job queue: turns a verified delivery into durable jobs. It must be fast (no
- * network, no conversion) because it runs inside the webhook request. The HTTP face (src/http) calls it;
+ * network but the state database's, no conversion) because it runs inside the webhook request. The HTTP face (src/http) calls it;
  * the bot (src/bot) implements it.
  */
 export interface Intake {
-  accept(delivery: Delivery): IntakeResult;
+  accept(delivery: Delivery): Promise<IntakeResult>;
 }

@@ -155,14 +155,14 @@ export class JobWorker {
       await settlesWithin(loop.done, deadlineMs);
     }
     if (this.#loop === loop) this.#loop = undefined;
-    this.#resolveIdleIfIdle();
+    await this.#resolveIdleIfIdle();
   }
 
   /** Resolves when the queue holds no runnable job and nothing runs (for tests). */
   onIdle(): Promise<void> {
     return new Promise((resolve) => {
       this.#idleWaiters.push(resolve);
-      this.#resolveIdleIfIdle();
+      void this.#resolveIdleIfIdle();
     });
   }
 
@@ -172,16 +172,23 @@ export class JobWorker {
       if (loop.stopping) break;
       let job: Job | undefined;
       try {
-        job = this.#store.claimNext(this.#now());
+        job = await this.#store.claimNext(this.#now());
       } catch (error) {
         this.#logger.error({ err: error }, 'cannot claim the next job');
       }
+      if (job && loop.stopping) {
+        // stop() came while the claim was on its way: the job goes back untouched.
+        await this.#safeRequeue(job, this.#logger.child({ jobId: job.id, kind: job.payload.kind }));
+        break;
+      }
       if (job) {
         await this.#run(job);
-        this.#checkpoint();
+        await this.#checkpoint();
         continue;
       }
-      this.#resolveIdleIfIdle();
+      await this.#resolveIdleIfIdle();
+      // stop() may have come while the queue was read, when there was no nap to wake.
+      if (loop.stopping) break;
       await this.#sleep();
     }
   }
@@ -194,6 +201,7 @@ export class JobWorker {
     this.#current = run;
     const started = performance.now();
     log.info({ attempt: job.attempts }, 'job started');
+    const heartbeat = this.#heartbeat(run, log);
     try {
       let error: unknown;
       let ok = true;
@@ -209,11 +217,17 @@ export class JobWorker {
       }
       run.recorded = true;
       const ms = Math.round(performance.now() - started);
-      let outcome: JobOutcome;
+      let outcome: JobOutcome | undefined;
       try {
-        outcome = this.#record(job, ok, error);
+        outcome = await this.#record(job, ok, error);
       } catch (storeError) {
         log.error({ err: storeError }, 'cannot record the outcome of the job');
+        return;
+      }
+      if (outcome === undefined) {
+        // Its lease expired before the heartbeat could renew it, and another replica took the job over:
+        // the outcome and the commit statuses are that replica's to set.
+        log.warn({ ok, ms }, 'job finished after another replica took it over; its outcome here is ignored');
         return;
       }
       const temporary = ok ? undefined : isTemporary(error);
@@ -223,37 +237,66 @@ export class JobWorker {
       else log.warn({ ms, err: error, attempts: job.attempts, retryInMs: retryDelayMs(job.attempts) }, 'job attempt failed, will retry');
       await this.#notify(log, job, outcome, error);
     } finally {
+      if (heartbeat !== undefined) clearInterval(heartbeat);
       if (this.#current === run) this.#current = undefined;
       finish();
     }
   }
 
   /**
+   * With leases (several replicas on one PostgreSQL), renews the job's lease every third of it while it
+   * runs; when the lease was lost (this process stalled for longer than the lease, and another replica
+   * took the job over), the handler is aborted and its outcome ignored: the job is the other one's now.
+   */
+  #heartbeat(run: Run, log: Logger): NodeJS.Timeout | undefined {
+    const leaseMs = this.#store.leaseMs;
+    if (leaseMs === undefined) return undefined;
+    let renewing = false;
+    const timer = setInterval(
+      () => {
+        if (renewing || run.recorded || run.abandoned) return;
+        renewing = true;
+        this.#store
+          .renewLease(run.job.id, this.#now())
+          .then((held) => {
+            if (held || run.recorded || run.abandoned) return;
+            run.abandoned = true;
+            const reason = new Error('the job was taken over by another replica');
+            reason.name = 'AbortError';
+            run.controller.abort(reason);
+            log.warn('lease lost: the job was taken over by another replica; its outcome here is ignored');
+          })
+          .catch((error: unknown) => log.warn({ err: error }, 'cannot renew the lease of the job'))
+          .finally(() => (renewing = false));
+      },
+      Math.max(1, Math.floor(leaseMs / 3)),
+    );
+    timer.unref();
+    return timer;
+  }
+
+  /**
    * After a job: webhooks were quiet when it started (see `quietMs`), so this is when the store's log
    * is copied into the database, not inside a webhook's write (see SqliteStateStore.open).
    */
-  #checkpoint(): void {
+  async #checkpoint(): Promise<void> {
     try {
-      this.#store.checkpoint();
+      await this.#store.checkpoint();
     } catch (error) {
       this.#logger.warn({ err: error }, 'cannot checkpoint the state database');
     }
   }
 
-  /** Writes the outcome of an attempt to the store. */
-  #record(job: Job, ok: boolean, error: unknown): JobOutcome {
+  /** Writes the outcome of an attempt to the store; undefined when the job was no longer this worker's. */
+  async #record(job: Job, ok: boolean, error: unknown): Promise<JobOutcome | undefined> {
     const now = this.#now();
-    if (ok) {
-      this.#store.complete(job.id, now);
-      return 'done';
-    }
+    if (ok) return (await this.#store.complete(job.id, now)) ? 'done' : undefined;
     const message = errorMessage(error);
     if (!isTemporary(error) || job.attempts >= this.#maxAttempts) {
-      this.#store.fail(job.id, message, now);
-      return 'failed';
+      return (await this.#store.fail(job.id, message, now)) ? 'failed' : undefined;
     }
-    this.#store.requeue(job.id, { notBefore: now + retryDelayMs(job.attempts), error: message, now });
-    return 'retry';
+    const requeued = await this.#store.requeue(job.id, { notBefore: now + retryDelayMs(job.attempts), error: message, now });
+    return requeued ? 'retry' : undefined;
   }
 
   /** stop() ran out of time: abort the handler and put the job back in the queue right away. */
@@ -263,15 +306,15 @@ export class JobWorker {
     const reason = new Error('the worker is stopping');
     reason.name = 'AbortError';
     run.controller.abort(reason);
-    this.#safeRequeue(run.job, log);
+    await this.#safeRequeue(run.job, log);
     log.warn('job interrupted by shutdown, requeued');
     if (this.#current === run) this.#current = undefined;
     await this.#notify(log, run.job, 'retry', reason);
   }
 
-  #safeRequeue(job: Job, log: Logger): void {
+  async #safeRequeue(job: Job, log: Logger): Promise<void> {
     try {
-      this.#store.requeue(job.id, { now: this.#now() });
+      await this.#store.requeue(job.id, { now: this.#now() });
     } catch (error) {
       log.error({ err: error, jobId: job.id }, 'cannot requeue the job');
     }
@@ -322,17 +365,17 @@ export class JobWorker {
     });
   }
 
-  #resolveIdleIfIdle(): void {
+  async #resolveIdleIfIdle(): Promise<void> {
     if (this.#idleWaiters.length === 0 || this.#current) return;
     let runnable: boolean;
     try {
       const now = this.#now();
-      runnable = this.#store.listJobs({ status: 'queued' }).some((job) => job.notBefore <= now);
+      runnable = (await this.#store.listJobs({ status: 'queued' })).some((job) => job.notBefore <= now);
     } catch (error) {
       this.#logger.error({ err: error }, 'cannot read the queue');
       return;
     }
-    if (runnable) return;
+    if (runnable || this.#current) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const resolve of waiters) resolve();

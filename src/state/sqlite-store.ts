@@ -1,117 +1,163 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
-import { DuccError } from '../util/errors.ts';
-import type {
-  ConversionCounts,
-  DeliveryState,
-  Job,
-  JobPayload,
-  JobStatus,
-  OwnedStatus,
-  PublishedImage,
-  QueueCounts,
-  StateStore,
-  WishlistStats,
+import { migrate, userVersion } from './sqlite-schema.ts';
+export { SCHEMA_VERSION } from './sqlite-schema.ts';
+import { publishedColumns, toJob, toOwnedStatus, toPublished, toWishlistStats, type Row } from './rows.ts';
+import {
+  jobLane,
+  type ConversionCounts,
+  type DeliveryState,
+  type Job,
+  type JobPayload,
+  type JobStatus,
+  type OwnedStatus,
+  type PublishedImage,
+  type QueueCounts,
+  type StateStore,
+  type WishlistStats,
 } from './types.ts';
 
 /** WAL pages after which a write checkpoints by itself (SQLite's default is 1,000). */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
+/** The StateStore methods over the synchronous statements; `enter` says when a call may run. */
+class SqliteAccess implements StateStore {
+  readonly leaseMs = undefined;
+  readonly #ops: SqliteOps;
+  readonly #enter: <T>(fn: () => T) => Promise<T>;
+
+  constructor(ops: SqliteOps, enter: <T>(fn: () => T) => Promise<T>) {
+    this.#ops = ops;
+    this.#enter = enter;
+  }
+
+  /** Inside a transaction already: `work` runs as part of it. */
+  atomically<T>(work: (tx: StateStore) => Promise<T>): Promise<T> {
+    return work(this);
+  }
+
+  checkpoint(): Promise<{ walFrames: number; checkpointed: number }> {
+    return this.#enter(() => this.#ops.checkpoint());
+  }
+
+  recordDelivery(id: string, now?: number): Promise<boolean> {
+    return this.#enter(() => this.#ops.recordDelivery(id, now));
+  }
+
+  deliveryState(id: string): Promise<DeliveryState> {
+    return this.#enter(() => this.#ops.deliveryState(id));
+  }
+
+  linkDelivery(id: string, jobIds: number[]): Promise<void> {
+    return this.#enter(() => this.#ops.linkDelivery(id, jobIds));
+  }
+
+  pruneDeliveries(maxAgeMs: number, now?: number): Promise<number> {
+    return this.#enter(() => this.#ops.pruneDeliveries(maxAgeMs, now));
+  }
+
+  enqueue(payload: JobPayload, options?: { dedupKey?: string; notBefore?: number; now?: number }): Promise<{ job: Job; created: boolean }> {
+    return this.#enter(() => this.#ops.enqueue(payload, options));
+  }
+
+  claimNext(now?: number): Promise<Job | undefined> {
+    return this.#enter(() => this.#ops.claimNext(now));
+  }
+
+  renewLease(id: number): Promise<boolean> {
+    return this.#enter(() => this.#ops.renewLease(id));
+  }
+
+  complete(id: number, now?: number): Promise<boolean> {
+    return this.#enter(() => this.#ops.complete(id, now));
+  }
+
+  fail(id: number, error: string, now?: number): Promise<boolean> {
+    return this.#enter(() => this.#ops.fail(id, error, now));
+  }
+
+  requeueRunning(now?: number): Promise<Job[]> {
+    return this.#enter(() => this.#ops.requeueRunning(now));
+  }
+
+  requeue(id: number, options?: { notBefore?: number; error?: string; now?: number }): Promise<Job | undefined> {
+    return this.#enter(() => this.#ops.requeue(id, options));
+  }
+
+  getJob(id: number): Promise<Job | undefined> {
+    return this.#enter(() => this.#ops.getJob(id));
+  }
+
+  listJobs(options?: { status?: JobStatus; limit?: number }): Promise<Job[]> {
+    return this.#enter(() => this.#ops.listJobs(options));
+  }
+
+  counts(): Promise<QueueCounts> {
+    return this.#enter(() => this.#ops.counts());
+  }
+
+  queuedCount(): Promise<number> {
+    return this.#enter(() => this.#ops.queuedCount());
+  }
+
+  pruneFinishedJobs(maxAgeMs: number, now?: number): Promise<number> {
+    return this.#enter(() => this.#ops.pruneFinishedJobs(maxAgeMs, now));
+  }
+
+  recordStatus(status: OwnedStatus): Promise<void> {
+    return this.#enter(() => this.#ops.recordStatus(status));
+  }
+
+  pendingStatuses(jobId: number): Promise<OwnedStatus[]> {
+    return this.#enter(() => this.#ops.pendingStatuses(jobId));
+  }
+
+  countConversions(wishlist: string, counts: Partial<ConversionCounts>): Promise<void> {
+    return this.#enter(() => this.#ops.countConversions(wishlist, counts));
+  }
+
+  recordPublishOutcome(wishlist: string, ok: boolean, at: number): Promise<void> {
+    return this.#enter(() => this.#ops.recordPublishOutcome(wishlist, ok, at));
+  }
+
+  wishlistStats(): Promise<WishlistStats[]> {
+    return this.#enter(() => this.#ops.wishlistStats());
+  }
+
+  listPublished(wishlist: string): Promise<PublishedImage[]> {
+    return this.#enter(() => this.#ops.listPublished(wishlist));
+  }
+
+  upsertPublished(record: PublishedImage): Promise<void> {
+    return this.#enter(() => this.#ops.upsertPublished(record));
+  }
+
+  removePublished(wishlist: string, image: string): Promise<void> {
+    return this.#enter(() => this.#ops.removePublished(wishlist, image));
+  }
+
+  /** Closes the connection at once (a transaction still open is rolled back by SQLite). */
+  async close(): Promise<void> {
+    this.#ops.close();
+  }
+}
+
 /**
- * Schema migrations, in order: migration `i` brings the database from version `i` to version `i + 1`
- * (PRAGMA user_version). Never edit a released migration; append a new one (e.g. `ALTER TABLE ... ADD
- * COLUMN ...`).
+ * StateStore on node:sqlite: one connection, for one process. Each call runs synchronously when it is
+ * made, unless a transaction of `atomically` is open: then it runs once that transaction has ended (its
+ * work may await between statements, and nothing else may slip into it).
  */
-const MIGRATIONS: readonly string[] = [
-  // 1: initial schema.
-  `
-  CREATE TABLE deliveries (
-    id TEXT PRIMARY KEY,
-    received_at INTEGER NOT NULL
-  );
-  CREATE INDEX deliveries_received_at ON deliveries (received_at);
+export class SqliteStateStore extends SqliteAccess {
+  readonly #ops: SqliteOps;
+  /** Settles when the open transaction of `atomically` ends; undefined when none is open. */
+  #gate: Promise<void> | undefined;
+  readonly #tx: SqliteAccess;
 
-  CREATE TABLE jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    dedup_key TEXT,
-    error TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    not_before INTEGER NOT NULL
-  );
-  CREATE INDEX jobs_status_not_before ON jobs (status, not_before);
-  CREATE INDEX jobs_dedup_key ON jobs (dedup_key);
-
-  CREATE TABLE owned_statuses (
-    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    forge TEXT NOT NULL,
-    project TEXT NOT NULL,
-    sha TEXT NOT NULL,
-    context TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'success', 'failure', 'error')),
-    UNIQUE (job_id, forge, project, sha, context)
-  );
-
-  CREATE TABLE published (
-    wishlist TEXT NOT NULL,
-    image TEXT NOT NULL,
-    cvmfs_repo TEXT NOT NULL,
-    input TEXT NOT NULL,
-    manifest_digest TEXT NOT NULL,
-    config_digest TEXT NOT NULL,
-    public_path TEXT NOT NULL,
-    flat_path TEXT NOT NULL,
-    thin_name TEXT,
-    thin_digest TEXT,
-    commit_sha TEXT,
-    updated_at INTEGER NOT NULL,
-    last_result TEXT NOT NULL CHECK (last_result IN ('ok', 'error')),
-    last_error TEXT,
-    PRIMARY KEY (wishlist, image)
-  );
-  `,
-  // 2: the jobs each delivery id queued (a redelivery of a failed delivery runs again), and what each
-  // wish list's conversions came to (/metrics, the status page).
-  `
-  CREATE TABLE delivery_jobs (
-    delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
-    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    PRIMARY KEY (delivery_id, job_id)
-  );
-  CREATE INDEX delivery_jobs_job_id ON delivery_jobs (job_id);
-
-  CREATE TABLE wishlist_stats (
-    wishlist TEXT PRIMARY KEY,
-    converted INTEGER NOT NULL DEFAULT 0,
-    up_to_date INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    removed INTEGER NOT NULL DEFAULT 0,
-    failed_jobs INTEGER NOT NULL DEFAULT 0,
-    last_success_at INTEGER,
-    last_failure_at INTEGER
-  );
-  `,
-];
-
-/** The schema version this code writes. */
-export const SCHEMA_VERSION = MIGRATIONS.length;
-
-type Row = Record<string, unknown>;
-
-/** StateStore on node:sqlite (one connection, synchronous). */
-export class SqliteStateStore implements StateStore {
-  readonly #db: DatabaseSync;
-  readonly #stmt: ReturnType<typeof prepareAll>;
-  #closed = false;
-
-  private constructor(db: DatabaseSync) {
-    this.#db = db;
-    this.#stmt = prepareAll(db);
+  private constructor(ops: SqliteOps) {
+    super(ops, (fn) => this.#whenFree(fn));
+    this.#ops = ops;
+    this.#tx = new SqliteAccess(ops, async (fn) => fn());
   }
 
   /** Opens (creating it and its parent directories if needed) the database at `path`; `:memory:` for a throw-away one. */
@@ -130,7 +176,7 @@ export class SqliteStateStore implements StateStore {
       db.exec('PRAGMA busy_timeout = 5000');
       db.exec('PRAGMA foreign_keys = ON');
       migrate(db);
-      return new SqliteStateStore(db);
+      return new SqliteStateStore(new SqliteOps(db));
     } catch (error) {
       db.close();
       throw error;
@@ -139,7 +185,44 @@ export class SqliteStateStore implements StateStore {
 
   /** The schema version of the open database (PRAGMA user_version). */
   get schemaVersion(): number {
-    return userVersion(this.#db);
+    return this.#ops.schemaVersion;
+  }
+
+  override async atomically<T>(work: (tx: StateStore) => Promise<T>): Promise<T> {
+    while (this.#gate) await this.#gate;
+    let release!: () => void;
+    this.#gate = new Promise((resolve) => (release = resolve));
+    try {
+      this.#ops.begin();
+      try {
+        const result = await work(this.#tx);
+        this.#ops.commit();
+        return result;
+      } catch (error) {
+        this.#ops.rollback();
+        throw error;
+      }
+    } finally {
+      this.#gate = undefined;
+      release();
+    }
+  }
+
+  async #whenFree<T>(fn: () => T): Promise<T> {
+    while (this.#gate) await this.#gate;
+    return fn();
+  }
+}
+
+/** The statements of the SQLite store, run synchronously on its one connection (node:sqlite). */
+class SqliteOps {
+  readonly #db: DatabaseSync;
+  readonly #stmt: ReturnType<typeof prepareAll>;
+  #closed = false;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#stmt = prepareAll(db);
   }
 
   checkpoint(): { walFrames: number; checkpointed: number } {
@@ -182,16 +265,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   wishlistStats(): WishlistStats[] {
-    return this.#stmt.wishlistStats.all().map((row) => ({
-      wishlist: row.wishlist as string,
-      converted: Number(row.converted),
-      upToDate: Number(row.up_to_date),
-      failed: Number(row.failed),
-      removed: Number(row.removed),
-      failedJobs: Number(row.failed_jobs),
-      ...(row.last_success_at === null ? {} : { lastSuccessAt: Number(row.last_success_at) }),
-      ...(row.last_failure_at === null ? {} : { lastFailureAt: Number(row.last_failure_at) }),
-    }));
+    return this.#stmt.wishlistStats.all().map(toWishlistStats);
   }
 
   pruneDeliveries(maxAgeMs: number, now = Date.now()): number {
@@ -210,7 +284,7 @@ export class SqliteStateStore implements StateStore {
           return { job, created: false };
         }
       }
-      const job = toJob(this.#stmt.insertJob.get(payload.kind, JSON.stringify(payload), dedupKey ?? null, now, now, notBefore) as Row);
+      const job = toJob(this.#stmt.insertJob.get(payload.kind, JSON.stringify(payload), dedupKey ?? null, now, now, notBefore, jobLane(payload)) as Row);
       return { job, created: true };
     });
   }
@@ -223,12 +297,12 @@ export class SqliteStateStore implements StateStore {
     });
   }
 
-  complete(id: number, now = Date.now()): void {
-    this.#stmt.complete.run(now, id);
+  complete(id: number, now = Date.now()): boolean {
+    return this.#stmt.complete.run(now, id).changes === 1;
   }
 
-  fail(id: number, error: string, now = Date.now()): void {
-    this.#stmt.fail.run(error, now, id);
+  fail(id: number, error: string, now = Date.now()): boolean {
+    return this.#stmt.fail.run(error, now, id).changes === 1;
   }
 
   requeueRunning(now = Date.now()): Job[] {
@@ -283,27 +357,15 @@ export class SqliteStateStore implements StateStore {
   }
 
   upsertPublished(record: PublishedImage): void {
-    const params: Record<string, SQLInputValue> = {
-      wishlist: record.wishlist,
-      image: record.image,
-      cvmfs_repo: record.cvmfsRepo,
-      input: record.input,
-      manifest_digest: record.manifestDigest,
-      config_digest: record.configDigest,
-      public_path: record.publicPath,
-      flat_path: record.flatPath,
-      thin_name: record.thinName ?? null,
-      thin_digest: record.thinDigest ?? null,
-      commit_sha: record.commitSha ?? null,
-      updated_at: record.updatedAt,
-      last_result: record.lastResult,
-      last_error: record.lastError ?? null,
-    };
-    this.#stmt.upsertPublished.run(params);
+    this.#stmt.upsertPublished.run(publishedColumns(record) as Record<string, SQLInputValue>);
   }
 
   removePublished(wishlist: string, image: string): void {
     this.#stmt.removePublished.run(wishlist, image);
+  }
+
+  renewLease(id: number): boolean {
+    return (this.#stmt.getJob.get(id) as Row | undefined)?.status === 'running';
   }
 
   close(): void {
@@ -312,8 +374,24 @@ export class SqliteStateStore implements StateStore {
     this.#db.close();
   }
 
-  atomically<T>(work: () => T): T {
-    return this.#transaction(work);
+  get isTransaction(): boolean {
+    return this.#db.isTransaction;
+  }
+
+  get schemaVersion(): number {
+    return userVersion(this.#db);
+  }
+
+  begin(): void {
+    this.#stmt.begin.run();
+  }
+
+  commit(): void {
+    this.#stmt.commit.run();
+  }
+
+  rollback(): void {
+    if (this.#db.isTransaction) this.#stmt.rollback.run();
   }
 
   /** Runs `fn` in a transaction; inside one already, as part of it (the outermost commits or rolls back). */
@@ -364,13 +442,17 @@ function prepareAll(db: DatabaseSync) {
     queuedByDedupKey: p(`SELECT id FROM jobs WHERE dedup_key = ? AND status = 'queued' ORDER BY id LIMIT 1`),
     debounce: p('UPDATE jobs SET not_before = max(not_before, ?), updated_at = ? WHERE id = ? RETURNING *'),
     insertJob: p(
-      `INSERT INTO jobs (kind, payload, status, attempts, dedup_key, created_at, updated_at, not_before)
-       VALUES (?, ?, 'queued', 0, ?, ?, ?, ?) RETURNING *`,
+      `INSERT INTO jobs (kind, payload, status, attempts, dedup_key, created_at, updated_at, not_before, lane)
+       VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING *`,
     ),
-    nextRunnable: p(`SELECT id FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT 1`),
+    nextRunnable: p(
+      `SELECT id FROM jobs j WHERE status = 'queued' AND not_before <= ?
+         AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.status = 'running')
+       ORDER BY id LIMIT 1`,
+    ),
     markRunning: p(`UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING *`),
-    complete: p(`UPDATE jobs SET status = 'done', error = NULL, updated_at = ? WHERE id = ?`),
-    fail: p(`UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?`),
+    complete: p(`UPDATE jobs SET status = 'done', error = NULL, updated_at = ? WHERE id = ? AND status = 'running'`),
+    fail: p(`UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'running'`),
     requeueRunning: p(`UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running' RETURNING *`),
     requeue: p(
       `UPDATE jobs SET status = 'queued', not_before = ?, error = coalesce(?, error), updated_at = ?
@@ -403,74 +485,4 @@ function prepareAll(db: DatabaseSync) {
     ),
     removePublished: p('DELETE FROM published WHERE wishlist = ? AND image = ?'),
   };
-}
-
-function userVersion(db: DatabaseSync): number {
-  return (db.prepare('PRAGMA user_version').get() as Row).user_version as number;
-}
-
-/** Brings the schema up to SCHEMA_VERSION, in one transaction. */
-function migrate(db: DatabaseSync): void {
-  db.exec('BEGIN IMMEDIATE');
-  try {
-    const current = userVersion(db);
-    if (current > MIGRATIONS.length) {
-      throw new DuccError('BOT_ERR_CONFIG', `state database schema version ${current} is newer than this ducc supports (${MIGRATIONS.length})`);
-    }
-    for (let version = current; version < MIGRATIONS.length; version++) {
-      db.exec(MIGRATIONS[version] as string);
-    }
-    // PRAGMA takes no bound parameters; the value is an integer constant of this module, never input.
-    if (current !== MIGRATIONS.length) db.exec(`PRAGMA user_version = ${Math.trunc(MIGRATIONS.length)}`);
-    db.exec('COMMIT');
-  } catch (error) {
-    if (db.isTransaction) db.exec('ROLLBACK');
-    throw error;
-  }
-}
-
-function toJob(row: Row): Job {
-  const job: Job = {
-    id: row.id as number,
-    payload: JSON.parse(row.payload as string) as JobPayload,
-    status: row.status as JobStatus,
-    attempts: row.attempts as number,
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    notBefore: row.not_before as number,
-  };
-  if (row.dedup_key !== null) job.dedupKey = row.dedup_key as string;
-  if (row.error !== null) job.error = row.error as string;
-  return job;
-}
-
-function toOwnedStatus(row: Row): OwnedStatus {
-  return {
-    jobId: row.job_id as number,
-    forge: row.forge as OwnedStatus['forge'],
-    project: row.project as string,
-    sha: row.sha as string,
-    context: row.context as string,
-    state: row.state as OwnedStatus['state'],
-  };
-}
-
-function toPublished(row: Row): PublishedImage {
-  const record: PublishedImage = {
-    wishlist: row.wishlist as string,
-    cvmfsRepo: row.cvmfs_repo as string,
-    input: row.input as string,
-    image: row.image as string,
-    manifestDigest: row.manifest_digest as string,
-    configDigest: row.config_digest as string,
-    publicPath: row.public_path as string,
-    flatPath: row.flat_path as string,
-    updatedAt: row.updated_at as number,
-    lastResult: row.last_result as PublishedImage['lastResult'],
-  };
-  if (row.thin_name !== null) record.thinName = row.thin_name as string;
-  if (row.thin_digest !== null) record.thinDigest = row.thin_digest as string;
-  if (row.commit_sha !== null) record.commitSha = row.commit_sha as string;
-  if (row.last_error !== null) record.lastError = row.last_error as string;
-  return record;
 }

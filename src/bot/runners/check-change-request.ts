@@ -31,7 +31,7 @@ export const checkChangeRequest: JobRunner<'check-change-request'> = async (bot,
     const plan = await planWishlist(head, base, {
       sources: bot.sources,
       ...(publisher ? { publisher } : {}),
-      published: bot.store.listPublished(wishlist.name),
+      published: await bot.store.listPublished(wishlist.name),
     });
     // Entry-level problems count only for entries this merge request changes.
     const changedLines = new Set(plan.entries.filter((e) => e.action !== 'unchanged').map((e) => e.line));

@@ -120,7 +120,7 @@ it('a flood of 500 deliveries: answers stay fast, the queue stays bounded (503 b
   // The server's side of the warm-up: one delivery through the whole intake path (ignored: no events).
   assert.equal((await postRegistry(bot, { events: [] })).status, 200);
   let maxQueued = 0;
-  const watcher = setInterval(() => (maxQueued = Math.max(maxQueued, store.counts().queued)), 5);
+  const watcher = setInterval(() => void store.counts().then((counts) => (maxQueued = Math.max(maxQueued, counts.queued))), 5);
   const worker = new Worker(FLOOD_CLIENT, {
     eval: true,
     workerData: {
@@ -154,7 +154,7 @@ it('a flood of 500 deliveries: answers stay fast, the queue stays bounded (503 b
     assert.ok(Number(refused.retryAfter) > 0);
   }
   assert.ok(maxQueued <= maxQueuedJobs, `at most ${maxQueuedJobs} jobs queued, saw ${maxQueued}`);
-  const afterFlood = store.counts();
+  const afterFlood = await store.counts();
   assert.equal(afterFlood.queued + afterFlood.running + afterFlood.done, counts['202']!.length, 'one job per accepted delivery');
 
   // Drained: legitimate deliveries are accepted again (a refused one may simply be resent).
@@ -163,7 +163,7 @@ it('a flood of 500 deliveries: answers stay fast, the queue stays bounded (503 b
   assert.equal(again.status, 202);
   assert.equal((await postGitHub(bot, 'push', githubPush('cern/wishlist', 'unwatched', 'c'.repeat(40)))).status, 200);
   await bot.running.worker.onIdle();
-  assert.deepEqual(store.counts(), { queued: 0, running: 0, done: counts['202']!.length + 1, failed: 0 });
+  assert.deepEqual(await store.counts(), { queued: 0, running: 0, done: counts['202']!.length + 1, failed: 0 });
 });
 
 it('a long job history: finished jobs older than 30 days are pruned at start, and the intake never scans the history', async (t) => {
@@ -191,10 +191,10 @@ it('a long job history: finished jobs older than 30 days are pruned at start, an
   // Each intake decision is timed in the process (no network noise): it must not grow with the history.
   const durations: number[] = [];
   const accept = bot.running.bot.accept;
-  bot.running.bot.accept = (delivery) => {
+  bot.running.bot.accept = async (delivery) => {
     const started = performance.now();
     try {
-      return accept(delivery);
+      return await accept(delivery);
     } finally {
       durations.push(performance.now() - started);
     }

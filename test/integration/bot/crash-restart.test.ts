@@ -67,8 +67,8 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
   assert.equal(github.statuses.at(-1)?.state, 'pending');
   await assert.rejects(lstat(join(root, 'cvmfs/unpacked.example.org', registry.host, 'sci/big:1')), { code: 'ENOENT' });
   const crashed = SqliteStateStore.open(join(root, 'state.db'));
-  assert.equal(crashed.counts().running, 1);
-  crashed.close();
+  assert.equal((await crashed.counts()).running, 1);
+  await crashed.close();
 
   const second = await serve();
   await waitFor(async () => github.statuses.filter((s) => s.sha === sha).at(-1)?.state === 'success', 60_000, 'a success status after the restart');
@@ -81,5 +81,5 @@ it('kill -9 in the middle of a conversion, then a restart: the job completes and
   assert.deepEqual(await readdir(staging), []);
   const after = SqliteStateStore.open(join(root, 'state.db'));
   t.after(() => after.close());
-  assert.deepEqual(after.counts(), { queued: 0, running: 0, done: 1, failed: 0 });
+  assert.deepEqual(await after.counts(), { queued: 0, running: 0, done: 1, failed: 0 });
 });

@@ -70,7 +70,7 @@ it('a gc job collects the repository; /metrics, /status and the status page show
   await postGitHub(bot, 'push', githubPush('cern/wishlist', 'main', second, first));
   await bot.worker.onIdle();
 
-  bot.bot.scheduleGc();
+  await bot.bot.scheduleGc();
   await bot.worker.onIdle();
 
   const metrics = await (await fetch(`${bot.url}/metrics`)).text();

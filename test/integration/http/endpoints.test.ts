@@ -28,9 +28,9 @@ test('GET /readyz follows isReady and shutdown', async (t) => {
 
 test('GET /status: version, shutdown flag, queue counts and jobs from the store', async (t) => {
   const server = await startTestServer(t);
-  server.store.enqueue({ kind: 'reconcile', wishlist: 'hello' });
-  server.store.enqueue({ kind: 'sync-branch', wishlist: 'hello', sha: 'a'.repeat(40) });
-  const running = server.store.claimNext(Date.now() + 1);
+  await server.store.enqueue({ kind: 'reconcile', wishlist: 'hello' });
+  await server.store.enqueue({ kind: 'sync-branch', wishlist: 'hello', sha: 'a'.repeat(40) });
+  const running = await server.store.claimNext(Date.now() + 1);
   assert.ok(running);
   const reply = await send(`${server.url}/status`, {});
   assert.equal(reply.status, 200);
@@ -46,7 +46,7 @@ test('GET /status: version, shutdown flag, queue counts and jobs from the store'
 
 test('GET /metrics: webhook counters and duration, queue gauges, in its own registry', async (t) => {
   const server = await startTestServer(t);
-  server.store.enqueue({ kind: 'reconcile', wishlist: 'hello' });
+  await server.store.enqueue({ kind: 'reconcile', wishlist: 'hello' });
   await postGitHub(
     server,
     'push',
@@ -70,7 +70,7 @@ test('GET /metrics: webhook counters and duration, queue gauges, in its own regi
 test('GET /: the status page escapes every value from wish lists and the queue', async (t) => {
   const server = await startTestServer(t);
   const evil = 'docker://evil.example.org/x:<script>alert(1)</script>';
-  server.store.upsertPublished({
+  await server.store.upsertPublished({
     wishlist: 'hello',
     cvmfsRepo: 'unpacked.example.org',
     input: evil,
@@ -83,7 +83,7 @@ test('GET /: the status page escapes every value from wish lists and the queue',
     lastResult: 'error',
     lastError: "failed: <iframe src='javascript:alert(3)'>",
   });
-  server.store.enqueue({ kind: 'registry-push', registry: 'r.example.org', repository: 'a/b', tag: '<script>t</script>' });
+  await server.store.enqueue({ kind: 'registry-push', registry: 'r.example.org', repository: 'a/b', tag: '<script>t</script>' });
   const reply = await send(`${server.url}/`, {});
   assert.equal(reply.status, 200);
   assert.match(reply.headers.get('content-type') ?? '', /text\/html/);

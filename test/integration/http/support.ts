@@ -28,7 +28,7 @@ export class FakeIntake implements Intake {
   overloaded = false;
   #nextJob = 1;
 
-  accept(delivery: Delivery): IntakeResult {
+  async accept(delivery: Delivery): Promise<IntakeResult> {
     this.deliveries.push(structuredClone(delivery));
     if (this.overloaded) return { outcome: 'overloaded' };
     if (this.seen.has(delivery.id)) return { outcome: 'duplicate' };

@@ -39,7 +39,7 @@ it('its backup command copies a live state database, write-ahead log included, i
   const live = join(dir, 'ducc-gitops.db');
   const store = SqliteStateStore.open(live);
   t.after(() => store.close());
-  for (let i = 0; i < 20; i++) store.enqueue({ kind: 'reconcile', wishlist: `list-${i}` }, { now: 1000 + i });
+  for (let i = 0; i < 20; i++) await store.enqueue({ kind: 'reconcile', wishlist: `list-${i}` }, { now: 1000 + i });
   assert.ok((await stat(`${live}-wal`)).size > 0, 'the jobs are still in the write-ahead log');
   const line = blocks('sh')
     .flatMap((block) => block.split('\n'))
@@ -54,8 +54,8 @@ it('its backup command copies a live state database, write-ahead log included, i
 
   await run(argv[0]!, argv.slice(1));
   const restored = SqliteStateStore.open(backup);
-  const jobs = restored.listJobs();
-  restored.close();
+  const jobs = await restored.listJobs();
+  await restored.close();
 
   assert.equal(jobs.length, 20);
 });

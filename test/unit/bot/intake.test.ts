@@ -41,26 +41,36 @@ const push = (id: string, after: string): Delivery => ({
   events: [{ kind: 'push', repo: { forge: 'github', project: 'cern/wishlist' }, branch: 'main', after }],
 });
 
-test('a push is queued once; its redelivery is a duplicate, and the worker is woken only for the first', (t) => {
+test('a push is queued once; its redelivery is a duplicate, and the worker is woken only for the first', async (t) => {
   const { bot, store, pokes } = setUp(t);
-  const first = bot.accept(push('d-1', 'a'.repeat(40)));
+  const first = await bot.accept(push('d-1', 'a'.repeat(40)));
   assert.equal(first.outcome, 'queued');
-  assert.deepEqual(bot.accept(push('d-1', 'a'.repeat(40))), { outcome: 'duplicate' });
-  assert.equal(store.queuedCount(), 1);
+  assert.deepEqual(await bot.accept(push('d-1', 'a'.repeat(40))), { outcome: 'duplicate' });
+  assert.equal(await store.queuedCount(), 1);
   assert.equal(pokes(), 1);
 });
 
-test('a delivery whose job cannot be queued is not recorded either: its retry is queued, not taken for a duplicate', (t) => {
+test('a delivery whose job cannot be queued is not recorded either: its retry is queued, not taken for a duplicate', async (t) => {
   const { bot, store, pokes } = setUp(t);
-  const enqueue = store.enqueue.bind(store);
-  store.enqueue = () => {
-    throw new Error('disk full (test)');
-  };
-  assert.throws(() => bot.accept(push('d-2', 'b'.repeat(40))), /disk full/);
-  assert.equal(store.queuedCount(), 0);
+  // The intake writes through the transaction's view of the store: its enqueue fails there.
+  const atomically = store.atomically.bind(store);
+  store.atomically = (work) =>
+    atomically((tx) =>
+      work(
+        new Proxy(tx, {
+          get: (target, property) => {
+            if (property === 'enqueue') return () => Promise.reject(new Error('disk full (test)'));
+            const value: unknown = Reflect.get(target, property);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        }),
+      ),
+    );
+  await assert.rejects(bot.accept(push('d-2', 'b'.repeat(40))), /disk full/);
+  assert.equal(await store.queuedCount(), 0);
   assert.equal(pokes(), 0);
-  store.enqueue = enqueue;
-  const retry = bot.accept(push('d-2', 'b'.repeat(40)));
+  store.atomically = atomically;
+  const retry = await bot.accept(push('d-2', 'b'.repeat(40)));
   assert.equal(retry.outcome, 'queued');
-  assert.equal(store.queuedCount(), 1);
+  assert.equal(await store.queuedCount(), 1);
 });

@@ -32,6 +32,7 @@ test('defaults without a file', () => {
   assert.deepEqual(loadBotConfig({ env: {} }), {
     listen: { host: '127.0.0.1', port: 8080 },
     statePath: './var/ducc-gitops.db',
+    state: { kind: 'sqlite' },
     cacheDir: './var/cache',
     publisher: { kind: 'directory', root: './var/cvmfs' },
     wishlists: [],
@@ -235,4 +236,46 @@ test('config/ducc.example.yaml loads and matches the documented defaults', () =>
   assert.ok(config.wishlists.length >= 1);
   assert.ok(config.registryHooks.length >= 1);
   assert.ok(readFileSync(file, 'utf8').includes('publisher:'));
+});
+
+test('state: postgres with its defaults; DUCC_STATE_URL chooses it and may carry the password, which is never echoed', (t) => {
+  const file = configFile(t, 'state:\n  kind: postgres\n  url: postgres://ducc@db.example.org:5432/ducc\n');
+  assert.deepEqual(loadBotConfig({ file, env: {} }).state, {
+    kind: 'postgres',
+    url: 'postgres://ducc@db.example.org:5432/ducc',
+    passwordEnv: 'DUCC_STATE_PASSWORD',
+    leaseSeconds: 60,
+  });
+  const tuned = configFile(t, 'state: {kind: postgres, url: "postgresql://ducc@db/ducc", passwordEnv: PG_PASS, leaseSeconds: 5}\n');
+  assert.deepEqual(loadBotConfig({ file: tuned, env: { DUCC_STATE_URL: 'postgres://other:s3cret-pw@db2/ducc' } }).state, {
+    kind: 'postgres',
+    url: 'postgres://other:s3cret-pw@db2/ducc',
+    passwordEnv: 'PG_PASS',
+    leaseSeconds: 5,
+  });
+  assert.deepEqual(loadBotConfig({ env: { DUCC_STATE_URL: 'postgres://ducc@db/ducc' } }).state, {
+    kind: 'postgres',
+    url: 'postgres://ducc@db/ducc',
+    passwordEnv: 'DUCC_STATE_PASSWORD',
+    leaseSeconds: 60,
+  });
+  const problems = problemsOf(() => loadBotConfig({ env: { DUCC_STATE_URL: 'mysql://u:s3cret-pw@db/x' } }));
+  assert.deepEqual(problems, ['environment: DUCC_STATE_URL: must be a postgres://user@host:port/database URL']);
+});
+
+test('state: a password in the file, a missing url, an unknown kind or key are problems', (t) => {
+  const withPassword = configFile(t, 'state:\n  kind: postgres\n  url: postgres://ducc:s3cret-pw@db/ducc\n');
+  const problems = problemsOf(() => loadBotConfig({ file: withPassword, env: {} }));
+  assert.equal(problems.length, 1);
+  assert.match(problems[0]!, /state\.url: must not contain a password/);
+  assert.doesNotMatch(problems.join('\n'), /s3cret-pw/);
+  assert.match(problemsOf(() => loadBotConfig({ file: configFile(t, 'state: {kind: postgres}\n'), env: {} })).join('\n'), /state\.url/);
+  assert.match(
+    problemsOf(() => loadBotConfig({ file: configFile(t, 'state: {kind: mysql}\n'), env: {} })).join('\n'),
+    /state.*'sqlite' or 'postgres', got "mysql"/,
+  );
+  assert.match(
+    problemsOf(() => loadBotConfig({ file: configFile(t, 'state: {kind: postgres, url: "postgres://d@db/x", lease: 3}\n'), env: {} })).join('\n'),
+    /state\.lease: unknown key/,
+  );
 });

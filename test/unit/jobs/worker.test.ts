@@ -50,7 +50,8 @@ test('retry delay: over minutes, 30 s doubling up to 15 minutes', () => {
 
 test('runs queued jobs one at a time, oldest first', { timeout: 3000 }, async (t) => {
   const store = openStore(t);
-  const ids = ['a', 'b', 'c'].map((sha) => store.enqueue(sync(sha)).job.id);
+  const ids: number[] = [];
+  for (const sha of ['a', 'b', 'c']) ids.push((await store.enqueue(sync(sha))).job.id);
   const order: number[] = [];
   let active = 0;
   let maxActive = 0;
@@ -61,7 +62,7 @@ test('runs queued jobs one at a time, oldest first', { timeout: 3000 }, async (t
       maxActive = Math.max(maxActive, active);
       order.push(job.id);
       assert.equal(worker.running?.id, job.id);
-      assert.equal(store.getJob(job.id)?.status, 'running');
+      assert.equal((await store.getJob(job.id))?.status, 'running');
       await sleep(5);
       active--;
     },
@@ -73,17 +74,18 @@ test('runs queued jobs one at a time, oldest first', { timeout: 3000 }, async (t
   assert.deepEqual(order, ids);
   assert.equal(maxActive, 1);
   assert.equal(worker.running, undefined);
-  assert.deepEqual(store.counts(), { queued: 0, running: 0, done: 3, failed: 0 });
+  assert.deepEqual(await store.counts(), { queued: 0, running: 0, done: 3, failed: 0 });
   await worker.stop(1000);
 });
 
 test('the state database is checkpointed after each job, once its outcome is recorded', { timeout: 3000 }, async (t) => {
   const store = openStore(t);
-  const ids = ['a', 'b'].map((sha) => store.enqueue(sync(sha)).job.id);
+  const ids: number[] = [];
+  for (const sha of ['a', 'b']) ids.push((await store.enqueue(sync(sha))).job.id);
   const checkpoints: string[] = [];
   const checkpoint = store.checkpoint.bind(store);
-  store.checkpoint = () => {
-    checkpoints.push(ids.map((id) => store.getJob(id)?.status).join(','));
+  store.checkpoint = async () => {
+    checkpoints.push((await Promise.all(ids.map(async (id) => (await store.getJob(id))?.status))).join(','));
     return checkpoint();
   };
   const worker = makeWorker(t, { store, handle: async () => {} });
@@ -110,11 +112,11 @@ test('a job failing with a temporary error is retried with backoff, then failed 
       outcomes.push([job.id, outcome, error instanceof Error ? error.message : undefined]);
     },
   });
-  const { job } = store.enqueue(sync('a'), { now: clock });
+  const { job } = await store.enqueue(sync('a'), { now: clock });
   worker.start();
   await worker.onIdle();
   assert.deepEqual(attempts, [1]);
-  let stored = store.getJob(job.id);
+  let stored = await store.getJob(job.id);
   assert.equal(stored?.status, 'queued');
   assert.equal(stored?.notBefore, clock + 30_000);
   assert.equal(stored?.error, 'attempt 1 failed');
@@ -129,7 +131,7 @@ test('a job failing with a temporary error is retried with backoff, then failed 
   worker.poke();
   await worker.onIdle();
   assert.deepEqual(attempts, [1, 2]);
-  stored = store.getJob(job.id);
+  stored = await store.getJob(job.id);
   assert.equal(stored?.status, 'queued');
   assert.equal(stored?.notBefore, clock + 60_000);
 
@@ -137,7 +139,7 @@ test('a job failing with a temporary error is retried with backoff, then failed 
   worker.poke();
   await worker.onIdle();
   assert.deepEqual(attempts, [1, 2, 3]);
-  stored = store.getJob(job.id);
+  stored = await store.getJob(job.id);
   assert.equal(stored?.status, 'failed');
   assert.equal(stored?.attempts, 3);
   assert.equal(stored?.error, 'attempt 3 failed');
@@ -168,7 +170,8 @@ test('a job failing with a permanent error is failed at once, without a retry', 
       outcomes.push([(job.payload as { sha: string }).sha, outcome]);
     },
   });
-  const jobs = cases.map(([sha]) => store.enqueue(sync(sha)).job);
+  const jobs: Job[] = [];
+  for (const [sha] of cases) jobs.push((await store.enqueue(sync(sha))).job);
 
   worker.start();
   await worker.onIdle();
@@ -178,7 +181,7 @@ test('a job failing with a permanent error is failed at once, without a retry', 
     ['a 4xx answer of the forge', 'failed'],
   ]);
   for (const [index, job] of jobs.entries()) {
-    const stored = store.getJob(job.id);
+    const stored = await store.getJob(job.id);
     assert.equal(stored?.status, 'failed');
     assert.equal(stored?.attempts, 1);
     assert.equal(stored?.error, cases[index]![1].message);
@@ -202,18 +205,18 @@ test('by default a temporary failure is tried 8 times over about 45 minutes, the
       throw unreachable;
     },
   });
-  const { job } = store.enqueue(sync('a'), { now: clock });
+  const { job } = await store.enqueue(sync('a'), { now: clock });
   worker.start();
 
   for (;;) {
     await worker.onIdle();
-    const stored = store.getJob(job.id)!;
+    const stored = (await store.getJob(job.id))!;
     if (stored.status !== 'queued') break;
     clock = stored.notBefore;
     worker.poke();
   }
 
-  const stored = store.getJob(job.id)!;
+  const stored = (await store.getJob(job.id))!;
   assert.equal(stored.status, 'failed');
   assert.equal(stored.attempts, DEFAULT_MAX_ATTEMPTS);
   assert.equal(stored.error, unreachable.message);
@@ -240,15 +243,15 @@ test('onJobFinished reports done; a synchronous throw or a throwing hook does no
       throw new Error('hook failed');
     },
   });
-  store.enqueue(sync('sync-throw'));
-  store.enqueue(sync('ok'));
+  await store.enqueue(sync('sync-throw'));
+  await store.enqueue(sync('ok'));
   worker.start();
   await worker.onIdle();
   assert.deepEqual(outcomes, [
     ['sync-throw', 'failed'],
     ['ok', 'done'],
   ]);
-  assert.deepEqual(store.counts(), { queued: 0, running: 0, done: 1, failed: 1 });
+  assert.deepEqual(await store.counts(), { queued: 0, running: 0, done: 1, failed: 1 });
 });
 
 test('a store error while claiming is logged and the loop goes on', { timeout: 3000 }, async (t) => {
@@ -257,7 +260,7 @@ test('a store error while claiming is logged and the loop goes on', { timeout: 3
   const flaky: StateStore = new Proxy(store, {
     get(target, property) {
       if (property === 'claimNext') {
-        return (now?: number) => {
+        return async (now?: number) => {
           if (failClaims > 0) {
             failClaims--;
             throw new Error('database is locked');
@@ -271,7 +274,7 @@ test('a store error while claiming is logged and the loop goes on', { timeout: 3
   });
   const done: number[] = [];
   const worker = makeWorker(t, { store: flaky, handle: async (job) => void done.push(job.id) });
-  const { job } = store.enqueue(sync('a'));
+  const { job } = await store.enqueue(sync('a'));
   worker.start();
   await worker.onIdle();
   assert.equal(failClaims, 0);
@@ -285,7 +288,7 @@ test('poke starts queued work at once instead of waiting for the poll', { timeou
   worker.start();
   await worker.onIdle();
   await sleep(10); // the loop is now asleep for a minute
-  const { job } = store.enqueue(sync('a'));
+  const { job } = await store.enqueue(sync('a'));
   const started = performance.now();
   worker.poke();
   await worker.onIdle();
@@ -302,7 +305,7 @@ test('a burst of pokes postpones the next job until the pokes have been quiet fo
   const worker = makeWorker(t, { store, pollMs: 60_000, quietMs: 80, maxQuietWaitMs: 5000, handle: async () => void (startedAt ??= performance.now()) });
   worker.start();
   await worker.onIdle();
-  store.enqueue(sync('a'));
+  await store.enqueue(sync('a'));
   let lastPoke = 0;
   for (let i = 0; i < 15; i++) {
     worker.poke();
@@ -321,7 +324,7 @@ test('pokes that never stop delay the next job by at most maxQuietWaitMs', { tim
   const worker = makeWorker(t, { store, pollMs: 60_000, quietMs: 80, maxQuietWaitMs: 100, handle: async () => void (startedAt ??= performance.now()) });
   worker.start();
   await worker.onIdle();
-  store.enqueue(sync('a'));
+  await store.enqueue(sync('a'));
   const firstPoke = performance.now();
   while (performance.now() - firstPoke < 800) {
     worker.poke();
@@ -336,7 +339,7 @@ test('pokes that never stop delay the next job by at most maxQuietWaitMs', { tim
 
 test('onIdle resolves at once when nothing is runnable, even before start', { timeout: 3000 }, async (t) => {
   const store = openStore(t);
-  store.enqueue(sync('later'), { notBefore: Date.now() + 3_600_000 });
+  await store.enqueue(sync('later'), { notBefore: Date.now() + 3_600_000 });
   const worker = makeWorker(t, { store, handle: async () => {} });
   await worker.onIdle();
 });
@@ -354,8 +357,8 @@ test('stop() waits for the running job, then claims nothing more', { timeout: 30
       aborted = signal.aborted;
     },
   });
-  const a = store.enqueue(sync('a')).job;
-  const b = store.enqueue(sync('b')).job;
+  const a = (await store.enqueue(sync('a'))).job;
+  const b = (await store.enqueue(sync('b'))).job;
   worker.start();
   await entered.promise;
   setTimeout(gate.resolve, 30);
@@ -364,10 +367,10 @@ test('stop() waits for the running job, then claims nothing more', { timeout: 30
   assert.ok(performance.now() - started >= 25, 'stop waited for the job');
   assert.equal(aborted, false);
   assert.equal(worker.running, undefined);
-  assert.equal(store.getJob(a.id)?.status, 'done');
+  assert.equal((await store.getJob(a.id))?.status, 'done');
   await sleep(20);
-  assert.equal(store.getJob(b.id)?.status, 'queued', 'no new job after stop');
-  assert.equal(store.getJob(b.id)?.attempts, 0);
+  assert.equal((await store.getJob(b.id))?.status, 'queued', 'no new job after stop');
+  assert.equal((await store.getJob(b.id))?.attempts, 0);
 });
 
 test('stop() past its deadline aborts the handler and requeues the job; the next start resumes it', { timeout: 3000 }, async (t) => {
@@ -384,7 +387,7 @@ test('stop() past its deadline aborts the handler and requeues the job; the next
       });
     });
   const worker = makeWorker(t, { store, handle, onJobFinished: (_job, outcome) => void outcomes.push(outcome) });
-  const { job } = store.enqueue(sync('a'));
+  const { job } = await store.enqueue(sync('a'));
   worker.start();
   await entered.promise;
   assert.equal(worker.running?.id, job.id);
@@ -393,7 +396,7 @@ test('stop() past its deadline aborts the handler and requeues the job; the next
   assert.ok(performance.now() - started < 1000);
   assert.ok(reason instanceof Error && reason.name === 'AbortError');
   assert.equal(worker.running, undefined);
-  const stored = store.getJob(job.id);
+  const stored = await store.getJob(job.id);
   assert.equal(stored?.status, 'queued');
   assert.equal(stored?.attempts, 1);
   assert.deepEqual(outcomes, ['retry']);
@@ -406,7 +409,7 @@ test('stop() past its deadline aborts the handler and requeues the job; the next
     resumed.map((j) => [j.id, j.attempts]),
     [[job.id, 2]],
   );
-  assert.equal(store.getJob(job.id)?.status, 'done');
+  assert.equal((await store.getJob(job.id))?.status, 'done');
 });
 
 test('a handler that ignores its abort signal cannot hold stop() or change the requeued job', { timeout: 3000 }, async (t) => {
@@ -421,16 +424,16 @@ test('a handler that ignores its abort signal cannot hold stop() or change the r
       await gate.promise;
     },
   });
-  const { job } = store.enqueue(sync('a'));
+  const { job } = await store.enqueue(sync('a'));
   worker.start();
   await entered.promise;
   const started = performance.now();
   await worker.stop(20);
   assert.ok(performance.now() - started < 1000);
-  assert.equal(store.getJob(job.id)?.status, 'queued');
+  assert.equal((await store.getJob(job.id))?.status, 'queued');
   gate.resolve();
   await sleep(20);
-  assert.equal(store.getJob(job.id)?.status, 'queued', 'the late result of an abandoned run is ignored');
+  assert.equal((await store.getJob(job.id))?.status, 'queued', 'the late result of an abandoned run is ignored');
 });
 
 test('each job logs through a child logger with jobId and kind', { timeout: 3000 }, async (t) => {
@@ -444,7 +447,7 @@ test('each job logs through a child logger with jobId and kind', { timeout: 3000
   });
   const logger = pino({ level: 'info' }, stream);
   const worker = makeWorker(t, { store, logger, maxAttempts: 1, handle: async () => Promise.reject(new Error('nope')) });
-  const { job } = store.enqueue({ kind: 'reconcile', wishlist: 'main' });
+  const { job } = await store.enqueue({ kind: 'reconcile', wishlist: 'main' });
   worker.start();
   await worker.onIdle();
   await worker.stop(100);
