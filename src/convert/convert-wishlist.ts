@@ -7,15 +7,8 @@ import { DEFAULT_MAX_WILDCARD_TAGS, matchWildcardTags } from '../wishlist/wildca
 import { formatProblem, type Wish, type Wishlist } from '../wishlist/wishlist.ts';
 import pLimit from 'p-limit';
 import { isTolerated } from '../wishlist/ignore-errors.ts';
-import {
-  checkImage,
-  convertImage,
-  convertMultiArch,
-  PublishedStateCache,
-  type ConvertContext,
-  type ConvertOptions,
-  type ImageOutcome,
-} from './convert-image.ts';
+import { convertImage, convertMultiArch, type ConvertContext, type ConvertOptions, type ImageOutcome } from './convert-image.ts';
+import { checkImage, PublishedStateCache } from './published-state.ts';
 
 export interface WishFailure {
   /** The entry as written, or the file when the problem is about the whole wish list. */
