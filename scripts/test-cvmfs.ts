@@ -11,6 +11,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { stratum0Unavailable } from '../test/support/stratum0.ts';
+import { processAlive } from '../src/util/process-alive.ts';
 
 const ifAvailable = process.argv.includes('--if-available');
 const reason = await stratum0Unavailable();
@@ -33,12 +34,3 @@ const files = readdirSync('test/cvmfs')
   .map((file) => `test/cvmfs/${file}`);
 const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -23,6 +23,7 @@ import type { BenchImage, ImageKey } from './images.ts';
 import { measureCommand, type Measurement } from './measure.ts';
 import { duccEnv, duccNodeFlags, imageUrl, type ToolContext } from './tools.ts';
 import { REPO_ROOT, log, run } from './util.ts';
+import { processAlive } from '../../src/util/process-alive.ts';
 
 export type CvmfsToolKey = 'ducc-cvmfs' | 'cvmfs-ducc';
 export const CVMFS_TOOL_KEYS: CvmfsToolKey[] = ['ducc-cvmfs', 'cvmfs-ducc'];
@@ -79,15 +80,6 @@ export async function removeStaleBenchRepositories(): Promise<void> {
     log(`removing ${name}, left by an earlier bench run`);
     await run('cvmfs_server', ['abort', '-f', name]).catch(() => undefined);
     await run('cvmfs_server', ['rmfs', '-f', name]).catch((error: unknown) => log(`cannot remove ${name}: ${(error as Error).message}`));
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

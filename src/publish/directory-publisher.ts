@@ -31,6 +31,7 @@ import { FileLock } from './file-lock.ts';
 import { removeTree } from './remove-tree.ts';
 import type { DirectoryEntry, LayerBatch, LayerMetadata, Publisher, Transaction } from './publisher.ts';
 import { stepAside } from '../util/yield-gate.ts';
+import { processAlive } from '../util/process-alive.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -409,13 +410,4 @@ const LINK_RUN = 256;
 function isMissing(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import lockfile from 'proper-lockfile';
+import { processAlive } from '../../src/util/process-alive.ts';
 
 const run = promisify(execFile);
 const GLOBAL_LOCK = '/var/lock/ducc-gitops-test-stratum0';
@@ -182,13 +183,4 @@ async function startApache(): Promise<void> {
   await writeFile('/etc/apache2/conf-available/servername.conf', 'ServerName localhost\n');
   await run('a2enconf', ['-q', 'servername']);
   await run('service', ['apache2', 'start']);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

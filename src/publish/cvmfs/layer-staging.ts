@@ -8,7 +8,8 @@ import type { LayerUnpackResult } from '../../unpack/tree-types.ts';
 import { DuccError } from '../../util/errors.ts';
 import type { LayerBatch, LayerMetadata } from '../publisher.ts';
 import { removeTree } from '../remove-tree.ts';
-import { checkNew, processAlive } from './paths.ts';
+import { checkNew } from './paths.ts';
+import { processAlive } from '../../util/process-alive.ts';
 
 /** Where layers are unpacked before their ingest, unless the config says otherwise. */
 export const DEFAULT_STAGING_DIR = '/var/tmp/ducc-gitops';

@@ -62,15 +62,6 @@ export async function ifExists<T>(operation: Promise<T>): Promise<T | undefined>
   }
 }
 
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Entries of a directory with their types (no stat per entry), or undefined when absent. */
 export async function readDirectory(absolute: string): Promise<DirectoryEntry[] | undefined> {
   const entries = await ifExists(readdir(absolute, { withFileTypes: true }));
