@@ -169,13 +169,23 @@ class PostgresAccess implements StateStore {
         const next = rows[0];
         if (next === undefined) return undefined;
         const lane = next.lane as string;
-        // Two replicas may each pick a different job of one lane at the same moment: the lane's lock lets
-        // one through; under it, a new statement sees whatever a claim that just committed took.
+        // Two replicas may each pick a different job of one lane at the same moment (the older one is
+        // row-locked by the first, so the second skips to the next): the lane's lock lets one through;
+        // under it, a new statement sees whatever a claim that just committed took. A lane is claimed in
+        // order: while an older job of it can still be claimed (by the replica that holds its row now),
+        // this one waits, so two pushes of one wish list are never published newest first.
         const locked = await query('SELECT pg_try_advisory_xact_lock($1, hashtext($2) # $3) AS ok', [LOCK_CLASS, lane, LANE_LOCK]);
         const taken =
           locked.rows[0]?.ok !== true ||
-          (await query(`SELECT 1 FROM jobs WHERE lane = $1 AND id <> $2 AND status = 'running' AND lease_until >= $3 LIMIT 1`, [lane, next.id, now]))
-            .rowCount !== 0;
+          (
+            await query(
+              `SELECT 1 FROM jobs WHERE lane = $1 AND id <> $2
+                 AND ((status = 'running' AND lease_until >= $3)
+                   OR (id < $2 AND ((status = 'queued' AND not_before <= $3) OR (status = 'running' AND lease_until < $3))))
+               LIMIT 1`,
+              [lane, next.id, now],
+            )
+          ).rowCount !== 0;
         if (taken) {
           busy.push(lane);
           continue;

@@ -64,16 +64,36 @@ test('a lane busy on one replica is busy on the other', async (t) => {
   const [a, b] = await twoReplicas(t);
   const first = (await a.enqueue({ kind: 'sync-branch', wishlist: 'main', sha: '1' }, { now: 1 })).job;
   const second = (await a.enqueue({ kind: 'sync-branch', wishlist: 'main', sha: '2' }, { now: 1 })).job;
-  const [x, y] = await Promise.all([a.claimNext(2), b.claimNext(2)]);
-  assert.deepEqual(
-    [x?.id, y?.id].filter((id) => id !== undefined),
-    [first.id],
-    'one claim, of the oldest job',
-  );
+  // Claimed at the same moment, at most one job of the lane is taken, and never the newer one: the replica
+  // that picked the newer job (the older one row-locked by the other) waits for the older one. When the
+  // two get in each other's way, neither claims in that round, and the next claim takes the older job.
+  const [fromA, fromB] = await Promise.all([a.claimNext(2), b.claimNext(2)]);
+  const claims = [fromA?.id, fromB?.id].filter((id) => id !== undefined);
+  assert.ok(claims.length <= 1 && claims.every((id) => id === first.id), `claims ${JSON.stringify(claims)}: at most one, of the oldest job`);
+  const x = claims.length === 0 ? await a.claimNext(2) : fromA;
+  assert.equal((x ?? fromB)?.id, first.id);
   const holder = x ? a : b;
   assert.equal(await (holder === a ? b : a).claimNext(3), undefined);
   await holder.complete(first.id, 4);
   assert.equal((await (holder === a ? b : a).claimNext(5))?.id, second.id);
+});
+
+test('a lane is claimed in order: while its older job is held by a claim in progress, the newer one is not taken', async (t) => {
+  const database = await server.createDatabase();
+  const store = await openStore(t, { database });
+  const first = (await store.enqueue({ kind: 'sync-branch', wishlist: 'main', sha: '1' }, { now: 1 })).job;
+  await store.enqueue({ kind: 'sync-branch', wishlist: 'main', sha: '2' }, { now: 1 });
+  // Another replica's claim, caught between its SELECT ... FOR UPDATE of the older job and its commit.
+  const other = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database });
+  await other.connect();
+  t.after(() => other.end());
+  await other.query('BEGIN');
+  await other.query('SELECT id FROM jobs WHERE id = $1 FOR UPDATE', [first.id]);
+
+  assert.equal(await store.claimNext(2), undefined, 'the push of sha 2 must not be published before the one of sha 1');
+
+  await other.query('ROLLBACK');
+  assert.equal((await store.claimNext(3))?.id, first.id);
 });
 
 test('a lease not renewed expires: another replica takes the job over, and the first one’s outcome is refused', async (t) => {
