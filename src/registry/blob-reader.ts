@@ -3,11 +3,11 @@
  * connections. Every byte is counted and hashed before the stream ends: a blob that does not match its
  * descriptor makes the stream error, so its data must be treated as untrusted until the stream ends.
  */
-import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
-import type { Hash } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DuccError, errorMessage } from '../util/errors.ts';
-import { assertValidDigest, digestAlgorithm, hasherFor, verifyDigest } from './digest.ts';
+import { assertValidDigest, verifyDigest } from './digest.ts';
+import { VerifyingStream } from './verifying-stream.ts';
 import { assertValidRef, refName } from './names.ts';
 import { discard, headerValue } from './transport/response-body.ts';
 import { backoffDelay, sleep } from './transport/retry.ts';
@@ -182,44 +182,6 @@ export class BlobReader {
       }
       if (verifier.destroyed) current.body.destroy();
     }
-  }
-}
-
-/** Verifies size and digest of a blob stream; errors instead of ending when they do not match. */
-class VerifyingStream extends Transform {
-  readonly #descriptor: Descriptor;
-  readonly #what: string;
-  readonly #hash: Hash;
-  #received = 0;
-
-  constructor(descriptor: Descriptor, what: string) {
-    super();
-    this.#descriptor = descriptor;
-    this.#what = what;
-    this.#hash = hasherFor(descriptor.digest);
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#received += chunk.length;
-    if (this.#received > this.#descriptor.size) {
-      callback(new DuccError('BOT_ERR_SIZE_MISMATCH', `${this.#what}: more than the ${this.#descriptor.size} bytes of its descriptor`));
-      return;
-    }
-    this.#hash.update(chunk);
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.#received !== this.#descriptor.size) {
-      callback(new DuccError('BOT_ERR_SIZE_MISMATCH', `${this.#what}: got ${this.#received} bytes, descriptor says ${this.#descriptor.size}`));
-      return;
-    }
-    const actual = `${digestAlgorithm(this.#descriptor.digest)}:${this.#hash.digest('hex')}`;
-    if (actual !== this.#descriptor.digest) {
-      callback(new DuccError('BOT_ERR_DIGEST_MISMATCH', `digest mismatch for ${this.#what}: got ${actual}`));
-      return;
-    }
-    callback();
   }
 }
 

@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { DuccError, type DuccErrorCode } from '../util/errors.ts';
 
 /** The digest algorithms we accept, with the length of their lowercase hex encoding. */
@@ -28,11 +28,6 @@ export function digestAlgorithm(digest: string): DigestAlgorithm {
 /** `<algorithm>:<hex>` of the bytes. */
 export function digestOf(data: Uint8Array, algorithm: DigestAlgorithm = 'sha256'): string {
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
-}
-
-/** A hash object for the algorithm of `digest` (which must be valid). */
-export function hasherFor(digest: string): Hash {
-  return createHash(digestAlgorithm(digest));
 }
 
 /** Throws BOT_ERR_DIGEST_MISMATCH unless the bytes hash to `expected`. */

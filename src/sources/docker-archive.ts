@@ -19,7 +19,8 @@ import type { Descriptor, ImageManifest } from '../registry/types.ts';
 import type { ImageSource, SourceManifest, SourceReads } from './image-source.ts';
 import { DEFAULT_MAX_DOCUMENT_BYTES } from './oci-layout.ts';
 import { TarIndex, type TarMember } from './tar-index.ts';
-import { VerifyingStream, assertBlobWithin, sha256Digest, verifyBlob } from './verify.ts';
+import { assertBlobWithin, sha256Digest, verifyBlob } from './verify.ts';
+import { VerifyingStream } from '../registry/verifying-stream.ts';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';

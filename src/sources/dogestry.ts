@@ -27,7 +27,8 @@ import { OCI_LAYER, OCI_MANIFEST } from './docker-archive.ts';
 import type { DogestryStore } from './dogestry-store.ts';
 import type { ImageSource, SourceManifest, SourceReads } from './image-source.ts';
 import { DEFAULT_MAX_DOCUMENT_BYTES } from './oci-layout.ts';
-import { VerifyingStream, assertBlobWithin, sha256Digest, verifyBlob } from './verify.ts';
+import { assertBlobWithin, sha256Digest, verifyBlob } from './verify.ts';
+import { VerifyingStream } from '../registry/verifying-stream.ts';
 
 export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 const IMAGE_ID = /^[a-f0-9]{64}$/;

@@ -17,7 +17,8 @@ import type { SourceCache } from './cache.ts';
 import type { ImageSource, SourceManifest, SourceReads } from './image-source.ts';
 import { TarIndex } from './tar-index.ts';
 import { layoutEntry, layoutTags, parseLayoutIndex, resolveAllEntries, resolveEntry } from './oci-resolve.ts';
-import { VerifyingStream, assertBlobWithin, verifyBlob } from './verify.ts';
+import { assertBlobWithin, verifyBlob } from './verify.ts';
+import { VerifyingStream } from '../registry/verifying-stream.ts';
 
 /** Default cap of fetchBlob (a config), as the registry client's. */
 export const DEFAULT_MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
