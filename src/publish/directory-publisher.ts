@@ -31,7 +31,7 @@ import { FileLock } from './file-lock.ts';
 import { removeTree } from './remove-tree.ts';
 import type { DirectoryEntry, LayerBatch, LayerMetadata, Publisher, Transaction } from './publisher.ts';
 import { stepAside } from '../util/yield-gate.ts';
-import { processAlive } from '../util/process-alive.ts';
+import { staleStaging } from './stale-staging.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -74,32 +74,11 @@ export class DirectoryPublisher implements Publisher {
 
   async recover(): Promise<void> {
     await makeDirectories(this.readRoot);
-    let names: string[];
-    try {
-      names = await readdir(this.stagingRoot);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) await removeTree(join(this.stagingRoot, name));
-    }
+    for (const dir of await staleStaging(this.stagingRoot)) await removeTree(dir);
   }
 
-  async staleStaging(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.stagingRoot);
-    } catch {
-      return [];
-    }
-    return names
-      .filter((name) => {
-        const pid = Number(name.split('-')[0]);
-        return Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
-      })
-      .sort()
-      .map((name) => join(this.stagingRoot, name));
+  staleStaging(): Promise<string[]> {
+    return staleStaging(this.stagingRoot);
   }
 
   async readdir(relPath: string): Promise<DirectoryEntry[] | undefined> {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../../unpack/extract-layer.ts';
@@ -9,7 +9,7 @@ import { DuccError } from '../../util/errors.ts';
 import type { LayerBatch, LayerMetadata } from '../publisher.ts';
 import { removeTree } from '../remove-tree.ts';
 import { checkNew } from './paths.ts';
-import { processAlive } from '../../util/process-alive.ts';
+import { staleStaging } from '../stale-staging.ts';
 
 /** Where layers are unpacked before their ingest, unless the config says otherwise. */
 export const DEFAULT_STAGING_DIR = '/var/tmp/ducc-gitops';
@@ -102,20 +102,8 @@ export class LayerStaging {
   }
 
   /** Staging of processes that are gone (by the pid its name starts with), as absolute paths. */
-  async stale(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.#root);
-    } catch {
-      return [];
-    }
-    return names
-      .filter((name) => {
-        const pid = Number(name.split('-')[0]);
-        return Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
-      })
-      .sort()
-      .map((name) => path.join(this.#root, name));
+  stale(): Promise<string[]> {
+    return staleStaging(this.#root);
   }
 
   /** Removes the staging of processes that are gone. */
