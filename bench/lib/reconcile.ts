@@ -21,7 +21,7 @@ import { buildTar, type TarEntrySpec } from '../../test/support/build-tar.ts';
 import { pushOciLayout, writeOciLayout } from '../../test/support/oci-image.ts';
 import { measureCommand, type Measurement } from './measure.ts';
 import { duccConvertArgs, duccEnv, wishlistYaml, type ToolContext } from './tools.ts';
-import { REPO_ROOT, log, run, secondsSince } from './util.ts';
+import { BENCH_DIR, REPO_ROOT, log, run, secondsSince } from './util.ts';
 
 export interface ReconcileResult {
   wishes: number;
@@ -35,6 +35,12 @@ export interface ReconcileResult {
   cli: Measurement[];
   /** CPU seconds the registry process spent during each of those (it shares the machine's cores). */
   registryCpu: number[];
+  /**
+   * The same manifest requests from a bare client process (bench/lib/manifest-floor.js: GET, sha256
+   * check, nothing else), and the registry's CPU seconds during each: the least any client spends here.
+   */
+  bareClient?: Measurement[];
+  bareClientRegistryCpu?: number[];
   /** HTTP requests of one no-op run, by kind ("GET manifest", "HEAD manifest", "GET blob", ...). */
   requests: Record<string, number>;
 }
@@ -116,6 +122,8 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
   const wishlistFile = join(dir, 'wishlist.yaml');
   const text = wishlistYaml(entries);
   await writeFile(wishlistFile, text);
+  const entriesFile = join(dir, 'entries.json');
+  await writeFile(entriesFile, JSON.stringify(entries));
   const repoRoot = join(dir, 'cvmfs');
   const logger = createLogger({ level: 'silent' });
   const env = duccEnv(ctx);
@@ -131,6 +139,8 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
   const inProcess: ReconcileResult['inProcess'] = [];
   const cli: Measurement[] = [];
   const registryCpu: number[] = [];
+  const bareClient: Measurement[] = [];
+  const bareClientRegistryCpu: number[] = [];
   for (let r = 0; r < runs; r++) {
     started = process.hrtime.bigint();
     const summary = await runConversion(parseWishlist(text, wishlistFile), flags, env, logger);
@@ -146,7 +156,15 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
     registryCpu.push(registryCpuSeconds(ctx.registryHost) - registryBefore);
     if (!new RegExp(`\\b0 converted, ${count} up to date, 0 failed\\b`).test(output))
       throw new Error(`ducc convert (no-op) did not report ${count} up to date:\n${output.slice(-3000)}`);
-    log(`reconcile run ${r + 1}/${runs}: in-process ${seconds.toFixed(2)} s, CLI ${cli.at(-1)!.seconds.toFixed(2)} s`);
+
+    await run('sync', []);
+    const bareBefore = registryCpuSeconds(ctx.registryHost);
+    bareClient.push(await measureCommand(process.execPath, [join(BENCH_DIR, 'lib/manifest-floor.js'), entriesFile], { cwd: REPO_ROOT, onOutput: (o) => (output = o) }));
+    bareClientRegistryCpu.push(registryCpuSeconds(ctx.registryHost) - bareBefore);
+    if (!output.includes(`${count} manifests checked`)) throw new Error(`bench/lib/manifest-floor.js did not check ${count} manifests:\n${output.slice(-3000)}`);
+    log(
+      `reconcile run ${r + 1}/${runs}: in-process ${seconds.toFixed(2)} s, CLI ${cli.at(-1)!.seconds.toFixed(2)} s, bare client ${bareClient.at(-1)!.seconds.toFixed(2)} s`,
+    );
   }
 
   // Untimed: which requests does a no-op run make? Same images through a counting proxy (its own repo root).
@@ -159,7 +177,8 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
     await runConversion(parseWishlist(proxied, proxiedFile), proxiedFlags, env, logger);
     proxy.counts.clear();
     await runConversion(parseWishlist(proxied, proxiedFile), proxiedFlags, env, logger);
-    return { wishes: count, repositories, pushSeconds, initialSeconds, inProcess, cli, registryCpu, requests: Object.fromEntries([...proxy.counts].sort()) };
+    const requests = Object.fromEntries([...proxy.counts].sort());
+    return { wishes: count, repositories, pushSeconds, initialSeconds, inProcess, cli, registryCpu, bareClient, bareClientRegistryCpu, requests };
   } finally {
     await proxy.close();
     await rm(dir, { recursive: true, force: true });

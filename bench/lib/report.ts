@@ -625,6 +625,30 @@ export function renderReport(results: BenchResults): string {
             `${formatSeconds(median(r.registryCpu ?? []))} s`,
             (r.registryCpu ?? []).map((c) => formatSeconds(c)).join(' / '),
           ],
+          ...(r.bareClient !== undefined && r.bareClient.length > 0
+            ? [
+                [
+                  'bare client process: the same manifest GETs, each checked against its digest, nothing else (bench/lib/manifest-floor.js)',
+                  `${formatSeconds(median(r.bareClient.map((c) => c.seconds)))} s`,
+                  r.bareClient.map((c) => formatSeconds(c.seconds)).join(' / '),
+                ],
+                [
+                  'CPU time of the bare client process',
+                  `${formatSeconds(median(r.bareClient.map((c) => c.cpuSeconds)))} s`,
+                  r.bareClient.map((c) => formatSeconds(c.cpuSeconds)).join(' / '),
+                ],
+                [
+                  'CPU time of the registry meanwhile',
+                  `${formatSeconds(median(r.bareClientRegistryCpu ?? []))} s`,
+                  (r.bareClientRegistryCpu ?? []).map((c) => formatSeconds(c)).join(' / '),
+                ],
+                [
+                  '`ducc convert` process ÷ bare client process',
+                  formatRatio(median(r.cli.map((c) => c.seconds)) / median(r.bareClient.map((c) => c.seconds))),
+                  '',
+                ],
+              ]
+            : []),
           [
             'in-process `runConversion`',
             `${formatSeconds(median(r.inProcess.map((c) => c.seconds)))} s`,
@@ -643,6 +667,13 @@ export function renderReport(results: BenchResults): string {
       ),
       '',
     );
+    if (r.bareClient !== undefined && r.bareClient.length > 0) {
+      out.push(
+        'The bare client is the least any client spends here: a Node process with only undici that sends the same GETs 16 at a time and checks each body against its Docker-Content-Digest. ' +
+          'The registry spends its own CPU time on each request, on the same 2 cores, whoever asks.',
+        '',
+      );
+    }
     out.push(
       `HTTP requests of one no-op run (counted by a proxy in front of the registry): ${
         Object.entries(r.requests)
