@@ -122,8 +122,11 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
   const wishlistFile = join(dir, 'wishlist.yaml');
   const text = wishlistYaml(entries);
   await writeFile(wishlistFile, text);
+  // The bare client's input: each entry with the digest its tag names (asked once here, not timed).
   const entriesFile = join(dir, 'entries.json');
-  await writeFile(entriesFile, JSON.stringify(entries));
+  const limit = pLimit(16);
+  const named = await Promise.all(entries.map((entry) => limit(async () => ({ entry, digest: await tagDigest(entry) }))));
+  await writeFile(entriesFile, JSON.stringify(named));
   const repoRoot = join(dir, 'cvmfs');
   const logger = createLogger({ level: 'silent' });
   const env = duccEnv(ctx);
@@ -159,9 +162,12 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
 
     await run('sync', []);
     const bareBefore = registryCpuSeconds(ctx.registryHost);
-    bareClient.push(await measureCommand(process.execPath, [join(BENCH_DIR, 'lib/manifest-floor.js'), entriesFile], { cwd: REPO_ROOT, onOutput: (o) => (output = o) }));
+    bareClient.push(
+      await measureCommand(process.execPath, [join(BENCH_DIR, 'lib/manifest-floor.js'), entriesFile], { cwd: REPO_ROOT, onOutput: (o) => (output = o) }),
+    );
     bareClientRegistryCpu.push(registryCpuSeconds(ctx.registryHost) - bareBefore);
-    if (!output.includes(`${count} manifests checked`)) throw new Error(`bench/lib/manifest-floor.js did not check ${count} manifests:\n${output.slice(-3000)}`);
+    if (!output.includes(`${count} manifests checked`))
+      throw new Error(`bench/lib/manifest-floor.js did not check ${count} manifests:\n${output.slice(-3000)}`);
     log(
       `reconcile run ${r + 1}/${runs}: in-process ${seconds.toFixed(2)} s, CLI ${cli.at(-1)!.seconds.toFixed(2)} s, bare client ${bareClient.at(-1)!.seconds.toFixed(2)} s`,
     );
@@ -183,6 +189,19 @@ export async function measureReconcile(ctx: ToolContext, entries: string[], push
     await proxy.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The Docker-Content-Digest of a wish-list entry's tag (http://HOST/REPOSITORY:TAG). */
+async function tagDigest(entry: string): Promise<string> {
+  const match = /^(https?):\/\/([^/]+)\/(.+):([^:/]+)$/.exec(entry);
+  if (match === null) throw new Error(`not an http(s)://HOST/REPOSITORY:TAG entry: ${entry}`);
+  const [, scheme, host, repository, tag] = match;
+  const accept =
+    'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+  const response = await fetch(`${scheme}://${host}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept } });
+  const digest = response.headers.get('docker-content-digest');
+  if (!response.ok || digest === null) throw new Error(`HEAD ${entry}: ${response.status}, digest ${digest}`);
+  return digest;
 }
 
 /**

@@ -628,7 +628,7 @@ export function renderReport(results: BenchResults): string {
           ...(r.bareClient !== undefined && r.bareClient.length > 0
             ? [
                 [
-                  'bare client process: the same manifest GETs, each checked against its digest, nothing else (bench/lib/manifest-floor.js)',
+                  'bare client process: the same conditional manifest GETs, nothing else (bench/lib/manifest-floor.js)',
                   `${formatSeconds(median(r.bareClient.map((c) => c.seconds)))} s`,
                   r.bareClient.map((c) => formatSeconds(c.seconds)).join(' / '),
                 ],
@@ -669,7 +669,7 @@ export function renderReport(results: BenchResults): string {
     );
     if (r.bareClient !== undefined && r.bareClient.length > 0) {
       out.push(
-        'The bare client is the least any client spends here: a Node process with only undici that sends the same GETs 16 at a time and checks each body against its Docker-Content-Digest. ' +
+        'The bare client is the least any client spends here: a Node process with only undici that sends the same conditional GETs (If-None-Match: the digest each tag named) 16 at a time, and checks any body against its Docker-Content-Digest. ' +
           'The registry spends its own CPU time on each request, on the same 2 cores, whoever asks.',
         '',
       );

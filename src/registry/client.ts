@@ -14,7 +14,8 @@ import { BlobReader } from './blob-reader.ts';
 import type { CredentialStore } from './credentials.ts';
 import { assertValidDigest, verifyDigest } from './digest.ts';
 import { parseImageConfig } from './manifest.ts';
-import { fetchManifest, headManifest, MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestHead } from './manifest-fetch.ts';
+import { headManifest, MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestHead } from './manifest-fetch.ts';
+import { fetchEntryDocument, fetchTopDocument, type ManifestCache } from './manifest-cache.ts';
 import { assertValidRef, classifyReference, refName } from './names.ts';
 import { DEFAULT_PLATFORM, formatPlatform, isIgnoredIndexEntry, selectPlatformEntry } from './platform.ts';
 import { registrySettingsFromEnv, type RegistrySettings } from './settings.ts';
@@ -96,13 +97,16 @@ export class RegistryClient {
 
   /**
    * resolveImage without the config: only manifest requests are made (no blob request), so an
-   * incremental run can decide from the manifest (its config digest) whether anything changed.
+   * incremental run can decide from the manifest (its config digest) whether anything changed. With
+   * `cache`, a tag seen before costs a HEAD when unchanged, and held platform manifests no request
+   * (manifest-cache.ts).
    */
-  async resolveManifest(ref: RepositoryRef, reference: string, options?: { platform?: Platform }): Promise<ResolvedManifest> {
+  async resolveManifest(ref: RepositoryRef, reference: string, options?: { platform?: Platform; cache?: ManifestCache }): Promise<ResolvedManifest> {
     assertValidRef(ref);
     classifyReference(reference);
     const wanted = options?.platform ?? DEFAULT_PLATFORM;
-    const top = await fetchManifest(this.#transport, ref, reference, this.#settings);
+    const cache = options?.cache;
+    const top = await fetchTopDocument(this.#transport, ref, reference, this.#settings, cache);
     if (top.doc.kind === 'manifest') return resolvedManifest(ref, top, undefined, undefined);
 
     const entries = top.doc.index.manifests;
@@ -119,17 +123,19 @@ export class RegistryClient {
         `no ${formatPlatform(wanted)} image in ${refName(ref)}:${reference} (index ${top.digest}; available: ${available.length > 0 ? available.join(', ') : 'none'})`,
       );
     }
-    return this.#resolveIndexEntry(ref, reference, top, entry);
+    return this.#resolveIndexEntry(ref, reference, top, entry, cache);
   }
 
   /**
    * Every platform manifest of an index (attestations and non-image entries left out), without configs:
-   * manifest requests only. A plain manifest yields one element without a platform.
+   * manifest requests only. A plain manifest yields one element without a platform. `cache` as for
+   * resolveManifest.
    */
-  async resolveAllManifests(ref: RepositoryRef, reference: string): Promise<ResolvedManifest[]> {
+  async resolveAllManifests(ref: RepositoryRef, reference: string, options?: { cache?: ManifestCache }): Promise<ResolvedManifest[]> {
     assertValidRef(ref);
     classifyReference(reference);
-    const top = await fetchManifest(this.#transport, ref, reference, this.#settings);
+    const cache = options?.cache;
+    const top = await fetchTopDocument(this.#transport, ref, reference, this.#settings, cache);
     if (top.doc.kind === 'manifest') return [resolvedManifest(ref, top, undefined, undefined)];
     const entries = top.doc.index.manifests.filter((e) => {
       if (isIgnoredIndexEntry(e)) return false;
@@ -140,7 +146,7 @@ export class RegistryClient {
     if (entries.length === 0) {
       throw new DuccError('BOT_ERR_PLATFORM', `index ${top.digest} of ${refName(ref)}:${reference} lists no image manifests`);
     }
-    return Promise.all(entries.map((e) => this.#resolveIndexEntry(ref, reference, top, e)));
+    return Promise.all(entries.map((e) => this.#resolveIndexEntry(ref, reference, top, e, cache)));
   }
 
   /** Like resolveImage but for every platform of an index; a plain manifest yields one element (platform from its config). */
@@ -210,14 +216,20 @@ export class RegistryClient {
     return pushManifest(this.#transport, ref, tag, bytes, mediaType);
   }
 
-  async #resolveIndexEntry(ref: RepositoryRef, reference: string, index: FetchedManifest, entry: Descriptor): Promise<ResolvedManifest> {
+  async #resolveIndexEntry(
+    ref: RepositoryRef,
+    reference: string,
+    index: FetchedManifest,
+    entry: Descriptor,
+    cache: ManifestCache | undefined,
+  ): Promise<ResolvedManifest> {
     if (!MANIFEST_MEDIA_TYPES.includes(entry.mediaType)) {
       throw new DuccError(
         'BOT_ERR_MEDIA_TYPE',
         `entry ${entry.digest} of index ${refName(ref)}:${reference} has media type ${JSON.stringify(entry.mediaType)}, not an image manifest`,
       );
     }
-    const child = await fetchManifest(this.#transport, ref, entry.digest, this.#settings, entry);
+    const child = await fetchEntryDocument(this.#transport, ref, entry, this.#settings, cache);
     if (child.doc.kind !== 'manifest') {
       throw new DuccError(
         'BOT_ERR_MEDIA_TYPE',

@@ -44,11 +44,31 @@ export async function fetchManifestBytes(
   ref: RepositoryRef,
   reference: string,
 ): Promise<{ bytes: Buffer; contentType: string; announcedDigest: string | undefined }> {
+  const fetched = await getManifestBytes(transport, ref, reference, undefined);
+  if (fetched === undefined) throw new Error('unreachable: 304 Not Modified without If-None-Match');
+  return fetched;
+}
+
+/**
+ * GET of a manifest; with `ifNoneMatch` (a digest), undefined when the registry answers 304 Not Modified:
+ * the reference still names that digest (the distribution registry's ETag is the quoted digest).
+ */
+async function getManifestBytes(
+  transport: Transport,
+  ref: RepositoryRef,
+  reference: string,
+  ifNoneMatch: string | undefined,
+): Promise<{ bytes: Buffer; contentType: string; announcedDigest: string | undefined } | undefined> {
   const spec = manifestSpec(ref, reference, 'GET');
+  if (ifNoneMatch !== undefined) spec.headers = { ...spec.headers, 'if-none-match': `"${ifNoneMatch}"` };
   return transport.send(spec, async (exchange) => {
     if (exchange.response.statusCode === 404) {
       await discard(exchange.response);
       throw new DuccError('BOT_ERR_REGISTRY_NOT_FOUND', `manifest ${ref.repository}:${reference} not found on ${ref.registry}`);
+    }
+    if (exchange.response.statusCode === 304 && ifNoneMatch !== undefined) {
+      await discard(exchange.response);
+      return undefined;
     }
     await transport.ensureOk(spec, exchange);
     const bytes = await transport.readBody(spec, exchange.response, MAX_MANIFEST_BYTES);
@@ -68,7 +88,33 @@ export async function fetchManifest(
   limits: ManifestLimits,
   expected?: Descriptor,
 ): Promise<FetchedManifest> {
-  const { bytes, contentType, announcedDigest } = await fetchManifestBytes(transport, ref, reference);
+  return checkManifest(ref, reference, limits, expected, await fetchManifestBytes(transport, ref, reference));
+}
+
+/**
+ * fetchManifest of a tag with a conditional GET (If-None-Match: the digest it named last time): undefined
+ * when the registry answers 304 Not Modified, the tag still naming `digest`. A registry that ignores the
+ * header answers as to any GET: one request either way.
+ */
+export async function fetchManifestIfChanged(
+  transport: Transport,
+  ref: RepositoryRef,
+  reference: string,
+  limits: ManifestLimits,
+  digest: string,
+): Promise<FetchedManifest | undefined> {
+  const fetched = await getManifestBytes(transport, ref, reference, digest);
+  return fetched === undefined ? undefined : checkManifest(ref, reference, limits, undefined, fetched);
+}
+
+/** The bytes as fetched, checked against every digest they are known by, then parsed. */
+function checkManifest(
+  ref: RepositoryRef,
+  reference: string,
+  limits: ManifestLimits,
+  expected: Descriptor | undefined,
+  { bytes, contentType, announcedDigest }: { bytes: Buffer; contentType: string; announcedDigest: string | undefined },
+): FetchedManifest {
   const what = `manifest ${refName(ref)}@${reference}`;
   // A registry (or something between us and it) that announces another digest than the bytes it sent
   // is not trusted, whatever was asked for (containerd fetches by the announced digest and verifies).

@@ -4,6 +4,7 @@ import type { RegistryClient } from '../registry/client.ts';
 import type { Descriptor, Platform, RepositoryRef, ResolvedManifest } from '../registry/types.ts';
 import type { ImageReference } from '../wishlist/image-reference.ts';
 import type { ImageSource } from './image-source.ts';
+import type { ManifestCache } from '../registry/manifest-cache.ts';
 
 /** The registry's repository of a registry image; BOT_ERR_REFERENCE for the other kinds of input. */
 export function repositoryRef(image: ImageReference): RepositoryRef {
@@ -13,24 +14,30 @@ export function repositoryRef(image: ImageReference): RepositoryRef {
   return { scheme: image.scheme, registry: image.registry, repository: image.repository };
 }
 
-/** A registry repository as an ImageSource: the registry client does all the work. */
+/**
+ * A registry repository as an ImageSource: the registry client does all the work. With a cache (the
+ * source cache), manifests and indexes are kept by digest, so an unchanged tag costs one HEAD request
+ * (src/registry/manifest-cache.ts).
+ */
 export class RegistrySource implements ImageSource {
   readonly #client: RegistryClient;
   readonly #ref: RepositoryRef;
+  readonly #cache: ManifestCache | undefined;
   readonly description: string;
 
-  constructor(client: RegistryClient, ref: RepositoryRef) {
+  constructor(client: RegistryClient, ref: RepositoryRef, cache?: ManifestCache) {
     this.#client = client;
     this.#ref = ref;
+    this.#cache = cache;
     this.description = `${ref.registry}/${ref.repository}`;
   }
 
   resolveManifest(reference: string, options?: { platform?: Platform }): Promise<ResolvedManifest> {
-    return this.#client.resolveManifest(this.#ref, reference, options);
+    return this.#client.resolveManifest(this.#ref, reference, { ...options, ...(this.#cache ? { cache: this.#cache } : {}) });
   }
 
   resolveAllManifests(reference: string): Promise<ResolvedManifest[]> {
-    return this.#client.resolveAllManifests(this.#ref, reference);
+    return this.#client.resolveAllManifests(this.#ref, reference, this.#cache ? { cache: this.#cache } : {});
   }
 
   fetchBlob(descriptor: Descriptor, maxBytes?: number): Promise<Buffer> {

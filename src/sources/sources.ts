@@ -89,7 +89,7 @@ export class Sources implements ImageSources {
     const source = image.source;
     const limits = this.#options.settings ?? DEFAULT_REGISTRY_SETTINGS;
     const common = { limits, cache: this.#cache, reads: this.reads };
-    if (source === undefined) return new RegistrySource(this.#options.registry, repositoryRef(image));
+    if (source === undefined) return new RegistrySource(this.#options.registry, repositoryRef(image), this.#cache);
     switch (source.kind) {
       case 'oci':
         return new OciLayoutSource(`oci:${source.path}`, directoryFiles(source.path), common);
