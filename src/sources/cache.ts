@@ -17,38 +17,79 @@ import type { Logger } from 'pino';
 import { digestAlgorithm, digestOf, isValidDigest } from '../registry/digest.ts';
 import { errorMessage } from '../util/errors.ts';
 
+/**
+ * Bytes of documents and records kept in memory besides the files, at most: the ones used last stay. A
+ * `ducc serve` process sees every tag of every wish list for weeks; its memory must not grow with them.
+ * 16 MiB holds the records and manifests of some 10,000 tags; beyond that, reads go to the files.
+ */
+export const MEMORY_BYTES = 16 * 1024 * 1024;
+
 export class SourceCache {
   readonly #dir: string | undefined;
   readonly #log: Logger | undefined;
+  /** In order of last use (a Map keeps insertion order; a hit is moved to the end). */
   readonly #memory = new Map<string, Buffer>();
+  readonly #memoryLimit: number;
+  #memoryBytes = 0;
   #warned = false;
 
   /** `dir` undefined: memory only (for one process). */
-  constructor(dir: string | undefined, log?: Logger) {
+  constructor(dir: string | undefined, log?: Logger, options: { memoryBytes?: number } = {}) {
     this.#dir = dir;
     this.#log = log;
+    this.#memoryLimit = options.memoryBytes ?? MEMORY_BYTES;
+  }
+
+  /** Bytes held in memory now (for tests). */
+  get memoryBytes(): number {
+    return this.#memoryBytes;
+  }
+
+  #recall(key: string): Buffer | undefined {
+    const bytes = this.#memory.get(key);
+    if (bytes !== undefined) {
+      this.#memory.delete(key);
+      this.#memory.set(key, bytes);
+    }
+    return bytes;
+  }
+
+  #remember(key: string, bytes: Buffer): void {
+    const previous = this.#memory.get(key);
+    if (previous !== undefined) {
+      this.#memory.delete(key);
+      this.#memoryBytes -= previous.length;
+    }
+    this.#memory.set(key, bytes);
+    this.#memoryBytes += bytes.length;
+    for (const [oldest, held] of this.#memory) {
+      if (this.#memoryBytes <= this.#memoryLimit) break;
+      this.#memory.delete(oldest);
+      this.#memoryBytes -= held.length;
+    }
   }
 
   /** A document by digest, verified, or undefined. */
   async getDocument(digest: string): Promise<Buffer | undefined> {
     if (!isValidDigest(digest)) return undefined;
-    const bytes = this.#memory.get(digest) ?? (await this.#read(join('blobs', digest.replace(':', '/'))));
+    const bytes = this.#recall(digest) ?? (await this.#read(join('blobs', digest.replace(':', '/'))));
     if (bytes === undefined || digestOf(bytes, digestAlgorithm(digest)) !== digest) return undefined;
-    this.#memory.set(digest, bytes);
+    this.#remember(digest, bytes);
     return bytes;
   }
 
   /** Keeps a document whose bytes were verified against `digest`. */
   async putDocument(digest: string, bytes: Buffer): Promise<void> {
     if (!isValidDigest(digest) || digestOf(bytes, digestAlgorithm(digest)) !== digest) return;
-    this.#memory.set(digest, bytes);
+    this.#remember(digest, bytes);
     await this.#write(join('blobs', digest.replace(':', '/')), bytes);
   }
 
   /** A JSON record under `key` (path-safe components joined by `/`), or undefined. */
   async getRecord<T>(key: string): Promise<T | undefined> {
-    const bytes = this.#memory.get(`record:${key}`) ?? (await this.#read(join('records', `${key}.json`)));
+    const bytes = this.#recall(`record:${key}`) ?? (await this.#read(join('records', `${key}.json`)));
     if (bytes === undefined) return undefined;
+    this.#remember(`record:${key}`, bytes);
     try {
       return JSON.parse(bytes.toString('utf8')) as T;
     } catch {
@@ -58,7 +99,7 @@ export class SourceCache {
 
   async putRecord(key: string, value: unknown): Promise<void> {
     const bytes = Buffer.from(JSON.stringify(value));
-    this.#memory.set(`record:${key}`, bytes);
+    this.#remember(`record:${key}`, bytes);
     await this.#write(join('records', `${key}.json`), bytes);
   }
 
