@@ -11,7 +11,6 @@ import { join, relative } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseArgs } from 'node:util';
 import { startRegistry } from '../test/support/registry.ts';
-import type { Cleanup } from '../test/support/tmp-dir.ts';
 import { ensureDependencies } from './lib/deps.ts';
 import { IMAGE_KEYS, needsDebootstrap, prepareImages, type BenchImage } from './lib/images.ts';
 import { describeMachine } from './lib/machine.ts';
@@ -34,7 +33,7 @@ import {
   type CvmfsSection,
 } from './lib/cvmfs.ts';
 import { measureGcPlan } from './lib/gc.ts';
-import { BENCH_DIR, CACHE_DIR, REPO_ROOT, formatSeconds, log, run, secondsSince } from './lib/util.ts';
+import { BENCH_DIR, CACHE_DIR, Cleanups, REPO_ROOT, formatSeconds, log, run, secondsSince } from './lib/util.ts';
 
 const SECTIONS = ['conversion', 'cvmfs', 'reconcile', 'webhooks', 'gc', 'profile'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -56,24 +55,6 @@ const USAGE = `usage: npm run bench -- [options]
   --output FILE     where to write the Markdown results (default bench/results.md, bench/results.quick.md with --quick)
   -h, --help        this text
 `;
-
-class Cleanups implements Cleanup {
-  #fns: (() => Promise<void>)[] = [];
-  after(fn: () => Promise<void>): void {
-    this.#fns.push(fn);
-  }
-  /** Runs every registered cleanup, last registered first, reporting (not throwing) failures. */
-  async run(): Promise<void> {
-    while (this.#fns.length > 0) {
-      const fn = this.#fns.pop()!;
-      try {
-        await fn();
-      } catch (error) {
-        log(`cleanup: ${(error as Error).message}`);
-      }
-    }
-  }
-}
 
 function positive(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;

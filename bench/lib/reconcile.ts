@@ -15,6 +15,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { runConversion } from '../../src/cli/run-conversion.ts';
+import { MANIFEST_ACCEPT } from '../../src/registry/types.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { parseWishlist } from '../../src/wishlist/wishlist.ts';
 import { buildTar, type TarEntrySpec } from '../../test/support/build-tar.ts';
@@ -41,7 +42,7 @@ export interface ReconcileResult {
    */
   bareClient?: Measurement[];
   bareClientRegistryCpu?: number[];
-  /** HTTP requests of one no-op run, by kind ("GET manifest", "HEAD manifest", "GET blob", ...). */
+  /** HTTP requests of one no-op run, by kind and answer ("GET manifest 304", "GET blob 200", ...). */
   requests: Record<string, number>;
 }
 
@@ -196,9 +197,7 @@ async function tagDigest(entry: string): Promise<string> {
   const match = /^(https?):\/\/([^/]+)\/(.+):([^:/]+)$/.exec(entry);
   if (match === null) throw new Error(`not an http(s)://HOST/REPOSITORY:TAG entry: ${entry}`);
   const [, scheme, host, repository, tag] = match;
-  const accept =
-    'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
-  const response = await fetch(`${scheme}://${host}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept } });
+  const response = await fetch(`${scheme}://${host}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: MANIFEST_ACCEPT } });
   const digest = response.headers.get('docker-content-digest');
   if (!response.ok || digest === null) throw new Error(`HEAD ${entry}: ${response.status}, digest ${digest}`);
   return digest;
@@ -244,9 +243,10 @@ async function countingProxy(upstream: string): Promise<{ host: string; counts: 
           : path === '/v2/'
             ? 'ping (/v2/)'
             : 'other';
-    const key = `${req.method} ${kind}`;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
     const forward = httpRequest({ host: upstreamHost, port: Number(upstreamPort), method: req.method, path, headers: req.headers }, (upstreamRes) => {
+      // By answer too: a no-op run's conditional GETs show as "GET manifest 304".
+      const key = `${req.method} ${kind} ${upstreamRes.statusCode}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
       upstreamRes.pipe(res);
     });

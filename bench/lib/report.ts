@@ -606,54 +606,44 @@ export function renderReport(results: BenchResults): string {
       `${r.wishes.toLocaleString('en')} wishes over ${r.repositories} repositories (${r.wishes / r.repositories} tags of one small image of two layers in each), all already published.`,
       '',
     );
+    /** A row of seconds: the median, and every run. */
+    const secondsRow = (label: string, values: number[]): string[] => [
+      label,
+      `${formatSeconds(median(values))} s`,
+      values.map((value) => formatSeconds(value)).join(' / '),
+    ];
+    const bare = r.bareClient ?? [];
     out.push(
       markdownTable(
         ['Measurement', 'Median', 'Runs'],
         [
-          [
+          secondsRow(
             '`ducc convert` process (Node start-up included)',
-            `${formatSeconds(median(r.cli.map((c) => c.seconds)))} s`,
-            r.cli.map((c) => formatSeconds(c.seconds)).join(' / '),
-          ],
-          [
+            r.cli.map((c) => c.seconds),
+          ),
+          secondsRow(
             'CPU time of the `ducc convert` process',
-            `${formatSeconds(median(r.cli.map((c) => c.cpuSeconds)))} s`,
-            r.cli.map((c) => formatSeconds(c.cpuSeconds)).join(' / '),
-          ],
-          [
-            'CPU time of the registry meanwhile (docker-registry, on the same cores)',
-            `${formatSeconds(median(r.registryCpu ?? []))} s`,
-            (r.registryCpu ?? []).map((c) => formatSeconds(c)).join(' / '),
-          ],
-          ...(r.bareClient !== undefined && r.bareClient.length > 0
+            r.cli.map((c) => c.cpuSeconds),
+          ),
+          secondsRow('CPU time of the registry meanwhile (docker-registry, on the same cores)', r.registryCpu ?? []),
+          ...(bare.length > 0
             ? [
-                [
+                secondsRow(
                   'bare client process: the same conditional manifest GETs, nothing else (bench/lib/manifest-floor.js)',
-                  `${formatSeconds(median(r.bareClient.map((c) => c.seconds)))} s`,
-                  r.bareClient.map((c) => formatSeconds(c.seconds)).join(' / '),
-                ],
-                [
+                  bare.map((c) => c.seconds),
+                ),
+                secondsRow(
                   'CPU time of the bare client process',
-                  `${formatSeconds(median(r.bareClient.map((c) => c.cpuSeconds)))} s`,
-                  r.bareClient.map((c) => formatSeconds(c.cpuSeconds)).join(' / '),
-                ],
-                [
-                  'CPU time of the registry meanwhile',
-                  `${formatSeconds(median(r.bareClientRegistryCpu ?? []))} s`,
-                  (r.bareClientRegistryCpu ?? []).map((c) => formatSeconds(c)).join(' / '),
-                ],
-                [
-                  '`ducc convert` process ÷ bare client process',
-                  formatRatio(median(r.cli.map((c) => c.seconds)) / median(r.bareClient.map((c) => c.seconds))),
-                  '',
-                ],
+                  bare.map((c) => c.cpuSeconds),
+                ),
+                secondsRow('CPU time of the registry meanwhile', r.bareClientRegistryCpu ?? []),
+                ['`ducc convert` process ÷ bare client process', formatRatio(median(r.cli.map((c) => c.seconds)) / median(bare.map((c) => c.seconds))), ''],
               ]
             : []),
-          [
+          secondsRow(
             'in-process `runConversion`',
-            `${formatSeconds(median(r.inProcess.map((c) => c.seconds)))} s`,
-            r.inProcess.map((c) => formatSeconds(c.seconds)).join(' / '),
-          ],
+            r.inProcess.map((c) => c.seconds),
+          ),
           [
             'blob requests per no-op run (runConversion.blobRequests)',
             String(median(r.inProcess.map((c) => c.blobRequests))),
@@ -667,7 +657,7 @@ export function renderReport(results: BenchResults): string {
       ),
       '',
     );
-    if (r.bareClient !== undefined && r.bareClient.length > 0) {
+    if (bare.length > 0) {
       out.push(
         'The bare client is the least any client spends here: a Node process with only undici that sends the same conditional GETs (If-None-Match: the digest each tag named) 16 at a time, and checks any body against its Docker-Content-Digest. ' +
           'The registry spends its own CPU time on each request, on the same 2 cores, whoever asks.',

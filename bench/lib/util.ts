@@ -111,3 +111,22 @@ export function log(message: string): void {
   const stamp = new Date().toISOString().slice(11, 19);
   process.stderr.write(`[bench ${stamp}] ${message}\n`);
 }
+
+/** Cleanups registered with `after` (a TestContext stand-in for the test helpers the bench uses). */
+export class Cleanups {
+  #fns: (() => Promise<unknown> | unknown)[] = [];
+  after(fn: () => Promise<unknown> | unknown): void {
+    this.#fns.push(fn);
+  }
+  /** Runs every registered cleanup, last registered first, reporting (not throwing) failures. */
+  async run(): Promise<void> {
+    while (this.#fns.length > 0) {
+      const fn = this.#fns.pop()!;
+      try {
+        await fn();
+      } catch (error) {
+        log(`cleanup: ${(error as Error).message}`);
+      }
+    }
+  }
+}

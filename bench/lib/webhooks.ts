@@ -24,7 +24,7 @@ import { createGitRepo } from '../../test/support/git-repo.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import type { Cleanup } from '../../test/support/tmp-dir.ts';
 import { wishlistYaml } from './tools.ts';
-import { BENCH_DIR, log, percentile, run, secondsSince } from './util.ts';
+import { BENCH_DIR, Cleanups, log, percentile, run, secondsSince } from './util.ts';
 
 export interface BurstResult {
   latenciesMs: number[];
@@ -302,7 +302,7 @@ export async function measureDuringConversions(options: {
       ];
       for (const job of jobs) {
         const root = await mkdtemp(join(options.workDir, 'serve-'));
-        const cleanups = new LocalCleanups();
+        const cleanups = new Cleanups();
         try {
           const serve = await serveUnderTest(cleanups, root, options.smallEntry, mode);
           cleanups.after(serve.stop);
@@ -344,22 +344,4 @@ export async function measureDuringConversions(options: {
     }
   }
   return result;
-}
-
-/** after() hooks run last registered first, on demand. */
-class LocalCleanups implements Cleanup {
-  #fns: (() => Promise<void> | void)[] = [];
-  after(fn: () => Promise<void> | void): void {
-    this.#fns.push(fn);
-  }
-  async run(): Promise<void> {
-    while (this.#fns.length > 0) {
-      const fn = this.#fns.pop()!;
-      try {
-        await fn();
-      } catch (error) {
-        log(`cleanup: ${(error as Error).message}`);
-      }
-    }
-  }
 }
