@@ -39,6 +39,6 @@ USER node
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The V8 flag of bin/ducc.js's first line (see there).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/bin/ducc.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--initial-old-space-size=64", "/app/bin/ducc.js"]
 # Secrets come from the environment or *_FILE variables (Docker/Kubernetes secrets), never the image.
 CMD ["serve"]
