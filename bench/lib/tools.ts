@@ -3,6 +3,8 @@
  *
  * - `ducc`:          node bin/ducc.js convert (layers + flat tree, directory publisher, --skip-thin-image)
  * - `ducc-layers`:   the same with --skip-flat (layers only)
+ * - `ducc-layers-oci`: the same, the image read from its OCI layout on disk (`oci:DIR:TAG`), the blobs the
+ *                    floors read: no download, as for them
  * - `skopeo-umoci`:  skopeo copy docker://… oci:DIR:TAG, then umoci unpack --image DIR:TAG BUNDLE
  * - `floor-verified`: for each layer blob (already on disk), one pipeline of C tools: the blob through `tee`
  *                    into `openssl dgst -sha256` and `gzip -dc` (zstd -dc for zstd), whose output goes through
@@ -18,17 +20,23 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { BenchImage } from './images.ts';
 import { measureCommand, measurePipeline, measureVerifiedPipeline, type Measurement } from './measure.ts';
 import { REPO_ROOT, run } from './util.ts';
 
-export type ToolKey = 'ducc' | 'ducc-layers' | 'ducc-disk' | 'skopeo-umoci' | 'floor-verified' | 'floor' | 'node-verify';
-export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'ducc-disk', 'skopeo-umoci', 'floor-verified', 'floor', 'node-verify'];
+export type ToolKey = 'ducc' | 'ducc-layers' | 'ducc-layers-oci' | 'ducc-disk' | 'skopeo-umoci' | 'floor-verified' | 'floor' | 'node-verify';
+export const TOOL_KEYS: ToolKey[] = ['ducc', 'ducc-layers', 'ducc-layers-oci', 'ducc-disk', 'skopeo-umoci', 'floor-verified', 'floor', 'node-verify'];
+/** The `ducc convert` rows. */
+export const DUCC_TOOL_KEYS = ['ducc', 'ducc-layers', 'ducc-layers-oci', 'ducc-disk'] as const;
+export type DuccToolKey = (typeof DUCC_TOOL_KEYS)[number];
+/** The layers-only rows, each compared with the verified floor. */
+export const LAYERS_ONLY_TOOL_KEYS = ['ducc-layers', 'ducc-layers-oci'] as const;
 
 export const TOOL_TITLES: Record<ToolKey, string> = {
   ducc: 'ducc convert (layers + flat)',
   'ducc-layers': 'ducc convert --skip-flat (layers only)',
+  'ducc-layers-oci': "ducc convert --skip-flat from the OCI layout (the floor's input)",
   'ducc-disk': 'ducc convert (layers + flat), outputs on disk',
   'skopeo-umoci': 'skopeo copy + umoci unpack',
   'floor-verified': 'sha256 + decompress | tar -x (verified floor)',
@@ -94,6 +102,7 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
     switch (tool) {
       case 'ducc':
       case 'ducc-layers':
+      case 'ducc-layers-oci':
       case 'ducc-disk':
         return await measureDucc(tool, image, ctx, out);
       case 'skopeo-umoci':
@@ -110,12 +119,15 @@ export async function measureTool(tool: ToolKey, image: BenchImage, ctx: ToolCon
   }
 }
 
-async function measureDucc(tool: 'ducc' | 'ducc-layers' | 'ducc-disk', image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
+async function measureDucc(tool: DuccToolKey, image: BenchImage, ctx: ToolContext, out: string): Promise<Measurement> {
   const wishlist = join(out, 'wishlist.yaml');
-  await writeFile(wishlist, wishlistYaml([imageUrl(ctx.registryHost, image)]));
+  // From the OCI layout: the same blob files the floors read (bench/.cache, in the page cache).
+  const source = tool === 'ducc-layers-oci' ? `oci:${resolve(image.layout.dir)}:${image.layout.tag}` : imageUrl(ctx.registryHost, image);
+  await writeFile(wishlist, wishlistYaml([source]));
   const repoRoot = join(out, 'cvmfs');
+  const layersOnly = tool === 'ducc-layers' || tool === 'ducc-layers-oci';
   let output = '';
-  const measurement = await measureCommand(process.execPath, duccConvertArgs(wishlist, repoRoot, tool === 'ducc-layers' ? ['--skip-flat'] : []), {
+  const measurement = await measureCommand(process.execPath, duccConvertArgs(wishlist, repoRoot, layersOnly ? ['--skip-flat'] : []), {
     cwd: REPO_ROOT,
     env: duccEnv(ctx),
     onOutput: (text) => (output = text),
@@ -123,7 +135,7 @@ async function measureDucc(tool: 'ducc' | 'ducc-layers' | 'ducc-disk', image: Be
   if (!/\b1 converted, 0 up to date, 0 failed\b/.test(output)) throw new Error(`ducc convert did not report one conversion:\n${output.slice(-4000)}`);
   // Sanity: the public symlink (full conversion) or the layer directories (layers only) are there.
   const repo = join(repoRoot, CVMFS_REPO);
-  if (tool !== 'ducc-layers') {
+  if (!layersOnly) {
     const link = await lstat(join(repo, ctx.registryHost, `${image.repository}:${image.tag}`));
     if (!link.isSymbolicLink()) throw new Error('ducc convert left no public symlink');
   } else {
