@@ -1,5 +1,5 @@
 /**
- * The four ways of turning a pushed image into files that are measured side by side:
+ * The ways of turning a pushed image into files that are measured side by side:
  *
  * - `ducc`:          node bin/ducc.js convert (layers + flat tree, directory publisher, --skip-thin-image)
  * - `ducc-layers`:   the same with --skip-flat (layers only)
@@ -125,7 +125,7 @@ async function measureDucc(tool: DuccToolKey, image: BenchImage, ctx: ToolContex
   const source = tool === 'ducc-layers-oci' ? `oci:${resolve(image.layout.dir)}:${image.layout.tag}` : imageUrl(ctx.registryHost, image);
   await writeFile(wishlist, wishlistYaml([source]));
   const repoRoot = join(out, 'cvmfs');
-  const layersOnly = tool === 'ducc-layers' || tool === 'ducc-layers-oci';
+  const layersOnly = (LAYERS_ONLY_TOOL_KEYS as readonly ToolKey[]).includes(tool);
   let output = '';
   const measurement = await measureCommand(process.execPath, duccConvertArgs(wishlist, repoRoot, layersOnly ? ['--skip-flat'] : []), {
     cwd: REPO_ROOT,
