@@ -98,8 +98,8 @@ export class RegistryClient {
   /**
    * resolveImage without the config: only manifest requests are made (no blob request), so an
    * incremental run can decide from the manifest (its config digest) whether anything changed. With
-   * `cache`, a tag seen before costs a HEAD when unchanged, and held platform manifests no request
-   * (manifest-cache.ts).
+   * `cache`, a tag seen before costs a conditional GET, answered 304 without a body when unchanged, and
+   * held platform manifests no request (manifest-cache.ts).
    */
   async resolveManifest(ref: RepositoryRef, reference: string, options?: { platform?: Platform; cache?: ManifestCache }): Promise<ResolvedManifest> {
     assertValidRef(ref);

@@ -6,11 +6,10 @@
  * cache has seen before, whose document it holds (checked against its digest when read back), the GET
  * carries `If-None-Match: "<that digest>"`: the distribution registry then answers 304 Not Modified
  * without reading the manifest from its storage, and there is no body to read and hash here (the held
- * document is parsed instead). A
- * platform manifest named by an index entry is content-addressed: held, it costs no request at all.
- * Anything else — a tag not seen before, a moved tag (the 200 answer is used as any GET's), a registry that
- * ignores the header (the same), a cache file that is missing or damaged — is a plain GET as without a
- * cache, whose verified bytes are then kept. Nothing in the cache goes stale: documents are addressed by
+ * document is parsed instead). A platform manifest named by an index entry is content-addressed: held, it
+ * costs no request at all. Anything else — a tag not seen before, a moved tag (the 200 answer is used as
+ * any GET's), a registry that ignores the header (the same), a cache file that is missing or damaged —
+ * costs one GET as without a cache, whose verified bytes are then kept. Nothing in the cache goes stale: documents are addressed by
  * their digest, and the per-tag record only says which document to offer the registry.
  *
  * Not HEAD: undici closes the connection after every HEAD request (a guard against servers that send a

@@ -16,8 +16,8 @@ export function repositoryRef(image: ImageReference): RepositoryRef {
 
 /**
  * A registry repository as an ImageSource: the registry client does all the work. With a cache (the
- * source cache), manifests and indexes are kept by digest, so an unchanged tag costs one HEAD request
- * (src/registry/manifest-cache.ts).
+ * source cache), manifests and indexes are kept by digest, so an unchanged tag costs one conditional GET,
+ * answered 304 without a body (src/registry/manifest-cache.ts).
  */
 export class RegistrySource implements ImageSource {
   readonly #client: RegistryClient;
